@@ -10,7 +10,7 @@ __all__ = ["Snapshot", "__version__", "snapshot"]
 def __getattr__(name: str) -> object:
     # Lazy so that `import allocscope` stays cheap for the launcher.
     if name in ("Snapshot", "snapshot"):
-        from allocscope.probe import snapshot as _snapshot_module
+        import allocscope.probe.snapshot as _snapshot_module
 
         return getattr(_snapshot_module, name)
     raise AttributeError(name)

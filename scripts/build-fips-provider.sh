@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# build-fips-provider.sh: build OpenSSL's FIPS provider (fips.so) from the Debian source of the
+# system's own OpenSSL and cache it per machine, with ready-to-use OpenSSL config files.
+#
+# Usage (no Makefile needed):
+#   scripts/build-fips-provider.sh [DIR]              build unless a usable cache exists
+#   scripts/build-fips-provider.sh --print-dir [DIR]  print where the cache is/would be; build nothing
+#   scripts/build-fips-provider.sh --check [DIR]      exit 0 (and print DIR) only if the cache is usable
+#
+#   dir=$(scripts/build-fips-provider.sh | tail -n1)
+#   OPENSSL_CONF=$dir/openssl-fips.cnf OPENSSL_MODULES=$dir/ossl-modules python3 -c \
+#       'import _hashlib; print(_hashlib.get_fips_mode())'
+#
+# The last line of stdout is always the cache directory; all other output goes to stderr.
+# DIR defaults to ${ALLOCSCOPE_CACHE:-$HOME/.cache/allocscope}/fips/openssl-<version>-<arch>.
+# Layout of DIR:
+#   ossl-modules/fips.so               the provider, built from the upstream OpenSSL tarball
+#   fipsmodule.cnf                     from `openssl fipsinstall` (module MAC, self-tests passed)
+#   openssl-fips.cnf                   fips+base+default active, default_properties = fips=yes
+#   openssl-fips-strict.cnf            fips+base only (non-FIPS algorithms unreachable)
+#   openssl-fips-nodefaultprops.cnf    fips+base+default active, NOT enforced (no fips=yes)
+#   VERSION, README
+# This is the OpenSSL FIPS provider code built from source, NOT a FIPS 140 validated module.
+#
+# Needs: Debian/Ubuntu with apt; root or sudo only when a deb-src entry or a build
+# prerequisite is missing. Environment: ALLOCSCOPE_CACHE, TMPDIR.
+set -euo pipefail
+
+# Keep stdout for the single result line: fd 3 is the real stdout, everything else -> stderr.
+exec 3>&1 1>&2
+
+prog=${0##*/}
+log() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+}
+
+mode=build
+dir_arg=
+while (($#)); do
+    case $1 in
+        --print-dir) mode=print ;;
+        --check) mode=check ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; dir_arg=${1:-}; break ;;
+        -*) usage; die "unknown option: $1" ;;
+        *) [[ -z $dir_arg ]] || die "only one DIR may be given"; dir_arg=$1 ;;
+    esac
+    shift
+done
+
+# System `openssl` runs must not pick up a caller's FIPS config (it may point at this cache).
+sysossl() { env -u OPENSSL_CONF -u OPENSSL_MODULES openssl "$@"; }
+
+# The version that matters is the libcrypto Python and friends load, i.e. "Library:".
+system_openssl_version() {
+    local v
+    v=$(sysossl version 2>/dev/null) || return 1
+    if [[ $v == *"Library: OpenSSL "* ]]; then
+        v=${v##*Library: OpenSSL }
+    else
+        v=${v#OpenSSL }
+    fi
+    [[ $v =~ ^([0-9]+\.[0-9]+\.[0-9]+) ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[1]}"
+}
+
+command -v openssl >/dev/null 2>&1 ||
+    { [[ $mode == build ]] || die "openssl is not installed"; }
+
+as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root for: $* (no sudo available)"
+    fi
+}
+
+# Other apt users may hold the dpkg/lists locks; wait for them instead of failing.
+apt_lock=(-o DPkg::Lock::Timeout=600)
+
+apt_updated=0
+apt_update_once() {
+    ((apt_updated)) && return 0
+    log "running apt-get update"
+    as_root apt-get "${apt_lock[@]}" update -q >&2
+    apt_updated=1
+}
+
+pkg_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+# Install only what is missing; refresh package lists only if the first attempt fails.
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+    ((${#missing[@]})) || return 0
+    log "installing build prerequisites: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2; then
+        apt_update_once
+        as_root apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+# Openssl may be absent only in build mode; install it before we need its version.
+command -v openssl >/dev/null 2>&1 || ensure_packages openssl
+
+version=$(system_openssl_version) || die "cannot parse \`openssl version\`"
+arch=$(uname -m)
+
+if [[ -n $dir_arg ]]; then
+    cache_dir=$(realpath -m -- "$dir_arg")
+else
+    cache_dir=$(realpath -m -- "${ALLOCSCOPE_CACHE:-${HOME:?HOME is not set}/.cache/allocscope}/fips/openssl-$version-$arch")
+fi
+# The path is written into OpenSSL config files, where '$', '#', quotes, '\' and spaces are
+# special; refuse rather than produce a config that silently means something else.
+[[ $cache_dir =~ ^[A-Za-z0-9_./@+:,=~-]+$ ]] ||
+    die "cache dir '$cache_dir' contains characters unsafe in an OpenSSL config; pass another DIR"
+
+# --- config files ------------------------------------------------------------------------
+# $1 = directory the config should refer to (the final cache dir), $2 = where to write it.
+write_configs() {
+    local ref=$1 out=$2 variant name providers props header
+    for variant in enforced strict nodefaultprops; do
+        name=openssl-fips-$variant.cnf
+        if [[ $variant == enforced ]]; then name=openssl-fips.cnf; fi
+        case $variant in
+            enforced)
+                header="FIPS provider active AND enforced: default_properties = fips=yes. The default
+# provider stays loaded so non-FIPS algorithms are reachable only when asked for explicitly
+# (e.g. a \"-fips\" property query, as hashlib.md5(usedforsecurity=False) does)."
+                providers=$'fips = fips_sect\nbase = base_sect\ndefault = default_sect'
+                props=1 ;;
+            strict)
+                header="FIPS provider + base provider only: no default provider, so non-FIPS
+# algorithms cannot be fetched at all, even with usedforsecurity=False."
+                providers=$'fips = fips_sect\nbase = base_sect'
+                props=1 ;;
+            nodefaultprops)
+                header="FIPS provider active but NOT enforced: fips, base and default providers
+# are loaded and no default_properties are set, so fetches may pick the default provider."
+                providers=$'fips = fips_sect\nbase = base_sect\ndefault = default_sect'
+                props=0 ;;
+        esac
+        {
+            printf '# Generated by allocscope scripts/build-fips-provider.sh for OpenSSL %s.\n' "$version"
+            printf '# %s\n' "$header"
+            printf '# Use with OPENSSL_MODULES=%s/ossl-modules.\n' "$ref"
+            printf '# Built from source: NOT a FIPS 140 validated module.\n\n'
+            # Same as Debian's own openssl.cnf: config errors (e.g. a provider that fails its
+            # self-test) are reported as errors instead of being silently skipped.
+            printf 'config_diagnostics = 1\n'
+            printf 'openssl_conf = openssl_init\n\n'
+            printf '.include %s/fipsmodule.cnf\n\n' "$ref"
+            printf '[openssl_init]\nproviders = provider_sect\n'
+            if ((props)); then printf 'alg_section = algorithm_sect\n'; fi
+            printf '\n[provider_sect]\n%s\n\n' "$providers"
+            printf '[base_sect]\nactivate = 1\n'
+            if [[ $providers == *default_sect* ]]; then printf '\n[default_sect]\nactivate = 1\n'; fi
+            if ((props)); then printf '\n[algorithm_sect]\ndefault_properties = fips=yes\n'; fi
+        } >"$out/$name"
+    done
+}
+
+# --- usability check ---------------------------------------------------------------------
+# $1 = cache dir. Usable = all files present, same OpenSSL version, module MAC verifies, and
+# the strict config (where fips is the only digest source) really computes a SHA-256.
+cache_usable() {
+    local d=$1 f out
+    for f in ossl-modules/fips.so fipsmodule.cnf openssl-fips.cnf openssl-fips-strict.cnf \
+        openssl-fips-nodefaultprops.cnf VERSION; do
+        [[ -s $d/$f ]] || return 1
+    done
+    [[ $(<"$d/VERSION") == "$version" ]] || return 1
+    sysossl fipsinstall -module "$d/ossl-modules/fips.so" -in "$d/fipsmodule.cnf" \
+        -provider_name fips -verify >/dev/null 2>&1 || return 1
+    out=$(OPENSSL_CONF=$d/openssl-fips-strict.cnf OPENSSL_MODULES=$d/ossl-modules \
+        openssl list -providers 2>/dev/null) || return 1
+    grep -A3 '^  fips$' <<<"$out" | grep -q 'status: active' || return 1
+    printf 'x' | OPENSSL_CONF=$d/openssl-fips-strict.cnf OPENSSL_MODULES=$d/ossl-modules \
+        openssl dgst -sha256 >/dev/null 2>&1 || return 1
+}
+
+case $mode in
+    print)
+        printf '%s\n' "$cache_dir" >&3
+        exit 0 ;;
+    check)
+        if cache_usable "$cache_dir"; then
+            log "usable FIPS provider cache: $cache_dir"
+            printf '%s\n' "$cache_dir" >&3
+            exit 0
+        fi
+        log "no usable FIPS provider cache at $cache_dir"
+        exit 1 ;;
+esac
+
+if cache_usable "$cache_dir"; then
+    log "cached FIPS provider for OpenSSL $version is usable: $cache_dir"
+    printf '%s\n' "$cache_dir" >&3
+    exit 0
+fi
+
+parent=$(dirname -- "$cache_dir")
+mkdir -p -- "$parent"
+# One builder per cache dir at a time; a second caller waits, then finds the cache ready.
+exec 9>"$parent/.$(basename -- "$cache_dir").lock"
+flock 9
+if cache_usable "$cache_dir"; then
+    log "cache was built by a concurrent run: $cache_dir"
+    printf '%s\n' "$cache_dir" >&3
+    exit 0
+fi
+
+start=$SECONDS
+work=$(mktemp -d "${TMPDIR:-/tmp}/allocscope-fips.XXXXXX")
+stage=
+cleanup() {
+    rm -rf -- "$work"
+    [[ -z $stage ]] || rm -rf -- "$stage"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites -----------------------------------------------------------------------
+# The build needs a C toolchain, make and perl (OpenSSL's Configure is perl); dpkg-dev
+# brings dpkg-source, which apt-get source expects to find; openssl runs fipsinstall.
+ensure_packages build-essential perl dpkg-dev openssl
+
+# --- deb-src entry -----------------------------------------------------------------------
+# Source package + exact version of the installed openssl, so the tarball matches the
+# system libcrypto and a deb-src entry for another suite (e.g. trixie) is never picked.
+src_spec=$(dpkg-query -W -f='${source:Package}=${source:Version}' openssl) ||
+    die "cannot query the openssl package"
+
+src_list=/etc/apt/sources.list.d/allocscope-src.sources
+
+# Stanzas of a deb822 file whose Types has "deb" but not "deb-src", turned into deb-src.
+deb822_to_src() {
+    awk '
+        function flush() {
+            if (n && isdeb && !issrc) { if (out) print ""; for (i = 1; i <= n; i++) print s[i]; out = 1 }
+            n = 0; isdeb = 0; issrc = 0
+        }
+        /^[[:space:]]*$/ { flush(); next }
+        {
+            line = $0
+            if (tolower(line) ~ /^types:/) {
+                t = " " substr(line, index(line, ":") + 1) " "
+                if (t ~ /[[:space:]]deb[[:space:]]/) isdeb = 1
+                if (t ~ /[[:space:]]deb-src[[:space:]]/) issrc = 1
+                line = "Types: deb-src"
+            }
+            s[++n] = line
+        }
+        END { flush() }
+    ' "$1"
+}
+
+# One-line "deb [opts] uri suite comps" entries turned into deb-src deb822 stanzas.
+oneline_to_src() {
+    awk '
+        /^[[:space:]]*deb[[:space:]]/ {
+            sub(/^[[:space:]]*deb[[:space:]]+/, ""); opts = ""
+            if ($0 ~ /^\[/) { opts = substr($0, 2, index($0, "]") - 2); sub(/^\[[^]]*\][[:space:]]*/, "") }
+            split($0, f, /[[:space:]]+/); comps = ""
+            for (i = 3; i in f; i++) if (f[i] != "") comps = comps (comps ? " " : "") f[i]
+            if (out) print ""
+            print "Types: deb-src"; print "URIs: " f[1]; print "Suites: " f[2]
+            if (comps != "") print "Components: " comps
+            if (match(opts, /signed-by=[^[:space:]]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
+            out = 1
+        }
+    ' "$1"
+}
+
+ensure_deb_src() {
+    # Already resolvable? Then leave apt alone entirely.
+    apt-get source --print-uris "$src_spec" >/dev/null 2>&1 && return 0
+    local want f
+    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+        want=$(deb822_to_src /etc/apt/sources.list.d/debian.sources)
+    fi
+    if [[ -z ${want:-} ]]; then
+        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+            [[ -f $f ]] || continue
+            want+=$(oneline_to_src "$f")$'\n'
+        done
+    fi
+    want=$(sed '/./,$!d' <<<"${want:-}")
+    [[ -n $want ]] || die "found no 'deb' entries to derive a deb-src entry from"
+    want="# Added by allocscope scripts/build-fips-provider.sh: source entries for the system's
+# own suites, needed by \`apt-get source openssl\`.
+$want"
+    if [[ ! -f $src_list || $(<"$src_list") != "$want" ]]; then
+        log "writing $src_list"
+        printf '%s\n' "$want" | as_root tee "$src_list.tmp" >/dev/null
+        as_root mv -f "$src_list.tmp" "$src_list"
+    fi
+    apt_update_once
+}
+
+ensure_deb_src
+
+# --- fetch the source --------------------------------------------------------------------
+mkdir -p "$work/src" "$work/build"
+# Let apt's sandbox user write here when root, so it need not fall back to unsandboxed.
+if ((EUID == 0)) && id _apt >/dev/null 2>&1; then
+    chmod 0755 "$work"
+    chown _apt "$work/src"
+fi
+find_tarballs() {
+    tarballs=()
+    local f
+    for f in "$work"/src/*.orig.tar.*; do
+        if [[ -f $f && $f != *.asc ]]; then tarballs+=("$f"); fi
+    done
+}
+
+# Only the upstream tarball is needed. Some mirrors serve it but not the .dsc/.debian.tar
+# (apt-get then exits non-zero after fetching it), so judge by the tarball, not the exit code.
+# apt checks the tarball against the hash in the signed Sources index before keeping it.
+log "downloading source $src_spec"
+(cd "$work/src" && apt-get source --download-only -q "$src_spec" >&2) ||
+    log "apt-get source reported errors; using the upstream tarball if it arrived"
+find_tarballs
+if ((${#tarballs[@]} == 0)); then
+    # The exact version may have left the archive; take what apt offers, the check below
+    # still refuses a different major.minor.
+    log "warning: $src_spec not available, falling back to the candidate openssl source"
+    (cd "$work/src" && apt-get source --download-only -q "${src_spec%%=*}" >&2) || true
+    find_tarballs
+fi
+((${#tarballs[@]} == 1)) || die "expected one upstream tarball, found ${#tarballs[@]}"
+tarball=${tarballs[0]}
+src_version=$(basename -- "$tarball")
+src_version=${src_version#*_}
+src_version=${src_version%%.orig.tar.*}
+
+# fips.so must come from the same major.minor as the libcrypto that loads it.
+if [[ ${src_version%.*} != "${version%.*}" ]]; then
+    die "source OpenSSL $src_version does not match system libcrypto $version (major.minor)"
+elif [[ $src_version != "$version" ]]; then
+    log "WARNING: source OpenSSL $src_version differs from system libcrypto $version (patch level)"
+fi
+
+# --- build only the FIPS provider --------------------------------------------------------
+log "building providers/fips.so from OpenSSL $src_version (log: $work/build.log)"
+tar -xf "$tarball" -C "$work/build"
+srcdir=$(find "$work/build" -mindepth 1 -maxdepth 1 -type d | head -n1)
+[[ -x $srcdir/Configure ]] || die "no Configure in $tarball"
+jobs=$(nproc 2>/dev/null || echo 1)
+if ! (
+    cd "$srcdir"
+    ./Configure enable-fips
+    make -j"$jobs" build_generated
+    make -j"$jobs" providers/fips.so
+) >"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    die "build failed"
+fi
+log "built in $((SECONDS - start)) s"
+
+# --- stage, validate, publish ------------------------------------------------------------
+# Staged next to the final dir (same filesystem), so publishing is a single rename.
+stage=$(mktemp -d "$parent/.$(basename -- "$cache_dir").tmp.XXXXXX")
+chmod 0755 "$stage"
+install -D -m 0755 "$srcdir/providers/fips.so" "$stage/ossl-modules/fips.so"
+log "running openssl fipsinstall (module self-tests)"
+sysossl fipsinstall -module "$stage/ossl-modules/fips.so" -out "$stage/fipsmodule.cnf" \
+    -provider_name fips >&2
+chmod 0644 "$stage/fipsmodule.cnf"
+write_configs "$cache_dir" "$stage"
+printf '%s\n' "$version" >"$stage/VERSION"
+cat >"$stage/README" <<EOF
+This is the OpenSSL FIPS provider code built from source, NOT a FIPS 140 validated module.
+fips.so was built from the upstream OpenSSL $src_version tarball of Debian source package $src_spec
+by allocscope scripts/build-fips-provider.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ) for $arch; fipsmodule.cnf comes
+from \`openssl fipsinstall\` with the system openssl $version. Use it to test FIPS behaviour, not to claim compliance:
+  OPENSSL_CONF=$cache_dir/openssl-fips.cnf OPENSSL_MODULES=$cache_dir/ossl-modules <command>
+EOF
+
+# The configs name the final dir; validate the staged files through a throwaway copy of
+# the configs that names the staging dir instead.
+mkdir -p "$work/validate"
+cp -a "$stage/." "$work/validate/"
+write_configs "$work/validate" "$work/validate"
+cache_usable "$work/validate" || die "freshly built provider failed validation"
+
+if [[ -e $cache_dir ]]; then
+    # Stale or broken: move it aside first (rename cannot replace a non-empty dir).
+    old=$(mktemp -d "$parent/.$(basename -- "$cache_dir").old.XXXXXX")
+    mv -T -- "$cache_dir" "$old/d"
+    mv -T -- "$stage" "$cache_dir"
+    rm -rf -- "$old"
+else
+    mv -T -- "$stage" "$cache_dir"
+fi
+stage=
+cache_usable "$cache_dir" || die "installed cache at $cache_dir is not usable"
+log "FIPS provider for OpenSSL $version cached in $cache_dir ($((SECONDS - start)) s)"
+printf '%s\n' "$cache_dir" >&3

@@ -1,0 +1,16 @@
+"""Exit codes of every allocscope command, in one place (README documents them)."""
+
+from __future__ import annotations
+
+OK = 0
+CHECK_FAILED = 1  # verify: at least one expectation is unmet
+USAGE = 2  # bad command line (argparse uses 2 as well)
+BAD_INPUT = 3  # unreadable or invalid input: results file, variant, workload, TOML
+RUN_FAILED = 4  # bench/compare: no run succeeded
+INTERRUPTED = 130
+
+# Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.
+VENDOR_MISSING = 111
+SERVER_MISSING = 112
+ABI_MISMATCH = 113
+STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect

@@ -1,0 +1,235 @@
+"""Which allocator really serves malloc in this process, and how it got there.
+
+The answer comes from the process itself, not from ``LD_PRELOAD``: we ask the dynamic
+linker where ``malloc`` resolves (dlsym + dladdr), list the allocator libraries among the
+mappings, and confirm the winner by resolving its own symbols (``mallctl``,
+``mi_version``, ``tc_version``). Whatever the environment declared is reported beside it,
+with a warning for every declaration that is not in effect.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from allocscope.probe import elf, native, procfs
+from allocscope.probe.errors import ProbeError
+
+AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
+Source = Literal["LD_PRELOAD", "linked", "unknown"]
+
+# Basename patterns of the allocators we know, and the symbol that proves each one.
+_KNOWN: dict[str, tuple[re.Pattern[str], str]] = {
+    "jemalloc": (re.compile(r"^libjemalloc[._]"), "mallctl"),
+    "tcmalloc": (re.compile(r"^libtcmalloc(_minimal)?[._]"), "tc_version"),
+    "mimalloc": (re.compile(r"^libmimalloc[._-]"), "mi_version"),
+    "glibc": (re.compile(r"^libc[.-]"), "gnu_get_libc_version"),
+}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the environment asked for (it may or may not be in effect)."""
+
+    ld_preload: str | None
+    malloc_conf: str | None
+    malloc_arena_max: str | None
+    pythonmalloc: str | None
+    glibc_tunables: str | None
+
+    @classmethod
+    def from_environ(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Declared:
+        env = os.environ if environ is None else environ
+        return cls(
+            ld_preload=env.get("LD_PRELOAD"),
+            malloc_conf=env.get("MALLOC_CONF"),
+            malloc_arena_max=env.get("MALLOC_ARENA_MAX"),
+            pythonmalloc=env.get("PYTHONMALLOC"),
+            glibc_tunables=env.get("GLIBC_TUNABLES"),
+        )
+
+
+@dataclass(frozen=True)
+class PreloadEntry:
+    """One entry of LD_PRELOAD and what became of it."""
+
+    entry: str
+    loaded: bool
+    path: str | None  # the mapped file, when loaded
+    allocator: str | None  # which known allocator it is, by name
+    problem: str | None  # why it is not loaded, when it is not
+
+
+@dataclass(frozen=True)
+class AllocatorInfo:
+    name: AllocatorName
+    version: str | None
+    path: str | None  # the shared object that serves malloc
+    source: Source
+    confirmed_by: str | None  # the allocator's own symbol we resolved in the process
+    mapped_allocators: tuple[str, ...]  # every allocator library mapped, serving or not
+    preload: tuple[PreloadEntry, ...]
+    declared: Declared
+    python_allocator: str  # what CPython uses for small objects
+    warnings: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """'jemalloc 5.3.0 (via LD_PRELOAD)' or 'glibc 2.36', as the demo printed it."""
+        text = self.name if not self.version else f"{self.name} {self.version}"
+        return f"{text} (via LD_PRELOAD)" if self.source == "LD_PRELOAD" else text
+
+
+def allocator_of(path: str) -> str | None:
+    """The known allocator a library path belongs to, judged by its file name."""
+    base = os.path.basename(path)
+    for name, (pattern, _) in _KNOWN.items():
+        if pattern.match(base):
+            return name
+    return None
+
+
+def split_preload(value: str | None) -> list[str]:
+    """LD_PRELOAD entries: ld.so accepts spaces and colons as separators."""
+    return [e for e in re.split(r"[\s:]+", value or "") if e]
+
+
+def _matches(entry: str, mapped: str) -> bool:
+    if "/" in entry:
+        return os.path.realpath(entry) == os.path.realpath(mapped)
+    return os.path.basename(mapped) == entry  # a bare name is found by the search path
+
+
+def examine_preload(value: str | None, mapped: list[str]) -> tuple[PreloadEntry, ...]:
+    entries = []
+    for entry in split_preload(value):
+        hit = next((m for m in mapped if _matches(entry, m)), None)
+        problem = None
+        if hit is None:
+            why = elf.mismatch(entry) if "/" in entry else "not found in the library search path"
+            problem = why or "the loader did not map it"
+        name = allocator_of(hit or entry)
+        entries.append(PreloadEntry(entry, hit is not None, hit, name, problem))
+    return tuple(entries)
+
+
+def python_allocator(pythonmalloc: str | None) -> str:
+    if pythonmalloc in ("malloc", "malloc_debug"):
+        return "malloc (PYTHONMALLOC=malloc: every object goes to the C allocator)"
+    if pythonmalloc in ("mimalloc", "mimalloc_debug"):
+        return "mimalloc (CPython's bundled copy)"
+    return "pymalloc (objects up to 512 bytes), malloc above"
+
+
+def _version(name: str, lib: ctypes.CDLL) -> str | None:
+    if name == "glibc":
+        fn = lib.gnu_get_libc_version
+        fn.argtypes, fn.restype = (), ctypes.c_char_p
+        return (fn() or b"").decode() or None
+    if name == "mimalloc":
+        fn = lib.mi_version
+        fn.argtypes, fn.restype = (), ctypes.c_int
+        v = int(fn())  # 209 means 2.0.9
+        return f"{v // 100}.{v % 100 // 10}.{v % 10}"
+    if name == "tcmalloc":
+        fn = lib.tc_version
+        c_int_p = ctypes.POINTER(ctypes.c_int)
+        fn.argtypes = (c_int_p, c_int_p, ctypes.POINTER(ctypes.c_char_p))
+        fn.restype = ctypes.c_char_p
+        major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_char_p()
+        fn(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
+        return f"{major.value}.{minor.value}{(patch.value or b'').decode()}"
+    if name == "jemalloc":
+        from allocscope.probe.jemalloc import Jemalloc
+
+        return Jemalloc(lib).version().split("-")[0]  # '5.3.0-0-g54eaed1d' -> '5.3.0'
+    return None
+
+
+def _serving_object() -> str | None:
+    """The shared object that the global scope's ``malloc`` resolves into."""
+    address = native.symbol_address(native.libc(), "malloc")
+    return native.object_containing(address) if address else None
+
+
+def detect(proc_root: str = procfs.DEFAULT_ROOT, environ: dict[str, str] | None = None) -> (
+    AllocatorInfo
+):
+    """Detect the allocator serving malloc in *this* process."""
+    declared = Declared.from_environ(environ)
+    warnings: list[str] = []
+    try:
+        mapped = procfs.mapped_files(proc_root)
+    except ProbeError as e:
+        mapped = []
+        warnings.append(f"{e}; allocator libraries mapped but not serving cannot be listed")
+    allocator_libs = tuple(m for m in mapped if allocator_of(m) not in (None, "glibc"))
+    preload = examine_preload(declared.ld_preload, mapped)
+
+    serving = _serving_object()
+    name = (allocator_of(serving) if serving else None) or "unknown"
+    if serving is None:
+        warnings.append("dladdr could not place malloc in any shared object")
+    elif name == "unknown":
+        warnings.append(f"malloc is served by {serving}, which is not an allocator we know")
+
+    version = confirmed_by = None
+    lib = native.already_loaded(serving) if serving else None
+    if lib is not None and name in _KNOWN:
+        symbol = _KNOWN[name][1]
+        if native.symbol_address(lib, symbol) is not None:
+            confirmed_by = symbol
+            version = _version(name, lib)
+        else:
+            warnings.append(f"{serving} looks like {name} but does not export {symbol}")
+
+    source: Source = "unknown"
+    if serving:
+        preloaded = any(p.loaded and p.path and _matches(p.path, serving) for p in preload)
+        source = "LD_PRELOAD" if preloaded else "linked"
+
+    warnings += _preload_warnings(preload, name)
+    warnings += [
+        f"{path} is mapped but does not serve malloc ({name} does)"
+        for path in allocator_libs
+        if serving is None or os.path.realpath(path) != os.path.realpath(serving)
+    ]
+    if declared.malloc_conf is not None and name != "jemalloc":
+        warnings.append(f"MALLOC_CONF is set but {name} serves malloc: it has no effect")
+    if declared.malloc_arena_max is not None and name != "glibc":
+        warnings.append(f"MALLOC_ARENA_MAX is set but {name} serves malloc: it has no effect")
+
+    return AllocatorInfo(
+        name=name,  # type: ignore[arg-type]
+        version=version,
+        path=serving,
+        source=source,
+        confirmed_by=confirmed_by,
+        mapped_allocators=allocator_libs,
+        preload=preload,
+        declared=declared,
+        python_allocator=python_allocator(declared.pythonmalloc),
+        warnings=tuple(warnings),
+    )
+
+
+def _preload_warnings(preload: tuple[PreloadEntry, ...], serving: str) -> list[str]:
+    warnings = [
+        f"LD_PRELOAD entry {p.entry!r} is not loaded: {p.problem}"
+        for p in preload
+        if not p.loaded
+    ]
+    warnings += [
+        f"LD_PRELOAD entry {p.entry!r} is loaded but is not a memory allocator"
+        for p in preload
+        if p.loaded and p.allocator is None
+    ]
+    named = [p.allocator for p in preload if p.allocator and p.allocator != "glibc"]
+    if len(named) > 1:
+        warnings.append(
+            f"LD_PRELOAD names several allocators ({', '.join(named)}); {serving} serves malloc"
+        )
+    return warnings
