@@ -154,8 +154,8 @@ write_configs() {
             printf '# %s\n' "$header"
             printf '# Use with OPENSSL_MODULES=%s/ossl-modules.\n' "$ref"
             printf '# Built from source: NOT a FIPS 140 validated module.\n\n'
-            # Same as Debian's own openssl.cnf: config errors (e.g. a provider that fails its
-            # self-test) are reported as errors instead of being silently skipped.
+            # As in Debian's own openssl.cnf: a malformed config is an error. (Measured on
+            # 3.0.22: a fips provider failing its integrity check is still skipped silently.)
             printf 'config_diagnostics = 1\n'
             printf 'openssl_conf = openssl_init\n\n'
             printf '.include %s/fipsmodule.cnf\n\n' "$ref"
@@ -179,6 +179,10 @@ cache_usable() {
         [[ -s $d/$f ]] || return 1
     done
     [[ $(<"$d/VERSION") == "$version" ]] || return 1
+    # A copied or moved cache still names the old fipsmodule.cnf; that is not this cache.
+    for f in openssl-fips.cnf openssl-fips-strict.cnf openssl-fips-nodefaultprops.cnf; do
+        grep -qxF ".include $d/fipsmodule.cnf" "$d/$f" || return 1
+    done
     sysossl fipsinstall -module "$d/ossl-modules/fips.so" -in "$d/fipsmodule.cnf" \
         -provider_name fips -verify >/dev/null 2>&1 || return 1
     out=$(OPENSSL_CONF=$d/openssl-fips-strict.cnf OPENSSL_MODULES=$d/ossl-modules \

@@ -1,0 +1,44 @@
+# allocscope: `make run` runs the main job, `make test` the whole suite. Both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_JEMALLOC := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/libjemalloc.so.2
+
+.PHONY: setup system-deps fips run info test lint typecheck pytest image clean
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# A real OpenSSL FIPS provider, built once per machine (see scripts/build-fips-provider.sh).
+fips: setup
+	@scripts/build-fips-provider.sh | tail -n1
+
+info: setup
+	LD_PRELOAD=$(DEB_JEMALLOC) MALLOC_CONF=background_thread:true,dirty_decay_ms:500 \
+		$(BIN)/allocscope info --human
+
+run: info
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks bench_alloc.py
+	$(BIN)/ruff format --check src tests benchmarks bench_alloc.py
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup fips
+	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results

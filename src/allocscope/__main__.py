@@ -1,0 +1,5 @@
+import sys
+
+from allocscope.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""allocscope info: the snapshot, as JSON or as a readable page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from allocscope import exitcodes
+from allocscope.probe.snapshot import Snapshot, snapshot
+
+HELP = "print what this process runs on: allocator, heap, memory, FIPS"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretty", action="store_true", help="indent the JSON")
+    parser.add_argument("--human", action="store_true", help="a readable page instead of JSON")
+    parser.add_argument("--proc", default="/proc", help="procfs root (for tests)")
+
+
+def run(args: argparse.Namespace) -> int:
+    snap = snapshot(args.proc)
+    if args.human:
+        print(render(snap))
+    else:
+        print(json.dumps(snap.to_dict(), indent=2 if args.pretty else None))
+    return exitcodes.OK
+
+
+def _mib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def render(snap: Snapshot) -> str:
+    a, f = snap.allocator, snap.fips
+    lines = [
+        f"allocator    {a.label}",
+        f"  library    {a.path or 'unknown'}",
+        f"  confirmed  {a.confirmed_by or 'no'}",
+        f"  python     {a.python_allocator}",
+    ]
+    for key, value in (
+        ("LD_PRELOAD", a.declared.ld_preload),
+        ("MALLOC_CONF", a.declared.malloc_conf),
+        ("MALLOC_ARENA_MAX", a.declared.malloc_arena_max),
+        ("PYTHONMALLOC", a.declared.pythonmalloc),
+    ):
+        if value is not None:
+            lines.append(f"  {key:<17}{value}")
+    if snap.jemalloc:
+        s = snap.jemalloc.stats
+        lines.append(
+            f"jemalloc     allocated {_mib(s.allocated)}, active {_mib(s.active)}, "
+            f"resident {_mib(s.resident)}, retained {_mib(s.retained)}, "
+            f"{s.narenas} arenas, background thread {'on' if s.background_thread else 'off'}"
+        )
+        opts = snap.jemalloc.options
+        lines.append("  options    " + ", ".join(f"{k}:{v}" for k, v in opts.items()))
+        for k in snap.jemalloc.malloc_conf:
+            lines.append(f"  conf {k.key:<18} {'in effect' if k.in_effect else k.reason}")
+    if snap.glibc:
+        g = snap.glibc
+        lines.append(
+            f"glibc heap   in use {_mib(g.in_use_bytes)}, free {_mib(g.free_bytes)}, "
+            f"mmap {_mib(g.mmap_bytes)}, arenas {g.arenas if g.arenas is not None else 'n/a'}"
+        )
+    if snap.memory:
+        m = snap.memory
+        lines.append(
+            f"memory       rss {_mib(m.rss_bytes)}, peak {_mib(m.peak_rss_bytes)}, "
+            f"anon {_mib(m.anon_rss_bytes)}, pss {_mib(m.pss_bytes)}, uss {_mib(m.uss_bytes)}"
+        )
+    lines.append(f"fips         {f.state}: {f.reason}")
+    if f.openssl:
+        lines.append(f"  openssl    {f.openssl.version} ({f.openssl.libcrypto})")
+    lines.append(
+        "  md5        "
+        + ", ".join(
+            f"{name} {'answered' if ok else 'refused'}"
+            for name, ok in (
+                ("hashlib.md5()", f.md5.hashlib_md5),
+                ("hashlib.new('md5')", f.md5.hashlib_new_md5),
+                ("built-in _md5", f.md5.builtin_md5),
+            )
+        )
+    )
+    r = snap.runtime
+    lines.append(f"runtime      {r.implementation} {r.python_version} ({r.soabi}), pid {r.pid}")
+    lines += [f"warning      {w}" for w in a.warnings]
+    lines += [f"error        {e}" for e in (*snap.errors, *f.errors)]
+    return "\n".join(lines)

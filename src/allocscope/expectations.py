@@ -1,0 +1,95 @@
+"""Expectations a deployment has of its process, and the checks that hold it to them.
+
+Shared by ``allocscope verify`` (CI gates, container health checks), the service's
+``/readyz`` and the launcher's fail-closed start-up check.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from allocscope.probe.snapshot import Snapshot
+
+ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc", "glibc")
+FIPS_LEVELS = ("off", "on", "enforced")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Expectations:
+    allocator: str | None = None  # one of ALLOCATORS
+    fips: str | None = None  # one of FIPS_LEVELS
+    malloc_conf: bool = True  # every MALLOC_CONF key must be in effect
+    preload: bool = True  # every LD_PRELOAD entry must be loaded
+
+    def __post_init__(self) -> None:
+        if self.allocator is not None and self.allocator not in ALLOCATORS:
+            raise ValueError(
+                f"unknown allocator {self.allocator!r}; expected one of {', '.join(ALLOCATORS)}"
+            )
+        if self.fips is not None and self.fips not in FIPS_LEVELS:
+            raise ValueError(
+                f"unknown FIPS level {self.fips!r}; expected one of {', '.join(FIPS_LEVELS)}"
+            )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Expectations:
+        """ALLOCSCOPE_EXPECT_ALLOCATOR, _FIPS, _MALLOC_CONF and _PRELOAD (booleans)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            allocator=env.get("ALLOCSCOPE_EXPECT_ALLOCATOR") or None,
+            fips=env.get("ALLOCSCOPE_EXPECT_FIPS") or None,
+            malloc_conf=env.get("ALLOCSCOPE_EXPECT_MALLOC_CONF", "1").lower() in _TRUE,
+            preload=env.get("ALLOCSCOPE_EXPECT_PRELOAD", "1").lower() in _TRUE,
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str  # what was found; for a failure, why it failed
+
+
+def check(snap: Snapshot, want: Expectations) -> list[Check]:
+    checks = []
+    alloc = snap.allocator
+    if want.allocator is not None:
+        ok = alloc.name == want.allocator
+        detail = f"{alloc.label} serves malloc"
+        if not ok:
+            detail = f"expected {want.allocator}, but {detail}"
+            if alloc.warnings:
+                detail += "; " + "; ".join(alloc.warnings)
+        checks.append(Check("allocator", ok, detail))
+    if want.fips is not None:
+        rank = FIPS_LEVELS.index
+        state = snap.fips.state
+        ok = state == "off" if want.fips == "off" else rank(state) >= rank(want.fips)
+        detail = f"FIPS is {state}: {snap.fips.reason}"
+        checks.append(Check("fips", ok, detail if ok else f"expected {want.fips}, but {detail}"))
+    if want.preload and alloc.declared.ld_preload:
+        missing = [f"{p.entry!r} ({p.problem})" for p in alloc.preload if not p.loaded]
+        detail = "every LD_PRELOAD entry is loaded"
+        if missing:
+            detail = "LD_PRELOAD entries not loaded: " + ", ".join(missing)
+        checks.append(Check("preload", not missing, detail))
+    if want.malloc_conf and alloc.declared.malloc_conf:
+        checks.append(_malloc_conf_check(snap))
+    return checks
+
+
+def _malloc_conf_check(snap: Snapshot) -> Check:
+    if snap.jemalloc is None:
+        return Check(
+            "malloc_conf",
+            False,
+            f"MALLOC_CONF is set but {snap.allocator.name} serves malloc: no key is in effect",
+        )
+    keys = snap.jemalloc.malloc_conf
+    bad = [f"{k.key}: {k.reason}" for k in keys if not k.in_effect]
+    if bad:
+        return Check("malloc_conf", False, "MALLOC_CONF keys not in effect: " + "; ".join(bad))
+    return Check("malloc_conf", True, f"all {len(keys)} MALLOC_CONF keys are in effect")
