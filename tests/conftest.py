@@ -1,0 +1,74 @@
+"""Shared test plumbing: clean child environments and real allocator libraries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from allocscope import libraries
+
+# Variables that would leak the parent's allocator or crypto setup into a child.
+_LEAKY = ("LD_PRELOAD", "MALLOC_CONF", "MALLOC_ARENA_MAX", "PYTHONMALLOC", "GLIBC_TUNABLES",
+          "OPENSSL_CONF", "OPENSSL_MODULES")  # fmt: skip
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY and not k.startswith("ALLOCSCOPE_EXPECT")}
+    env.update(extra)
+    return env
+
+
+def allocator_path(name: str) -> str:
+    path = libraries.find(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/install-system-deps.sh")
+    return path
+
+
+@pytest.fixture
+def jemalloc() -> str:
+    return allocator_path("jemalloc")
+
+
+@pytest.fixture
+def tcmalloc() -> str:
+    return allocator_path("tcmalloc")
+
+
+@pytest.fixture
+def mimalloc() -> str:
+    return allocator_path("mimalloc")
+
+
+def run_allocscope(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> (
+    subprocess.CompletedProcess[str]
+):
+    """``python -m allocscope ARGS`` in a fresh interpreter (the real binary, no shims)."""
+    return subprocess.run(
+        [sys.executable, "-m", "allocscope", *args],
+        env=env if env is not None else child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def info() -> Callable[..., dict[str, Any]]:
+    """Run ``allocscope info`` in a child with extra environment; return the snapshot."""
+
+    def probe(**extra: str) -> dict[str, Any]:
+        proc = run_allocscope("info", env=child_env(**extra))
+        assert proc.returncode == 0, proc.stderr
+        snap: dict[str, Any] = json.loads(proc.stdout)
+        snap["_stderr"] = proc.stderr
+        return snap
+
+    return probe
