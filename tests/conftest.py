@@ -19,7 +19,11 @@ _LEAKY = ("LD_PRELOAD", "MALLOC_CONF", "MALLOC_ARENA_MAX", "PYTHONMALLOC", "GLIB
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY and not k.startswith("ALLOCSCOPE_EXPECT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _LEAKY and not k.startswith("ALLOCSCOPE_EXPECT")
+    }
     env.update(extra)
     return env
 
@@ -46,9 +50,9 @@ def mimalloc() -> str:
     return allocator_path("mimalloc")
 
 
-def run_allocscope(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> (
-    subprocess.CompletedProcess[str]
-):
+def run_allocscope(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``python -m allocscope ARGS`` in a fresh interpreter (the real binary, no shims)."""
     return subprocess.run(
         [sys.executable, "-m", "allocscope", *args],

@@ -155,9 +155,9 @@ def _serving_object() -> str | None:
     return native.object_containing(address) if address else None
 
 
-def detect(proc_root: str = procfs.DEFAULT_ROOT, environ: dict[str, str] | None = None) -> (
-    AllocatorInfo
-):
+def detect(
+    proc_root: str = procfs.DEFAULT_ROOT, environ: dict[str, str] | None = None
+) -> AllocatorInfo:
     """Detect the allocator serving malloc in *this* process."""
     declared = Declared.from_environ(environ)
     warnings: list[str] = []
@@ -218,9 +218,7 @@ def detect(proc_root: str = procfs.DEFAULT_ROOT, environ: dict[str, str] | None 
 
 def _preload_warnings(preload: tuple[PreloadEntry, ...], serving: str) -> list[str]:
     warnings = [
-        f"LD_PRELOAD entry {p.entry!r} is not loaded: {p.problem}"
-        for p in preload
-        if not p.loaded
+        f"LD_PRELOAD entry {p.entry!r} is not loaded: {p.problem}" for p in preload if not p.loaded
     ]
     warnings += [
         f"LD_PRELOAD entry {p.entry!r} is loaded but is not a memory allocator"

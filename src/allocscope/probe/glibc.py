@@ -63,7 +63,7 @@ def count_arenas() -> int | None:
         rc = libc.malloc_info(0, stream)
     finally:
         libc.fclose(stream)
-    text = ctypes.string_at(buf.value, size.value).decode(errors="replace") if buf else ""
+    text = ctypes.string_at(buf.value, size.value).decode(errors="replace") if buf.value else ""
     libc.free.argtypes = (ctypes.c_void_p,)
     libc.free(buf)
     return len(re.findall(r"<heap nr=", text)) if rc == 0 else None

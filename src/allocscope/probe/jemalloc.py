@@ -157,9 +157,10 @@ class Jemalloc:
 
     def _read_any(self, key: str) -> tuple[OptionValue, str | None]:
         """An option outside our table: try each type; ENOENT means jemalloc lacks it."""
-        for kind in ("bool", "size_t", "str"):
+        kinds: tuple[ValueType, ...] = ("bool", "size_t", "str")
+        for kind in kinds:
             try:
-                return self.read(f"opt.{key}", kind), None  # type: ignore[arg-type]
+                return self.read(f"opt.{key}", kind), None
             except OSError as e:
                 if e.errno != 22:  # EINVAL: wrong size, try the next type
                     return None, f"jemalloc has no option {key!r} ({e.strerror})"

@@ -19,9 +19,9 @@ class Memory:
     uss_bytes: int | None  # private clean + private dirty
 
 
-def read(proc_root: str = procfs.DEFAULT_ROOT, pid: int | str = "self", *, rollup: bool = True) -> (
-    Memory
-):
+def read(
+    proc_root: str = procfs.DEFAULT_ROOT, pid: int | str = "self", *, rollup: bool = True
+) -> Memory:
     """Memory of ``pid``. ``rollup=False`` skips smaps_rollup, which costs a page walk."""
     status = procfs.key_values(procfs.read_text("status", proc_root, pid))
     if "VmRSS" not in status:
