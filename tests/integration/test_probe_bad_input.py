@@ -1,0 +1,145 @@
+"""Every bad declaration yields a precise report and a clean exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import child_env, run_allocscope
+
+Info = Callable[..., dict[str, Any]]
+
+
+def warnings_of(snap: dict[str, Any]) -> list[str]:
+    return list(snap["allocator"]["warnings"])
+
+
+def test_missing_preload_file_is_not_reported_as_jemalloc(info: Info) -> None:
+    snap = info(LD_PRELOAD="/nonexistent/libjemalloc.so.2")
+    assert snap["allocator"]["name"] == "glibc"
+    assert "LD_PRELOAD entry '/nonexistent/libjemalloc.so.2' is not loaded: no such file" in (
+        warnings_of(snap)
+    )
+    assert "cannot be preloaded" in snap["_stderr"]  # the loader's own complaint
+
+
+def test_non_elf_preload(info: Info, tmp_path: Path) -> None:
+    fake = tmp_path / "libjemalloc.so.2"
+    fake.write_text("#!/bin/sh\n")
+    snap = info(LD_PRELOAD=str(fake))
+    assert snap["allocator"]["name"] == "glibc"
+    assert f"LD_PRELOAD entry '{fake}' is not loaded: not an ELF file" in warnings_of(snap)
+
+
+def test_non_allocator_library(info: Info) -> None:
+    libz = next(
+        p for p in ("/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1",
+                    "/usr/lib/aarch64-linux-gnu/libz.so.1") if os.path.exists(p)
+    )  # fmt: skip
+    snap = info(LD_PRELOAD=libz)
+    assert snap["allocator"]["name"] == "glibc"
+    assert f"LD_PRELOAD entry '{libz}' is loaded but is not a memory allocator" in (
+        warnings_of(snap)
+    )
+
+
+def test_several_allocators_preloaded(info: Info, jemalloc: str, tcmalloc: str) -> None:
+    snap = info(LD_PRELOAD=f"{jemalloc}:{tcmalloc}")
+    assert snap["allocator"]["name"] == "jemalloc"  # the first one wins the symbol lookup
+    w = warnings_of(snap)
+    assert "LD_PRELOAD names several allocators (jemalloc, tcmalloc); jemalloc serves malloc" in w
+    assert any(x.endswith("is mapped but does not serve malloc (jemalloc does)") for x in w)
+
+
+def test_malloc_conf_under_glibc(info: Info) -> None:
+    snap = info(MALLOC_CONF="narenas:2")
+    assert "MALLOC_CONF is set but glibc serves malloc: it has no effect" in warnings_of(snap)
+
+
+def test_pythonmalloc_malloc_is_reported(info: Info, jemalloc: str) -> None:
+    snap = info(LD_PRELOAD=jemalloc, PYTHONMALLOC="malloc")
+    a = snap["allocator"]
+    assert a["declared"]["pythonmalloc"] == "malloc"
+    assert a["python_allocator"].startswith("malloc (PYTHONMALLOC=malloc")
+    assert a["name"] == "jemalloc"
+
+
+def test_unreadable_proc_still_reports(tmp_path: Path) -> None:
+    proc = run_allocscope("info", "--proc", str(tmp_path), env=child_env())
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    import json
+
+    snap = json.loads(proc.stdout)
+    assert snap["allocator"]["name"] == "glibc"  # dladdr still places malloc
+    assert any("cannot read" in w for w in snap["allocator"]["warnings"])
+    assert snap["memory"] is None
+    assert any("cannot read" in e and "status" in e for e in snap["errors"])
+
+
+def test_libcrypto_not_loaded() -> None:
+    code = (
+        "import sys; sys.modules['_hashlib'] = None\n"
+        "import json; from allocscope.probe import fips\n"
+        "print(json.dumps(fips.probe().__dict__, default=lambda o: o.__dict__))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    report = json.loads(proc.stdout)
+    assert report["state"] == "off"
+    assert report["reason"] == "libcrypto is not loaded, so no FIPS provider can be in use"
+    assert report["errors"][0].startswith("libcrypto is not loaded: _hashlib cannot be imported")
+
+
+def test_verify_under_glibc_fails_with_reason_and_exit_1() -> None:
+    proc = run_allocscope("verify", "--allocator", "jemalloc", env=child_env())
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAIL allocator: expected jemalloc, but glibc")
+
+
+def test_verify_names_a_missing_preload(jemalloc: str) -> None:
+    env = child_env(LD_PRELOAD="/nonexistent/libjemalloc.so.2")
+    proc = run_allocscope("verify", "--allocator", "jemalloc", env=env)
+    assert proc.returncode == 1
+    assert "LD_PRELOAD entry '/nonexistent/libjemalloc.so.2' is not loaded: no such file" in (
+        proc.stdout
+    )
+
+
+def test_verify_passes_under_jemalloc_and_fails_on_misspelt_conf(jemalloc: str) -> None:
+    ok = run_allocscope(
+        "verify", "--allocator", "jemalloc",
+        env=child_env(LD_PRELOAD=jemalloc, MALLOC_CONF="narenas:2,background_thread:true"),
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout
+    assert "ok   allocator: jemalloc 5.3.0 (via LD_PRELOAD) serves malloc" in ok.stdout
+    bad = run_allocscope(
+        "verify", "--allocator", "jemalloc",
+        env=child_env(LD_PRELOAD=jemalloc, MALLOC_CONF="narenas:2,dirty_decy_ms:5"),
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "FAIL malloc_conf: MALLOC_CONF keys not in effect: dirty_decy_ms" in bad.stdout
+    relaxed = run_allocscope(
+        "verify", "--allocator", "jemalloc", "--no-malloc-conf",
+        env=child_env(LD_PRELOAD=jemalloc, MALLOC_CONF="dirty_decy_ms:5"),
+    )  # fmt: skip
+    assert relaxed.returncode == 0
+
+
+def test_verify_usage_error_is_exit_2() -> None:
+    proc = run_allocscope("verify", "--allocator", "jemaloc")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_info_human_view() -> None:
+    proc = run_allocscope("info", "--human")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("allocator    glibc")
+    assert "fips         off:" in proc.stdout
