@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from allocscope import exitcodes
+from allocscope.probe import allocator, purge
 from allocscope.probe.snapshot import Snapshot, snapshot
 
 HELP = "print what this process runs on: allocator, heap, memory, FIPS"
@@ -14,11 +16,19 @@ HELP = "print what this process runs on: allocator, heap, memory, FIPS"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretty", action="store_true", help="indent the JSON")
     parser.add_argument("--human", action="store_true", help="a readable page instead of JSON")
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="ask the allocator to return free memory to the OS first (jemalloc: all arenas)",
+    )
     parser.add_argument("--proc", default="/proc", help="procfs root (for tests)")
 
 
 def run(args: argparse.Namespace) -> int:
-    snap = snapshot(args.proc)
+    detected = allocator.detect(args.proc)
+    if args.purge:
+        print(purge.release(detected), file=sys.stderr)
+    snap = snapshot(args.proc, allocator=detected)
     if args.human:
         print(render(snap))
     else:
