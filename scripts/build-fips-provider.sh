@@ -17,7 +17,7 @@
 #   ossl-modules/fips.so               the provider, built from the upstream OpenSSL tarball
 #   fipsmodule.cnf                     from `openssl fipsinstall` (module MAC, self-tests passed)
 #   openssl-fips.cnf                   fips+base+default active, default_properties = fips=yes
-#   openssl-fips-strict.cnf            fips+base only (non-FIPS algorithms unreachable)
+#   openssl-fips-strict.cnf            fips+base only (OpenSSL cannot fetch non-FIPS algorithms)
 #   openssl-fips-nodefaultprops.cnf    fips+base+default active, NOT enforced (no fips=yes)
 #   VERSION, README
 # This is the OpenSSL FIPS provider code built from source, NOT a FIPS 140 validated module.
@@ -139,8 +139,9 @@ write_configs() {
                 providers=$'fips = fips_sect\nbase = base_sect\ndefault = default_sect'
                 props=1 ;;
             strict)
-                header="FIPS provider + base provider only: no default provider, so non-FIPS
-# algorithms cannot be fetched at all, even with usedforsecurity=False."
+                header="FIPS provider + base provider only: no default provider, so OpenSSL cannot
+# fetch non-FIPS algorithms at all, even with usedforsecurity=False. Beware: CPython then
+# binds hashlib.md5 to its built-in _md5 at import, so hashlib.md5() works unrefused."
                 providers=$'fips = fips_sect\nbase = base_sect'
                 props=1 ;;
             nodefaultprops)
@@ -234,8 +235,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- prerequisites -----------------------------------------------------------------------
-# The build needs a C toolchain, make and perl (OpenSSL's Configure is perl); dpkg-dev
-# brings dpkg-source, which apt-get source expects to find; openssl runs fipsinstall.
+# The build needs a C toolchain, make and perl (OpenSSL's Configure is perl); dpkg-dev is
+# apt-get source's companion tooling; the system openssl runs fipsinstall.
 ensure_packages build-essential perl dpkg-dev openssl
 
 # --- deb-src entry -----------------------------------------------------------------------
@@ -288,17 +289,18 @@ oneline_to_src() {
 ensure_deb_src() {
     # Already resolvable? Then leave apt alone entirely.
     apt-get source --print-uris "$src_spec" >/dev/null 2>&1 && return 0
-    local want f
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-        want=$(deb822_to_src /etc/apt/sources.list.d/debian.sources)
-    fi
-    if [[ -z ${want:-} ]]; then
+    local want='' f
+    # Only the distribution's own entries: third-party repos often serve no sources, and a
+    # failing deb-src would break apt-get update for everyone.
+    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/ubuntu.sources; do
+        if [[ -f $f ]]; then want+=$(deb822_to_src "$f")$'\n\n'; fi
+    done
+    if [[ -z ${want//$'\n'/} ]]; then
         for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            [[ -f $f ]] || continue
-            want+=$(oneline_to_src "$f")$'\n'
+            if [[ -f $f ]]; then want+=$(oneline_to_src "$f")$'\n\n'; fi
         done
     fi
-    want=$(sed '/./,$!d' <<<"${want:-}")
+    want=$(sed '/./,$!d' <<<"$want")
     [[ -n $want ]] || die "found no 'deb' entries to derive a deb-src entry from"
     want="# Added by allocscope scripts/build-fips-provider.sh: source entries for the system's
 # own suites, needed by \`apt-get source openssl\`.
@@ -356,7 +358,7 @@ elif [[ $src_version != "$version" ]]; then
 fi
 
 # --- build only the FIPS provider --------------------------------------------------------
-log "building providers/fips.so from OpenSSL $src_version (log: $work/build.log)"
+log "building providers/fips.so from OpenSSL $src_version (quiet; log tail shown on failure)"
 tar -xf "$tarball" -C "$work/build"
 srcdir=$(find "$work/build" -mindepth 1 -maxdepth 1 -type d | head -n1)
 [[ -x $srcdir/Configure ]] || die "no Configure in $tarball"
@@ -389,6 +391,10 @@ fips.so was built from the upstream OpenSSL $src_version tarball of Debian sourc
 by allocscope scripts/build-fips-provider.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ) for $arch; fipsmodule.cnf comes
 from \`openssl fipsinstall\` with the system openssl $version. Use it to test FIPS behaviour, not to claim compliance:
   OPENSSL_CONF=$cache_dir/openssl-fips.cnf OPENSSL_MODULES=$cache_dir/ossl-modules <command>
+A provider that fails its integrity check or self-tests is skipped SILENTLY (and
+_hashlib.get_fips_mode() still returns 1); confirm "fips ... status: active" with
+  OPENSSL_CONF=$cache_dir/openssl-fips.cnf OPENSSL_MODULES=$cache_dir/ossl-modules openssl list -providers
+or run: scripts/build-fips-provider.sh --check $cache_dir
 EOF
 
 # The configs name the final dir; validate the staged files through a throwaway copy of
