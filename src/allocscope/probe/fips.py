@@ -43,7 +43,7 @@ class Md5Paths:
     builtin_md5: bool  # CPython's own _md5 module
     openssl_md5: bool  # _hashlib.new('md5'): OpenSSL itself
     md5_not_for_security: bool  # hashlib.md5(usedforsecurity=False)
-    sha256: bool  # a sanity check: FIPS must not break approved digests
+    openssl_sha256: bool  # sanity: OpenSSL itself must still answer an approved digest
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def md5_paths() -> Md5Paths:
         builtin_md5=_answers(_builtin_md5),
         openssl_md5=_answers(lambda: importlib.import_module("_hashlib").new("md5")),
         md5_not_for_security=_answers(lambda: hashlib.md5(usedforsecurity=False)),
-        sha256=_answers(lambda: hashlib.sha256(b"allocscope")),
+        openssl_sha256=_answers(lambda: importlib.import_module("_hashlib").new("sha256")),
     )
 
 
@@ -146,14 +146,14 @@ def summarise(ossl: OpenSSL | None, md5: Md5Paths) -> tuple[FipsState, str]:
     provider, props = ossl.providers.get("fips", False), ossl.default_properties_fips
     if not provider and not props:
         return "off", "the fips provider is not active and default properties do not ask for it"
-    if not md5.sha256:
-        return "off", (
-            "FIPS is requested but broken: OpenSSL refuses SHA-256 too "
-            f"(fips provider active: {str(provider).lower()}); "
-            "check the FIPS module's installation (fipsmodule.cnf, self-test)"
-        )
     if not provider:
-        return "on", "default properties ask for fips=yes but the fips provider is not active"
+        return "off", (
+            "default properties ask for fips=yes but the fips provider is not active "
+            "(fips.so missing, its self-test failed or its MAC in fipsmodule.cnf is wrong): "
+            "OpenSSL refuses approved algorithms and CPython falls back to its own code"
+        )
+    if not md5.openssl_sha256:
+        return "off", "the fips provider is active but OpenSSL refuses SHA-256: FIPS is broken"
     if not props:
         return "on", "the fips provider is active but default properties do not ask for fips=yes"
     leaks = [
