@@ -8,7 +8,8 @@ import sys
 
 from allocscope import exitcodes
 from allocscope.probe import allocator, purge
-from allocscope.probe.snapshot import Snapshot, snapshot
+from allocscope.probe.schema import describe
+from allocscope.probe.snapshot import SCHEMA, Snapshot, snapshot
 
 HELP = "print what this process runs on: allocator, heap, memory, FIPS"
 
@@ -21,10 +22,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ask the allocator to return free memory to the OS first (jemalloc: all arenas)",
     )
+    parser.add_argument("--schema", action="store_true", help="print the JSON schema and exit")
     parser.add_argument("--proc", default="/proc", help="procfs root (for tests)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(f"# {SCHEMA}")
+        for path, kind in describe(Snapshot):
+            print(f"{path:<42} {kind}")
+        return exitcodes.OK
     detected = allocator.detect(args.proc)
     if args.purge:
         print(purge.release(detected), file=sys.stderr)
