@@ -7,6 +7,7 @@ because jemalloc caches its statistics until told to.
 from __future__ import annotations
 
 import ctypes
+import errno
 from dataclasses import dataclass
 from typing import Literal
 
@@ -146,7 +147,7 @@ class Jemalloc:
             try:
                 effective = self.read(f"opt.{key}", kind or "str") if kind else None
             except OSError as e:
-                reason = f"jemalloc has no option {key!r} ({e.strerror})"
+                reason = _missing(key, e)
             if kind is None and reason is None:
                 effective, reason = self._read_any(key)
             in_effect = reason is None and _same(requested, effective)
@@ -162,8 +163,8 @@ class Jemalloc:
             try:
                 return self.read(f"opt.{key}", kind), None
             except OSError as e:
-                if e.errno != 22:  # EINVAL: wrong size, try the next type
-                    return None, f"jemalloc has no option {key!r} ({e.strerror})"
+                if e.errno != errno.EINVAL:  # EINVAL: wrong size, try the next type
+                    return None, _missing(key, e)
         return None, f"option {key!r} has a type allocscope cannot read"
 
     def purge(self) -> None:
@@ -182,6 +183,12 @@ def parse_conf(conf: str | None) -> list[tuple[str, str]]:
             key, _, value = item.partition(":")
             pairs.append((key.strip(), value.strip()))
     return pairs
+
+
+def _missing(key: str, error: OSError) -> str:
+    if error.errno == errno.ENOENT:
+        return f"jemalloc has no option {key!r} (misspelt, or not built in)"
+    return f"jemalloc refused to report option {key!r}: {error.strerror}"
 
 
 def _same(requested: str, effective: OptionValue) -> bool:
