@@ -28,9 +28,11 @@ info: setup
 
 run: info
 
+LINTED := src tests $(wildcard benchmarks bench_alloc.py)
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks bench_alloc.py
-	$(BIN)/ruff format --check src tests benchmarks bench_alloc.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: setup
 	$(BIN)/mypy
