@@ -1,0 +1,1 @@
+"""The allocscope HTTP service: a WSGI app on granian, its metrics, and its launcher."""
