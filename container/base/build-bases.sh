@@ -1,0 +1,730 @@
+#!/usr/bin/env bash
+# build-bases.sh: build the local base images the project's Dockerfile can use instead of
+# Chainguard's, from Debian packages only (mmdebstrap + docker import), no image registry.
+#
+# Usage:
+#   container/base/build-bases.sh [--force-cpython] [all|cpython|builder|runtime]
+#
+#   all (default)  build CPython (cached), then both images, smoke-test them, print sizes
+#   cpython        only build (or find in the cache) CPython; print its staging dir
+#   builder        CPython + allocscope-base/builder
+#   runtime        CPython + FIPS provider + allocscope-base/runtime-fips
+#   --force-cpython  rebuild CPython even if the cache has it
+#
+# Images (names configurable, see below):
+#   allocscope-base/builder:latest       Debian (host suite) + our CPython + pip + shell +
+#                                        coreutils + apt + libjemalloc2, with a real copy at
+#                                        /usr/lib/libjemalloc.so.2
+#   allocscope-base/runtime-fips:latest  distroless in spirit: shared libraries, CA bundle,
+#                                        tzdata, our CPython (no pip/ensurepip), OpenSSL FIPS
+#                                        provider active and enforced; no shell, apt or dpkg
+# Both: USER 65532 (nonroot, like Chainguard), ENTRYPOINT ["/usr/bin/python"].
+#
+# CPython comes from Debian's python3.13 source package of a newer suite (trixie by default,
+# found through a deb-src entry derived from the host's own apt sources in a private apt
+# state; the host's apt configuration is not changed), with Debian's bug and security fix
+# patches applied (Debian integration patches skipped), configured with
+# --with-builtin-hashlib-hashes=blake2 so hashlib has no built-in md5/sha1/sha2/sha3 to fall
+# back on when OpenSSL's FIPS provider refuses. It is built on the host once and cached.
+#
+# Environment:
+#   ALLOCSCOPE_CACHE         cache root (default $HOME/.cache/allocscope); CPython lives in
+#                            $ALLOCSCOPE_CACHE/cpython/<debian-version>-<arch>/
+#   ALLOCSCOPE_BASE_REPO     image repository prefix (default allocscope-base)
+#   ALLOCSCOPE_BASE_TAG      image tag (default latest)
+#   ALLOCSCOPE_PY_SOURCE     Debian source package (default python3.13)
+#   ALLOCSCOPE_PY_SUITE      Debian suite to take it from (default trixie)
+#   ALLOCSCOPE_PY_PGO        1 = configure --enable-optimizations --with-lto (much slower)
+#   JOBS                     parallel make jobs (default: nproc)
+#   TMPDIR                   work space (root filesystems are assembled there)
+#
+# stdout: `cpython` prints the staging dir; the image steps print one "name size" line per
+# image. Everything else goes to stderr. Needs root (mmdebstrap, docker) and Debian's apt.
+set -euo pipefail
+
+exec 3>&1 1>&2
+
+prog=${0##*/}
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd -- "$here/../.." && pwd)
+
+log() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+
+step=all
+force_cpython=0
+while (($#)); do
+    case $1 in
+        --force-cpython) force_cpython=1 ;;
+        -h | --help) usage; exit 0 ;;
+        all | cpython | builder | runtime) step=$1 ;;
+        *) usage; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+((EUID == 0)) || die "must run as root (mmdebstrap builds root filesystems, docker imports them)"
+
+CACHE=${ALLOCSCOPE_CACHE:-${HOME:?HOME is not set}/.cache/allocscope}
+REPO=${ALLOCSCOPE_BASE_REPO:-allocscope-base}
+TAG=${ALLOCSCOPE_BASE_TAG:-latest}
+PY_SOURCE=${ALLOCSCOPE_PY_SOURCE:-python3.13}
+PY_SUITE=${ALLOCSCOPE_PY_SUITE:-trixie}
+PY_PGO=${ALLOCSCOPE_PY_PGO:-0}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 1)}
+BUILDER_IMAGE=$REPO/builder:$TAG
+RUNTIME_IMAGE=$REPO/runtime-fips:$TAG
+
+[[ $PY_SOURCE =~ ^python3\.([0-9]+)$ ]] || die "ALLOCSCOPE_PY_SOURCE must look like python3.N"
+PY_XY=${PY_SOURCE#python}
+
+# Bump when the recipe below changes in a way that must invalidate cached builds.
+RECIPE_REV=1
+
+# Debian patches that adapt CPython to Debian's own packaging (install layout, multiarch
+# paths, disabled ensurepip, the split into python3-tk/-gdbm, build-host quirks). They do
+# not fit a self-contained /usr install; every other patch (upstream bug and security
+# fixes) is applied.
+SKIP_PATCHES=(
+    deb-locations.diff distutils-install-layout.diff sysconfig-debian-schemes.diff
+    tkinter-import.diff gdbm-import.diff link-opt.diff setup-modules.diff profiled-build.diff
+    langpack-gettext.diff disable-sem-check.diff multiarch.diff ensurepip-disabled.diff
+    destshared-location.diff 'min-*' makefile-bootstrap.diff test-freeze-strip-libdir.diff
+    stable-abi-multiarch.diff no-sphinx-8.2.diff
+    Add-Debian-specific-documentation-path-to-IDLE-menu.diff
+)
+
+# Modules left out on purpose: GUI/terminal/dbm bindings whose libraries the runtime does not
+# carry. Disabled at configure time so the build does not depend on what -dev packages the
+# host happens to have.
+DISABLED_MODULES=(_tkinter _curses _curses_panel readline _gdbm _dbm)
+
+CONFIGURE_ARGS=(
+    --prefix=/usr
+    --enable-shared
+    --with-builtin-hashlib-hashes=blake2
+    --with-ensurepip=install
+    --with-system-expat
+    --with-ssl-default-suites=openssl
+    --disable-test-modules
+    --without-static-libpython
+)
+if [[ $PY_PGO == 1 ]]; then CONFIGURE_ARGS+=(--enable-optimizations --with-lto); fi
+
+# Shared libraries of the runtime image (plus what apt pulls in for them; see prune below).
+RUNTIME_PACKAGES=(
+    libc6 libc-bin libgcc-s1 libstdc++6 libssl3 openssl zlib1g libffi8 libbz2-1.0 liblzma5
+    libsqlite3-0 libuuid1 libexpat1 ca-certificates tzdata
+)
+# Pulled in as dependencies and kept (their executables are still removed).
+RUNTIME_KEEP_EXTRA=(gcc-12-base)
+
+BUILDER_PACKAGES=(
+    ca-certificates openssl tzdata libssl3 zlib1g libffi8 libbz2-1.0 liblzma5 libsqlite3-0
+    libuuid1 libexpat1 libstdc++6 libjemalloc2
+)
+
+HOST_PACKAGES=(
+    mmdebstrap build-essential pkg-config dpkg-dev xz-utils patch binutils openssl
+    libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev libsqlite3-dev uuid-dev
+    libexpat1-dev
+)
+
+apt_lock=(-o DPkg::Lock::Timeout=600)
+
+pkg_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+ensure_host_packages() {
+    local missing=() p
+    for p in "${HOST_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    ((${#missing[@]})) || return 0
+    log "installing host packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2; then
+        apt-get "${apt_lock[@]}" update -q >&2
+        apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+host_codename() {
+    local c
+    # shellcheck disable=SC1091
+    c=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+    [[ -n $c ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
+    printf '%s\n' "$c"
+}
+
+# All enabled "deb" entries of the host as deb822 stanzas, optionally with Types and Suites
+# replaced. $1 = Types to write, $2 = Suites to write ("" keeps the original suites).
+# Only stanzas that mention the host's codename are used (the host's Debian archive).
+host_sources() {
+    local types=$1 suites=$2 codename f
+    codename=$(host_codename)
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] || continue
+        awk -v types="$types" -v suites="$suites" -v code="$codename" '
+            function flush() {
+                if (n && isdeb && hascode) {
+                    if (out) print ""
+                    for (i = 1; i <= n; i++) print s[i]
+                    out = 1
+                }
+                n = 0; isdeb = 0; hascode = 0
+            }
+            /^[[:space:]]*$/ { flush(); next }
+            /^[[:space:]]*#/ { next }
+            {
+                line = $0
+                if (tolower(line) ~ /^types:/) {
+                    t = " " substr(line, index(line, ":") + 1) " "
+                    if (t ~ /[[:space:]]deb[[:space:]]/) isdeb = 1
+                    line = "Types: " types
+                }
+                if (tolower(line) ~ /^suites:/) {
+                    t = " " substr(line, index(line, ":") + 1) " "
+                    # Rewriting suites: only the plain release stanza; else also -updates/-security.
+                    if (t ~ ("[[:space:]]" code "[[:space:]]")) hascode = 1
+                    if (suites == "" && t ~ ("[[:space:]]" code "-[a-z]+[[:space:]]")) hascode = 1
+                    if (suites != "") line = "Suites: " suites
+                }
+                s[++n] = line
+            }
+            END { flush() }
+        ' "$f"
+        printf '\n'
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -f $f ]] || continue
+        awk -v types="$types" -v suites="$suites" -v code="$codename" '
+            /^[[:space:]]*deb[[:space:]]/ {
+                sub(/^[[:space:]]*deb[[:space:]]+/, ""); opts = ""
+                if ($0 ~ /^\[/) { opts = substr($0, 2, index($0, "]") - 2); sub(/^\[[^]]*\][[:space:]]*/, "") }
+                n = split($0, f, /[[:space:]]+/)
+                if (f[2] != code && (suites != "" || f[2] !~ ("^" code "-[a-z]+$"))) next
+                comps = ""
+                for (i = 3; i <= n; i++) if (f[i] != "") comps = comps (comps ? " " : "") f[i]
+                print "Types: " types; print "URIs: " f[1]
+                print "Suites: " (suites != "" ? suites : f[2])
+                if (comps != "") print "Components: " comps
+                if (match(opts, /signed-by=[^[:space:]]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
+                print ""
+            }
+        ' "$f"
+    done
+}
+
+arch=$(dpkg --print-architecture)
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/allocscope-bases.XXXXXX")
+cleanup() { rm -rf -- "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# CPython
+# ---------------------------------------------------------------------------------------
+# Private apt state for the newer suite's Sources index: the host's apt is not touched.
+srcapt_dir=$CACHE/apt-$PY_SUITE-src
+srcapt_opts=(
+    -o "Dir::Etc::SourceList=/dev/null"
+    -o "Dir::Etc::SourceParts=$srcapt_dir/sources.list.d"
+    -o "Dir::State::Lists=$srcapt_dir/lists"
+    -o "Dir::Cache=$srcapt_dir/cache"
+    -o "Dir::State::status=/dev/null"
+    -o "APT::Sandbox::User=root"
+)
+
+# Prints the Debian version of $PY_SOURCE in $PY_SUITE (network: one small index fetch).
+resolve_python_version() {
+    mkdir -p "$srcapt_dir/sources.list.d" "$srcapt_dir/lists/partial" "$srcapt_dir/cache/archives/partial"
+    local entry
+    entry=$(host_sources deb-src "$PY_SUITE" | awk 'BEGIN{RS=""; ORS="\n\n"} /URIs:/ {print; exit}')
+    [[ -n $entry ]] || die "found no Debian 'deb' entry for $(host_codename) in the host's apt sources"
+    printf '# Derived from the host apt sources by %s\n%s\n' "$prog" "$entry" \
+        >"$srcapt_dir/sources.list.d/src.sources"
+    apt-get "${srcapt_opts[@]}" -q update >&2 || return 1
+    apt-cache "${srcapt_opts[@]}" showsrc "$PY_SOURCE" 2>/dev/null |
+        awk '/^Version:/ {print $2}' | sort -V | tail -n1
+}
+
+recipe_text() {
+    printf 'rev=%s\nsource=%s\nconfigure=%s\ndisabled=%s\nskip=%s\n' "$RECIPE_REV" "$PY_SOURCE" \
+        "${CONFIGURE_ARGS[*]}" "${DISABLED_MODULES[*]}" "${SKIP_PATCHES[*]}"
+}
+
+cpython_complete() { # $1 = dir
+    [[ -f $1/COMPLETE && -x $1/root/usr/bin/python$PY_XY ]] &&
+        [[ $(<"$1/RECIPE") == "$(recipe_text)" ]]
+}
+
+# Sets cpython_dir and cpython_version.
+ensure_cpython() {
+    mkdir -p "$CACHE/cpython"
+    local ver
+    if ! ver=$(resolve_python_version) || [[ -z $ver ]]; then
+        # Offline: use the newest complete build of this recipe in the cache, if any.
+        local d best=
+        for d in "$CACHE/cpython/"*"-$arch"; do
+            if [[ -d $d ]] && cpython_complete "$d"; then best=$d; fi
+        done
+        [[ -n $best ]] || die "cannot resolve $PY_SOURCE in $PY_SUITE and no cached build exists"
+        log "warning: could not reach the source index; using cached $best"
+        cpython_dir=$best
+        cpython_version=$(basename -- "$best")
+        cpython_version=${cpython_version%-"$arch"}
+        return 0
+    fi
+    cpython_version=$ver
+    cpython_dir=$CACHE/cpython/$ver-$arch
+    exec 8>"$CACHE/cpython/.$ver-$arch.lock"
+    flock 8
+    if ((force_cpython == 0)) && cpython_complete "$cpython_dir"; then
+        log "cached CPython $ver: $cpython_dir"
+        return 0
+    fi
+    build_cpython "$ver"
+}
+
+build_cpython() {
+    local ver=$1 start=$SECONDS srcdl src bld stage p name opt applied=() skipped=() failed=()
+    srcdl=$CACHE/src/$PY_SOURCE/$ver
+    mkdir -p "$srcdl"
+    if ! compgen -G "$srcdl/*.orig.tar.*" >/dev/null || ! compgen -G "$srcdl/*.debian.tar.*" >/dev/null; then
+        log "downloading source $PY_SOURCE=$ver from $PY_SUITE"
+        (cd "$srcdl" && apt-get "${srcapt_opts[@]}" source --download-only -q "$PY_SOURCE=$ver" >&2)
+    fi
+    src=$work/cpython-src
+    bld=$work/cpython-build
+    mkdir -p "$src" "$bld"
+    tar -xf "$(compgen -G "$srcdl/*.orig.tar.*" | grep -v '\.asc$' | head -n1)" -C "$src" --strip-components=1
+    tar -xf "$(compgen -G "$srcdl/*.debian.tar.*" | head -n1)" -C "$src"
+
+    # Debian's quilt series, applied with patch(1) in series order.
+    local series=$src/debian/patches/series
+    if [[ -f $series ]]; then
+        while read -r name opt _; do
+            [[ -z $name || $name == \#* ]] && continue
+            [[ $opt == -p* ]] || opt=-p1
+            local skip=0 pat
+            for pat in "${SKIP_PATCHES[@]}"; do
+                # shellcheck disable=SC2053
+                if [[ $name == $pat ]]; then skip=1; fi
+            done
+            if ((skip)); then skipped+=("$name"); continue; fi
+            p=$src/debian/patches/$name
+            if [[ -f $p ]] && patch -d "$src" "$opt" -N -s -f --dry-run <"$p" >/dev/null 2>&1; then
+                patch -d "$src" "$opt" -N -s -f <"$p" >/dev/null
+                applied+=("$name")
+            else
+                failed+=("$name")
+            fi
+        done <"$series"
+    fi
+    log "Debian patches: ${#applied[@]} applied, ${#skipped[@]} skipped (Debian integration), ${#failed[@]} failed to apply"
+    if ((${#failed[@]})); then log "patches that did not apply: ${failed[*]}"; fi
+
+    local modvars=() m
+    for m in "${DISABLED_MODULES[@]}"; do modvars+=("py_cv_module_$m=n/a"); done
+
+    log "configuring CPython $ver (${CONFIGURE_ARGS[*]})"
+    (
+        cd "$bld"
+        "$src/configure" "${CONFIGURE_ARGS[@]}" "${modvars[@]}" \
+            CFLAGS_NODIST="-fstack-protector-strong -fcf-protection -D_FORTIFY_SOURCE=2" \
+            LDFLAGS_NODIST="-Wl,-z,relro -Wl,-z,now"
+    ) >"$work/cpython-configure.log" 2>&1 || { tail -n 40 "$work/cpython-configure.log" >&2; die "configure failed"; }
+    log "building CPython with -j$JOBS (log: $work/cpython-build.log)"
+    if ! make -C "$bld" -j"$JOBS" >"$work/cpython-build.log" 2>&1; then
+        tail -n 40 "$work/cpython-build.log" >&2
+        die "CPython build failed"
+    fi
+    # make reports optional extension modules it could not build; ours must all be there.
+    if grep -E -A3 'Failed to build these modules|necessary bits to build these optional modules were not found|built successfully but were removed' \
+        "$work/cpython-build.log" >&2; then
+        log "warning: see the module report above"
+    fi
+
+    stage=$CACHE/cpython/.$ver-$arch.tmp
+    rm -rf -- "$stage"
+    mkdir -p "$stage/root"
+    log "installing into staging dir (ensurepip runs here)"
+    if ! make -C "$bld" install DESTDIR="$stage/root" >"$work/cpython-install.log" 2>&1; then
+        tail -n 40 "$work/cpython-install.log" >&2
+        die "make install failed"
+    fi
+    local r=$stage/root
+    ln -sfn "python$PY_XY" "$r/usr/bin/python"
+    ln -sfn "python$PY_XY" "$r/usr/bin/python3"
+    # Tests are not installed (--disable-test-modules); drop the GUI/demo packages too.
+    rm -rf -- "$r/usr/lib/python$PY_XY/"{idlelib,tkinter,turtledemo,test} "$r/usr/bin/idle"*
+    # Strip ELF files (strip refuses anything else, such as scripts, and leaves it alone).
+    find "$r" -type f \( -name '*.so' -o -name '*.so.*' -o -perm -u+x \) -print0 |
+        xargs -0 -r -n 50 strip --strip-unneeded 2>/dev/null || true
+
+    # The staged interpreter must run and have everything the images promise.
+    LD_LIBRARY_PATH=$r/usr/lib PYTHONHOME=$r/usr "$r/usr/bin/python$PY_XY" -c '
+import importlib, sys
+need = ["_ssl", "_hashlib", "_ctypes", "_sqlite3", "zlib", "_lzma", "_bz2", "_uuid",
+        "pyexpat", "_decimal", "_blake2", "_json", "_zoneinfo", "_socket"]
+for m in need:
+    importlib.import_module(m)
+for m in ("_md5", "_sha1", "_sha2", "_sha3"):
+    try:
+        importlib.import_module(m)
+    except ImportError:
+        continue
+    sys.exit("built-in %s is present: hashlib would fall back to it" % m)
+' || die "the staged CPython is missing required modules (or has built-in md5/sha)"
+
+    local took=$((SECONDS - start))
+    recipe_text >"$stage/RECIPE"
+    {
+        printf 'source=%s\nversion=%s\nsuite=%s\narch=%s\nbuilt=%s\nbuild_seconds=%s\njobs=%s\n' \
+            "$PY_SOURCE" "$ver" "$PY_SUITE" "$arch" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$took" "$JOBS"
+        printf 'configure=%s\n' "${CONFIGURE_ARGS[*]}"
+        printf 'patches_applied=%s\n' "${applied[*]}"
+        printf 'patches_skipped=%s\n' "${skipped[*]}"
+        printf 'patches_failed=%s\n' "${failed[*]}"
+    } >"$stage/BUILD-INFO"
+    touch "$stage/COMPLETE"
+    rm -rf -- "$cpython_dir"
+    mv -T -- "$stage" "$cpython_dir"
+    log "CPython $ver built in ${took}s: $cpython_dir"
+}
+
+# Copy the cached CPython into a root filesystem. $1 = rootfs, $2 = builder|runtime.
+install_cpython() {
+    local rootfs=$1 kind=$2 excludes=()
+    if [[ $kind == runtime ]]; then
+        local lib=./usr/lib/python$PY_XY
+        excludes=(
+            --exclude="$lib/site-packages/*" --exclude="$lib/ensurepip"
+            --exclude="$lib/config-$PY_XY-*" --exclude='./usr/bin/pip*' --exclude='./usr/bin/pydoc*'
+            --exclude='./usr/bin/python*-config' --exclude=./usr/include --exclude=./usr/lib/pkgconfig
+            --exclude=./usr/share --exclude='*.opt-1.pyc' --exclude='*.opt-2.pyc'
+        )
+    fi
+    tar -C "$cpython_dir/root" "${excludes[@]}" -cf - . | tar -C "$rootfs" -xf - --keep-directory-symlink
+}
+
+python_abi() { # prints "cache_tag soabi" of the cached build
+    LD_LIBRARY_PATH=$cpython_dir/root/usr/lib PYTHONHOME=$cpython_dir/root/usr \
+        "$cpython_dir/root/usr/bin/python$PY_XY" -c \
+        'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))'
+}
+
+# ---------------------------------------------------------------------------------------
+# Root filesystems
+# ---------------------------------------------------------------------------------------
+mmdebstrap_common() { # prints args shared by both images
+    local hooks=/usr/share/mmdebstrap/hooks/merged-usr
+    [[ -d $hooks ]] && printf '%s\n' "--hook-dir=$hooks"
+    printf '%s\n' --aptopt='Acquire::Languages "none"' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/locale/*'
+}
+
+write_host_sources() {
+    host_sources deb "" >"$work/host.sources"
+    grep -q '^URIs:' "$work/host.sources" || die "no Debian 'deb' entries for $(host_codename) in the host's apt sources"
+}
+
+# Users as in Chainguard's images: root and nonroot (65532), nonroot's home /home/nonroot.
+add_nonroot() { # $1 = rootfs, $2 = login shell
+    local r=$1 shell=$2
+    if [[ -f $r/etc/passwd ]]; then
+        grep -q '^nonroot:' "$r/etc/passwd" ||
+            printf 'nonroot:x:65532:65532:nonroot:/home/nonroot:%s\n' "$shell" >>"$r/etc/passwd"
+        grep -q '^nonroot:' "$r/etc/group" || printf 'nonroot:x:65532:\n' >>"$r/etc/group"
+        if [[ -f $r/etc/shadow ]] && ! grep -q '^nonroot:' "$r/etc/shadow"; then
+            printf 'nonroot:*:19000:0:99999:7:::\n' >>"$r/etc/shadow"
+        fi
+    else
+        printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$r/etc/passwd"
+        printf 'root:x:0:\nnonroot:x:65532:\n' >"$r/etc/group"
+    fi
+    install -d -m 0755 -o 65532 -g 65532 "$r/home/nonroot"
+    install -d -m 0700 "$r/root"
+    install -d -m 1777 "$r/tmp"
+    chmod 1777 "$r/tmp"
+}
+
+import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra --change via IMPORT_CHANGES
+    local rootfs=$1 image=$2 title=$3 desc=$4 abi tag soabi created
+    abi=$(python_abi)
+    tag=${abi% *}
+    soabi=${abi#* }
+    created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    local changes=(
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        --change 'ENV LANG=C.UTF-8'
+        --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt'
+        --change 'USER 65532:65532'
+        --change 'ENTRYPOINT ["/usr/bin/python"]'
+        --change "LABEL org.opencontainers.image.title=\"$title\""
+        --change "LABEL org.opencontainers.image.description=\"$desc\""
+        --change "LABEL org.opencontainers.image.created=\"$created\""
+        --change "LABEL org.opencontainers.image.version=\"$cpython_version\""
+        --change "LABEL org.opencontainers.image.vendor=\"allocscope\""
+        --change "LABEL org.opencontainers.image.base.name=\"debian:$(host_codename)\""
+        --change "LABEL allocscope.base=\"debian\""
+        --change "LABEL allocscope.python.version=\"$cpython_version\""
+        --change "LABEL allocscope.python.cache_tag=\"$tag\""
+        --change "LABEL allocscope.python.soabi=\"$soabi\""
+        "${IMPORT_CHANGES[@]}"
+    )
+    log "importing $image"
+    tar -C "$rootfs" --numeric-owner -cf - . | docker import "${changes[@]}" - "$image" >/dev/null
+}
+
+image_size() { docker image inspect -f '{{.Size}}' "$1"; }
+
+build_builder() {
+    local r=$work/builder-rootfs start=$SECONDS
+    local -a common
+    mapfile -t common < <(mmdebstrap_common)
+    write_host_sources
+    log "mmdebstrap: builder root filesystem ($(host_codename), variant apt)"
+    mmdebstrap --variant=apt --include="$(IFS=,; printf '%s' "${BUILDER_PACKAGES[*]}")" \
+        "${common[@]}" "$(host_codename)" "$r" "$work/host.sources" >"$work/mmdebstrap-builder.log" 2>&1 ||
+        { tail -n 30 "$work/mmdebstrap-builder.log" >&2; die "mmdebstrap (builder) failed"; }
+    install_cpython "$r" builder
+    ln -sfn pip3 "$r/usr/bin/pip"   # Chainguard's -dev images have a plain `pip`
+    # The Dockerfile copies /usr/lib/libjemalloc.so.2, Wolfi's path: a real file, not a link.
+    local je
+    je=$(readlink -f "$r/usr/lib/$multiarch/libjemalloc.so.2")
+    [[ -f $je ]] || die "libjemalloc2 did not install in the builder"
+    install -m 0644 "$je" "$r/usr/lib/libjemalloc.so.2"
+    add_nonroot "$r" /bin/sh
+    ldconfig -r "$r"
+    IMPORT_CHANGES=(--change 'WORKDIR /home/nonroot')
+    import_image "$r" "$BUILDER_IMAGE" "allocscope builder base" \
+        "Debian $(host_codename) with CPython $cpython_version (builtin hashes: blake2 only), pip, jemalloc"
+    log "builder image built in $((SECONDS - start))s"
+}
+
+# The FIPS provider built by scripts/build-fips-provider.sh (cached per machine).
+ensure_fips_provider() {
+    local script=$repo_root/scripts/build-fips-provider.sh
+    [[ -x $script ]] || die "$script is missing"
+    fips_dir=$("$script" | tail -n1)
+    [[ -f $fips_dir/ossl-modules/fips.so && -f $fips_dir/fipsmodule.cnf ]] ||
+        die "build-fips-provider.sh gave no usable dir ($fips_dir)"
+}
+
+runtime_openssl_cnf() {
+    cat <<'EOF'
+# OpenSSL configuration of the allocscope runtime base image.
+# The FIPS provider is active and ENFORCED: default_properties = fips=yes, so every fetch
+# without an explicit property query is served by the fips provider. The default provider
+# is loaded too, so a caller can still ask for a non-FIPS algorithm explicitly with the
+# "-fips" property (as hashlib.md5(usedforsecurity=False) does).
+# The fips provider is OpenSSL's FIPS provider code built from source: it is NOT a
+# FIPS 140 validated module unless it was built from a validated OpenSSL release.
+config_diagnostics = 1
+openssl_conf = openssl_init
+
+.include /etc/ssl/fipsmodule.cnf
+
+[openssl_init]
+providers = provider_sect
+alg_section = algorithm_sect
+ssl_conf = ssl_sect
+
+[provider_sect]
+fips = fips_sect
+base = base_sect
+default = default_sect
+
+[base_sect]
+activate = 1
+
+[default_sect]
+activate = 1
+
+[algorithm_sect]
+default_properties = fips=yes
+
+[ssl_sect]
+system_default = system_default_sect
+
+[system_default_sect]
+MinProtocol = TLSv1.2
+CipherString = DEFAULT:@SECLEVEL=2
+EOF
+}
+
+build_runtime() {
+    local r=$work/runtime-rootfs start=$SECONDS
+    local -a common keep
+    mapfile -t common < <(mmdebstrap_common)
+    write_host_sources
+    ensure_fips_provider
+    log "mmdebstrap: runtime root filesystem ($(host_codename), variant extract)"
+    mmdebstrap --variant=extract --skip=cleanup/apt/cache \
+        --include="$(IFS=,; printf '%s' "${RUNTIME_PACKAGES[*]}")" \
+        "${common[@]}" "$(host_codename)" "$r" "$work/host.sources" >"$work/mmdebstrap-runtime.log" 2>&1 ||
+        { tail -n 30 "$work/mmdebstrap-runtime.log" >&2; die "mmdebstrap (runtime) failed"; }
+
+    # --- prune: only the libraries and data of the wanted packages stay ---------------
+    keep=("${RUNTIME_PACKAGES[@]}" "${RUNTIME_KEEP_EXTRA[@]}")
+    local deb pkg ver removed=() manifest=() k want
+    mkdir -p "$work/status.d"
+    for deb in "$r"/var/cache/apt/archives/*.deb; do
+        pkg=$(dpkg-deb -f "$deb" Package)
+        ver=$(dpkg-deb -f "$deb" Version)
+        want=0
+        for k in "${keep[@]}"; do if [[ $k == "$pkg" ]]; then want=1; fi; done
+        if ((want)); then
+            manifest+=("$pkg $ver")
+            # Package metadata for image scanners, as Google's distroless images keep it.
+            { dpkg-deb -f "$deb"; printf 'Status: install ok installed\n'; } >"$work/status.d/$pkg"
+            continue
+        fi
+        removed+=("$pkg")
+        dpkg-deb --fsys-tarfile "$deb" | tar -t | while read -r f; do
+            [[ $f == */ ]] && continue
+            rm -f -- "$r/${f#./}"
+        done
+    done
+    log "runtime packages kept: ${manifest[*]}"
+    log "dependencies pulled in by apt and removed again: ${removed[*]:-none}"
+    # No executables at all (python is added below), no package manager state, no docs
+    # except copyright files, no device nodes (the engine provides /dev).
+    find "$r/usr/bin" "$r/usr/sbin" -mindepth 1 -delete
+    rm -rf -- "$r/usr/libexec" "$r/usr/games" "$r/usr/lib/ssl/misc" \
+        "$r"/usr/share/{man,info,lintian,bash-completion,locale,debconf,perl5,pixmaps,menu,bug,gcc,gdb} \
+        "$r"/etc/{apt,dpkg,debconf.conf,ca-certificates,ca-certificates.conf,fstab,hostname,resolv.conf,kernel,cron.daily,logrotate.d} \
+        "$r"/var/lib/{apt,dpkg} "$r"/var/cache/{apt,debconf,ldconfig} "$r"/var/log/* \
+        "$r"/usr/lib/"$multiarch"/{perl-base,perl,audit} "${r:?}"/dev/*
+    find "$r/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true
+    find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+    for k in lib32 libx32; do
+        if [[ -L $r/$k && ! -e $r/usr/$k ]]; then rm -f -- "$r/$k"; fi
+    done
+    install -d -m 0755 "$r/var/lib/dpkg/status.d"
+    cp "$work/status.d/"* "$r/var/lib/dpkg/status.d/"
+
+    # --- system files --------------------------------------------------------------------
+    add_nonroot "$r" /sbin/nologin
+    printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n' >"$r/etc/nsswitch.conf"
+    install -m 0644 /usr/lib/os-release "$r/usr/lib/os-release"
+    ln -sfn ../usr/lib/os-release "$r/etc/os-release"
+    ln -sfn /usr/share/zoneinfo/Etc/UTC "$r/etc/localtime"
+    printf 'Etc/UTC\n' >"$r/etc/timezone"
+    # CA bundle as update-ca-certificates would write it (every certificate, in order).
+    install -d -m 0755 "$r/etc/ssl/certs"
+    find "$r/usr/share/ca-certificates" -name '*.crt' | LC_ALL=C sort |
+        while read -r f; do awk 1 "$f"; done >"$r/etc/ssl/certs/ca-certificates.crt"
+    [[ -s $r/etc/ssl/certs/ca-certificates.crt ]] || die "empty CA bundle"
+    printf 'include /etc/ld.so.conf.d/*.conf\n' >"$r/etc/ld.so.conf"
+
+    # --- CPython ---------------------------------------------------------------------------
+    install_cpython "$r" runtime
+
+    # --- OpenSSL FIPS provider ---------------------------------------------------------------
+    local moddir=$r/usr/lib/$multiarch/ossl-modules
+    install -d -m 0755 "$moddir"
+    install -m 0644 "$fips_dir/ossl-modules/fips.so" "$moddir/fips.so"
+    # fipsmodule.cnf belongs to one exact fips.so: regenerate it for the copy in the image
+    # (self-tests run again) and check it matches the one the provider cache made.
+    env -u OPENSSL_CONF -u OPENSSL_MODULES openssl fipsinstall -module "$moddir/fips.so" \
+        -out "$r/etc/ssl/fipsmodule.cnf" -provider_name fips >"$work/fipsinstall.log" 2>&1 ||
+        { cat "$work/fipsinstall.log" >&2; die "openssl fipsinstall failed for the image's fips.so"; }
+    chmod 0644 "$r/etc/ssl/fipsmodule.cnf"
+    if cmp -s "$r/etc/ssl/fipsmodule.cnf" "$fips_dir/fipsmodule.cnf"; then
+        log "fipsmodule.cnf for the image is identical to the provider cache's (MAC covers the file, not its path)"
+    else
+        log "note: regenerated fipsmodule.cnf differs from the provider cache's; using the regenerated one"
+    fi
+    runtime_openssl_cnf >"$r/etc/ssl/openssl.cnf"
+    chmod 0644 "$r/etc/ssl/openssl.cnf"
+    install -d -m 0755 "$r/usr/lib/ssl"
+    ln -sfn /etc/ssl/openssl.cnf "$r/usr/lib/ssl/openssl.cnf"
+    ln -sfn /etc/ssl/certs "$r/usr/lib/ssl/certs"
+    ln -sfn /etc/ssl/certs/ca-certificates.crt "$r/usr/lib/ssl/cert.pem"
+    local libssl_ver fips_ver
+    libssl_ver=$(grep -h '^Version:' "$r/var/lib/dpkg/status.d/libssl3" | awk '{print $2}')
+    fips_ver=$(cat "$fips_dir/VERSION" 2>/dev/null || echo unknown)
+    log "runtime libssl3 $libssl_ver, FIPS provider built from OpenSSL $fips_ver"
+    [[ ${libssl_ver%%-*} == "$fips_ver" ]] ||
+        log "warning: libssl3 ($libssl_ver) and the FIPS provider ($fips_ver) versions differ"
+
+    ldconfig -r "$r"
+    rm -rf -- "$r/var/cache/ldconfig"
+
+    # --- what must not be there ------------------------------------------------------------
+    local bad
+    bad=$(cd "$r" && find . \( -path ./proc -prune \) -o \( -type f -o -type l \) \
+        \( -name sh -o -name bash -o -name dash -o -name busybox -o -name 'apt' -o -name 'apt-get' \
+        -o -name dpkg -o -name 'pip' -o -name 'pip3*' -o -name perl \) -print)
+    [[ -z $bad ]] || die "runtime contains forbidden executables: $bad"
+    local bins
+    bins=$(cd "$r/usr/bin" && ls)
+    log "runtime /usr/bin: $(tr '\n' ' ' <<<"$bins")"
+
+    IMPORT_CHANGES=(--change 'LABEL allocscope.fips.provider="OpenSSL FIPS provider '"$fips_ver"' built from source, not a validated module"'
+        --change 'WORKDIR /home/nonroot')
+    import_image "$r" "$RUNTIME_IMAGE" "allocscope FIPS runtime base" \
+        "Distroless-style Debian $(host_codename) runtime: CPython $cpython_version, OpenSSL FIPS provider enforced, no shell"
+    log "runtime image built in $((SECONDS - start))s"
+}
+
+smoke_test() {
+    local out
+    log "smoke test: $RUNTIME_IMAGE"
+    out=$(docker run --rm --network none "$RUNTIME_IMAGE" -c '
+import hashlib, _hashlib
+assert _hashlib.get_fips_mode() == 1, "fips mode off"
+for f in (lambda: hashlib.md5(), lambda: hashlib.new("md5")):
+    try:
+        f()
+    except ValueError:
+        pass
+    else:
+        raise SystemExit("MD5 was not refused")
+hashlib.md5(usedforsecurity=False); hashlib.sha256(b"x")
+import ssl, ctypes, sqlite3, json, uuid, zlib, lzma, bz2, decimal, zoneinfo
+print("ok", ssl.OPENSSL_VERSION)
+') || die "runtime smoke test failed"
+    log "runtime: $out"
+    if docker run --rm --network none --entrypoint /bin/sh "$RUNTIME_IMAGE" -c true >/dev/null 2>&1; then
+        die "runtime has a working /bin/sh"
+    fi
+}
+
+check_abi() {
+    local a b
+    a=$(docker run --rm --network none "$BUILDER_IMAGE" -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    b=$(docker run --rm --network none "$RUNTIME_IMAGE" -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    [[ $a == "$b" ]] || die "builder ABI ($a) differs from runtime ABI ($b)"
+    log "builder and runtime share the Python ABI: $a"
+}
+
+ensure_engine() {
+    docker info >/dev/null 2>&1 && return 0
+    die "no Docker engine answers; start one with scripts/docker-engine.sh start"
+}
+
+# ---------------------------------------------------------------------------------------
+t0=$SECONDS
+ensure_host_packages
+ensure_cpython
+case $step in
+    cpython)
+        printf '%s\n' "$cpython_dir" >&3 ;;
+    builder)
+        ensure_engine; build_builder
+        printf '%s %s\n' "$BUILDER_IMAGE" "$(image_size "$BUILDER_IMAGE")" >&3 ;;
+    runtime)
+        ensure_engine; build_runtime; smoke_test
+        printf '%s %s\n' "$RUNTIME_IMAGE" "$(image_size "$RUNTIME_IMAGE")" >&3 ;;
+    all)
+        ensure_engine; build_builder; build_runtime; smoke_test; check_abi
+        printf '%s %s\n' "$BUILDER_IMAGE" "$(image_size "$BUILDER_IMAGE")" >&3
+        printf '%s %s\n' "$RUNTIME_IMAGE" "$(image_size "$RUNTIME_IMAGE")" >&3 ;;
+esac
+log "done in $((SECONDS - t0))s"
