@@ -5,15 +5,17 @@ change while the process lives (allocator, FIPS state, runtime) is detected ther
 worker; every request reads memory fresh.
 
 Limits enforced here, because granian has no such setting: request bodies (``Content-Length``
-required on POST, 411 without it, 413 past ``ALLOCSCOPE_MAX_BODY_BYTES`` before a byte is
-read, 400 when it is not a number). Request line and header size, header count and the
-header read timeout are granian's (hyper's) and are set by the launcher.
+required on POST, 411 without it, 400 when it is not a number, 413 past
+``ALLOCSCOPE_MAX_BODY_BYTES`` before a byte is read) and how many requests may wait on a
+body at once (see ``BodyGate``). Request line and header size, header count and the header
+read timeout are granian's (hyper's) and are set by the launcher.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -57,6 +59,31 @@ class Rss:
 
     def __call__(self) -> int:
         return int(os.pread(self._fd, 256, 0).split()[1]) * self._page
+
+
+class BodyGate:
+    """At most ``slots`` requests read a body at once, so GETs always find a thread.
+
+    granian streams the body to the application and has no body read timeout (only one for
+    headers; upstream declined one), so ``wsgi.input.read()`` blocks for as long as a client
+    that sent its headers and then stalls likes. Such clients could hold every request
+    thread; the gate keeps one free: a POST that finds no slot gets 503 at once, without a
+    byte of its body read, and the connection is closed. (Reading on helper threads with a
+    deadline was tried: answering while a helper still waited on the body froze the whole
+    worker in granian 2.8.)
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def read(self, stream: Any, length: int) -> bytes | None:
+        """The body, or None when every slot is taken."""
+        if not self._slots.acquire(blocking=False):
+            return None
+        try:
+            return bytes(stream.read(length))
+        finally:
+            self._slots.release()
 
 
 @dataclass(frozen=True)
@@ -194,6 +221,7 @@ class App:
             "/readyz": self.readyz,
         }
         self._post = {"/echo": self.echo}
+        self.body = BodyGate(max(1, worker.settings.threads - 1))
 
     def __call__(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -252,7 +280,9 @@ class App:
         limit = self.worker.settings.max_body_bytes
         if int(length) > limit:
             return error(start, 413, f"body over {limit} bytes", close=True)
-        raw = environ["wsgi.input"].read(int(length))
+        raw = self.body.read(environ["wsgi.input"], int(length))
+        if raw is None:
+            return error(start, 503, "every body slot waits on a client; retry", close=True)
         try:
             doc = json.loads(raw)
         except ValueError as e:  # UnicodeDecodeError is a ValueError too
