@@ -46,6 +46,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    saved_log: str | None = None  # kept when the server stops and its log file goes
 
     def request(
         self,
@@ -67,6 +68,8 @@ class Server:
         return self.request("GET", path)
 
     def log(self) -> str:
+        if self.saved_log is not None:
+            return self.saved_log
         return self.log_path.read_text(errors="replace")
 
     def events(self, name: str) -> list[dict[str, Any]]:
@@ -154,3 +157,4 @@ def serving(
             yield server
         finally:
             stop(proc)
+            server.saved_log = server.log()
