@@ -1,0 +1,457 @@
+"""The results document: one versioned JSON file with every run and its proof.
+
+Version history (``"schema": "allocscope.results"``, ``"version": N``):
+
+- 0: the demo's format, no schema key: one flat JSON object per run, as the Ruby seed and
+  ``bench_alloc.py`` print them (``time_s``, ``rss_before_mb``, ``rss_after_mb``, ...), or
+  a list of them (``jq -s``). Loads as runs with the few metrics it has.
+- 1: this module's format: host, config, variants, runs with marks, timeline and proof.
+
+:func:`load` reads any of them and migrates it, step by step, to the current version. A
+newer version than this allocscope knows, or a file that is not JSON, is a
+:class:`ResultsError` (the commands exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from allocscope import __version__
+
+SCHEMA = "allocscope.results"
+VERSION = 1
+MB = 2**20
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A phase boundary, with the child's RSS and peak read from outside at that moment."""
+
+    event: str  # ready, work_start, work_end, freed, settle, purged
+    t: float  # seconds since the child was started
+    rss: int | None
+    hwm: int | None
+    info: dict[str, Any] = field(default_factory=dict)  # work_s, after_s, ...
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    workload: str
+    repeat: int  # 1..N; 0 is a warm-up and never counts
+    ok: bool
+    failures: list[str]
+    metrics: dict[str, float]  # see METRICS; only for runs that count
+    marks: list[Mark]
+    timeline: list[tuple[float, int]]  # (seconds since start, RSS bytes)
+    proof: dict[str, Any] | None
+    heap: dict[str, Any] | None
+    exit_code: int | None
+    stderr: str
+    duration_s: float
+    params: dict[str, Any]
+
+    @property
+    def counts(self) -> bool:
+        return self.ok and self.repeat > 0
+
+    @property
+    def detected(self) -> str | None:
+        """'jemalloc 5.3.0', as the child proved it."""
+        if not self.proof:
+            return None
+        name, version = self.proof.get("allocator"), self.proof.get("version")
+        return f"{name} {version}" if version else str(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Run:
+        marks = [Mark(**m) for m in doc.get("marks", [])]
+        timeline = [(float(t), int(r)) for t, r in doc.get("timeline", [])]
+        return cls(**{**doc, "marks": marks, "timeline": timeline})
+
+
+# Metric keys: RSS in bytes, times in seconds. "rss_settle_<s>" exists per settle period.
+METRICS = {
+    "rss_before": "RSS when the work starts",
+    "rss_peak": "peak RSS (VmHWM) up to the end of the work and the freeing",
+    "rss_work_end": "RSS when the work ends, its survivors still held",
+    "rss_freed": "RSS right after everything is freed",
+    "rss_retained": "RSS after the last settle period",
+    "rss_purged": "RSS after asking the allocator to return free memory",
+    "work_s": "wall time of the work alone",
+    "cpu_s": "CPU time of the work (all threads)",
+    "free_s": "time to drop and collect what the work kept",
+}
+
+
+def settle_key(after: float) -> str:
+    return f"rss_settle_{after:g}"
+
+
+def metrics_of(marks: Sequence[Mark], timeline: Sequence[tuple[float, int]]) -> dict[str, float]:
+    """The numbers of one run, from its marks (and the timeline, for the peak)."""
+    by = {m.event: m for m in marks}
+    out: dict[str, float] = {}
+
+    def put(key: str, mark: Mark | None, value: float | None) -> None:
+        if mark is not None and value is not None:
+            out[key] = value
+
+    start, end, freed = by.get("work_start"), by.get("work_end"), by.get("freed")
+    put("rss_before", start, start.rss if start else None)
+    put("rss_work_end", end, end.rss if end else None)
+    put("rss_freed", freed, freed.rss if freed else None)
+    for key in ("work_s", "cpu_s"):
+        put(key, end, end.info.get(key) if end else None)
+    put("free_s", freed, freed.info.get("free_s") if freed else None)
+    peaks = [m.hwm for m in (end, freed) if m is not None and m.hwm is not None]
+    if start is not None and freed is not None:
+        peaks += [rss for t, rss in timeline if start.t <= t <= freed.t]
+    if peaks:
+        out["rss_peak"] = max(peaks)
+    settles = [m for m in marks if m.event == "settle"]
+    for m in settles:
+        put(settle_key(float(m.info.get("after_s", 0))), m, m.rss)
+    last = settles[-1] if settles else freed
+    put("rss_retained", last, last.rss if last else None)
+    purged = by.get("purged")
+    put("rss_purged", purged, purged.rss if purged else None)
+    return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric of one variant on one workload, over the runs that count."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: 0.04 means the repeats lie within 4 % of the median."""
+        return (self.high - self.low) / self.median if self.median else 0.0
+
+
+def summarize(values: Iterable[float]) -> Summary | None:
+    vals = sorted(values)
+    if not vals:
+        return None
+    return Summary(statistics.median(vals), vals[0], vals[-1], len(vals))
+
+
+@dataclass
+class Results:
+    created: str
+    host: dict[str, Any]
+    config: dict[str, Any]
+    variants: list[dict[str, Any]]  # Variant.to_dict(), unavailable ones included
+    runs: list[Run]
+    allocscope_version: str = __version__
+    migrated_from: int | None = None  # the version the file was written in, if older
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "version": VERSION,
+            "created": self.created,
+            "allocscope_version": self.allocscope_version,
+            "host": self.host,
+            "config": self.config,
+            "variants": self.variants,
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+    def workloads(self) -> list[str]:
+        return _unique(r.workload for r in self.runs)
+
+    def variant_names(self) -> list[str]:
+        names = [str(v["name"]) for v in self.variants]
+        return _unique([*names, *(r.variant for r in self.runs)])
+
+    def counted(self, workload: str, variant: str) -> list[Run]:
+        return [
+            r for r in self.runs if r.workload == workload and r.variant == variant and r.counts
+        ]
+
+    def summary(self, workload: str, variant: str, metric: str) -> Summary | None:
+        runs = self.counted(workload, variant)
+        return summarize(r.metrics[metric] for r in runs if metric in r.metrics)
+
+    def baseline(self) -> str | None:
+        """The glibc variant the others are compared with."""
+        names = self.variant_names()
+        if "glibc" in names:
+            return "glibc"
+        plain = [
+            str(v["name"])
+            for v in self.variants
+            if v.get("allocator") == "glibc" and not v.get("env")
+        ]
+        return plain[0] if plain else None
+
+    def unavailable(self) -> list[dict[str, Any]]:
+        return [v for v in self.variants if not v.get("available", True)]
+
+    def failed(self) -> list[Run]:
+        return [r for r in self.runs if not r.ok]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- host metadata -----------------------------------------------------------------------
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model", "Hardware"):
+            return value.strip()
+    return platform.processor() or None
+
+
+def _selected(setting: str | None) -> str | None:
+    """'always [madvise] never' -> 'madvise'."""
+    if setting and "[" in setting:
+        return setting.split("[", 1)[1].split("]", 1)[0]
+    return setting
+
+
+def host() -> dict[str, Any]:
+    thp = "/sys/kernel/mm/transparent_hugepage"
+    mem = _read("/proc/meminfo") or ""
+    total = next(
+        (line.split()[1] for line in mem.splitlines() if line.startswith("MemTotal")), None
+    )
+    return {
+        "hostname": platform.node(),
+        "cpu_model": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_bytes": int(total) * 1024 if total else None,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "libc": " ".join(platform.libc_ver()).strip() or None,
+        "thp_enabled": _selected(_read(f"{thp}/enabled")),
+        "thp_defrag": _selected(_read(f"{thp}/defrag")),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable,
+        "allocscope_version": __version__,
+    }
+
+
+def libraries_seen(runs: Iterable[Run]) -> dict[str, dict[str, Any]]:
+    """Each allocator library the children proved they ran on, with its version."""
+    seen: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        proof = run.proof or {}
+        path = proof.get("path")
+        if run.ok and path and path not in seen:
+            seen[path] = {
+                "allocator": proof.get("allocator"),
+                "version": proof.get("version"),
+                "realpath": os.path.realpath(path),
+            }
+    return seen
+
+
+# --- reading and migrating ---------------------------------------------------------------
+
+
+def _v0_run(doc: dict[str, Any], index: int) -> dict[str, Any]:
+    """One demo-format object -> a version-1 run with the metrics it has."""
+    detected = doc.get("allocator")
+    name = detected.get("name") if isinstance(detected, dict) else None
+    preload = doc.get("ld_preload") or ""
+    variant = doc.get("variant") or name or ("jemalloc" if "jemalloc" in preload else None)
+    variant = variant or (os.path.basename(preload).split(".")[0] if preload else "glibc")
+    metrics: dict[str, float] = {}
+    for old, new in (("rss_before_mb", "rss_before"), ("rss_after_mb", "rss_retained")):
+        if isinstance(doc.get(old), int | float):
+            metrics[new] = float(doc[old]) * MB
+    if isinstance(doc.get("time_s"), int | float):
+        metrics["work_s"] = float(doc["time_s"])
+    if isinstance(doc.get("rss_peak_mb"), int | float):
+        metrics["rss_peak"] = float(doc["rss_peak_mb"]) * MB
+    proof = None
+    if isinstance(detected, dict):
+        proof = {"allocator": name, "version": detected.get("version"), "migrated": True}
+    return {
+        "variant": str(variant),
+        "workload": str(doc.get("workload") or "seed"),
+        "repeat": index + 1,
+        "ok": True,
+        "failures": [],
+        "metrics": metrics,
+        "marks": [],
+        "timeline": [],
+        "proof": proof,
+        "heap": None,
+        "exit_code": 0,
+        "stderr": "",
+        "duration_s": float(doc.get("time_s") or 0),
+        "params": {k: doc[k] for k in ("threads", "rounds") if k in doc},
+    }
+
+
+def _v0_to_v1(doc: Any) -> dict[str, Any]:
+    items = doc if isinstance(doc, list) else [doc]
+    if not items or not all(isinstance(i, dict) and "time_s" in i for i in items):
+        raise ResultsError("not an allocscope results file (no schema, and not demo output)")
+    runs = [_v0_run(item, i) for i, item in enumerate(items)]
+    names = _unique(r["variant"] for r in runs)
+    return {
+        "schema": SCHEMA,
+        "version": 1,
+        "created": "",
+        "allocscope_version": "",
+        "host": {},
+        "config": {"source": "demo output (version 0)"},
+        "variants": [{"name": n, "allocator": n.split("-")[0], "available": True} for n in names],
+        "runs": runs,
+    }
+
+
+MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _v0_to_v1}
+
+
+def version_of(doc: Any) -> int:
+    if not isinstance(doc, dict) or "schema" not in doc:
+        return 0
+    if doc.get("schema") != SCHEMA:
+        raise ResultsError(f"schema {doc.get('schema')!r} is not {SCHEMA!r}")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsError(f"schema version {version!r} is not a positive integer")
+    if version > VERSION:
+        raise ResultsError(
+            f"unknown schema version {version}: this allocscope ({__version__}) reads "
+            f"versions 0 to {VERSION}; upgrade allocscope to read this file"
+        )
+    return version
+
+
+def from_document(doc: Any) -> Results:
+    """A parsed JSON document of any known version -> the current :class:`Results`."""
+    original = version = version_of(doc)
+    while version < VERSION:
+        doc = MIGRATIONS[version](doc)
+        version += 1
+    try:
+        return Results(
+            created=str(doc.get("created", "")),
+            host=dict(doc.get("host") or {}),
+            config=dict(doc.get("config") or {}),
+            variants=list(doc.get("variants") or []),
+            runs=[Run.from_dict(r) for r in doc.get("runs", [])],
+            allocscope_version=str(doc.get("allocscope_version", "")),
+            migrated_from=original if original != VERSION else None,
+        )
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ResultsError(f"malformed version-{VERSION} results: {e}") from None
+
+
+def parse(text: str, where: str = "results") -> Results:
+    """Results from JSON text; demo output may also be several objects one after another."""
+    try:
+        doc: Any = json.loads(text)
+    except json.JSONDecodeError as e:
+        doc = _concatenated(text)
+        if doc is None:
+            kind = "truncated" if e.pos >= len(text.rstrip()) else "not valid"
+            raise ResultsError(f"{where}: {kind} JSON ({e.msg} at line {e.lineno})") from None
+    try:
+        return from_document(doc)
+    except ResultsError as e:
+        raise ResultsError(f"{where}: {e}") from None
+
+
+def _concatenated(text: str) -> list[Any] | None:
+    """``{...}{...}`` or one object per line (bench_alloc output appended to a file)."""
+    decoder = json.JSONDecoder()
+    items, pos = [], 0
+    try:
+        while pos < len(text.rstrip()):
+            while text[pos].isspace():
+                pos += 1
+            item, pos = decoder.raw_decode(text, pos)
+            items.append(item)
+    except (json.JSONDecodeError, IndexError):
+        return None
+    return items if len(items) > 1 else None
+
+
+def load(paths: str | Sequence[str]) -> Results:
+    """Read one results file, or several demo-output files into one document."""
+    names = [paths] if isinstance(paths, str) else list(paths)
+    loaded = []
+    for path in names:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ResultsError(f"{path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ResultsError(f"{path}: not a text file") from None
+        loaded.append(parse(text, path))
+    return loaded[0] if len(loaded) == 1 else merge(loaded)
+
+
+def merge(parts: Sequence[Results]) -> Results:
+    """Several results (e.g. glibc.json and jema.json from the demo) as one."""
+    first = parts[0]
+    runs = [r for p in parts for r in p.runs]
+    variants: dict[str, dict[str, Any]] = {}
+    for p in parts:
+        for v in p.variants:
+            variants.setdefault(str(v["name"]), v)
+    migrated = [p.migrated_from for p in parts if p.migrated_from is not None]
+    return Results(
+        created=first.created,
+        host=first.host,
+        config=first.config,
+        variants=list(variants.values()),
+        runs=runs,
+        allocscope_version=first.allocscope_version,
+        migrated_from=min(migrated) if migrated else None,
+    )
+
+
+def save(results: Results, path: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results.to_dict(), f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,392 @@
+"""Run worker children under each variant, sample their RSS from outside, judge each run.
+
+One event loop (no threads) starts children, reads their event lines, samples the RSS of
+every live child every ``interval`` seconds with psutil, answers each event after reading
+the child's RSS and peak at that moment, and enforces every child's deadline: on timeout
+the child's whole process group is killed and reaped.
+
+By default a child starts as soon as the one before it has freed its memory, so one child
+settles while the next works (settling is sleeping: it does not compete for the CPU).
+Only one child is ever doing timed work. ``serial=True`` runs one child at a time.
+
+A run counts only if it proves itself: the allocator the child detected is the variant's,
+every LD_PRELOAD entry loaded, every MALLOC_CONF key in effect, the loader did not refuse
+the preload and jemalloc did not reject its configuration (both said on stderr), and the
+child went through every phase and exited 0. Anything else marks that run failed, with
+the reasons; the other runs go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import psutil
+
+from allocscope.bench.results import Mark, Run, metrics_of
+from allocscope.bench.variants import Variant
+from allocscope.bench.worker import Spec
+from allocscope.bench.workloads import Params
+from allocscope.probe import memory
+from allocscope.probe.errors import ProbeError
+
+# The parent's variables a child may see; everything else (LD_PRELOAD, MALLOC_CONF, ...)
+# comes from the variant alone (pyperf's idiom).
+ALLOWED_ENV = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
+    "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT",
+)  # fmt: skip
+FIXED_ENV = {"PYTHONHASHSEED": "0"}  # the same hashing, hence the same dict layouts
+
+_LOADER_REFUSED = re.compile(r"ERROR: ld\.so: object '([^']*)' from LD_PRELOAD cannot be .*")
+_JEMALLOC_CONF = re.compile(r"<jemalloc>: (Invalid conf (?:pair|value)|Malformed conf).*")
+STDERR_KEPT = 4000  # characters of a child's stderr kept in the results (the tail)
+EXIT_GRACE = 5.0  # seconds a child may take to exit after its last event
+
+
+def child_environ(variant: Variant, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    source = os.environ if parent is None else parent
+    env = {k: source[k] for k in ALLOWED_ENV if k in source}
+    env.update(FIXED_ENV)
+    env.update(variant.environ())
+    return env
+
+
+def stderr_problems(text: str) -> list[str]:
+    """What the loader and jemalloc said on stderr that makes a run not count."""
+    problems = [
+        f"the loader refused to preload {m.group(1)}: {m.group(0).strip()}"
+        for m in _LOADER_REFUSED.finditer(text)
+    ]
+    problems += [
+        f"jemalloc rejected MALLOC_CONF: {m.group(0).strip()}"
+        for m in _JEMALLOC_CONF.finditer(text)
+    ]
+    return problems
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    variant: Variant
+    workload: str
+    params: Params
+    settle: tuple[float, ...]
+    repeat: int  # 1..repeats for measured runs; 0 for warm-up
+    timeout: float
+    purge: bool = True
+
+    @property
+    def warmup(self) -> bool:
+        return self.repeat == 0
+
+    @property
+    def label(self) -> str:
+        which = "warm-up" if self.warmup else f"run {self.repeat}"
+        return f"{self.workload} · {self.variant.name} · {which}"
+
+
+def plan(
+    variants: Iterable[Variant],
+    workloads: Sequence[tuple[str, Params]],
+    *,
+    repeats: int,
+    warmup: int,
+    settle: tuple[float, ...],
+    timeout: float,
+    purge: bool = True,
+) -> list[RunSpec]:
+    """Every run, variants interleaved so slow drift of the machine spreads evenly."""
+    ready = [v for v in variants if v.available]
+    specs = []
+    for name, params in workloads:
+        for i in range(warmup):
+            specs += [RunSpec(v, name, params, (), 0, timeout, purge=False) for v in ready]
+            del i
+        for r in range(1, repeats + 1):
+            specs += [RunSpec(v, name, params, settle, r, timeout, purge) for v in ready]
+    return specs
+
+
+@dataclass
+class _Child:
+    spec: RunSpec
+    proc: subprocess.Popen[bytes]
+    events: int  # the read end of the child's event pipe
+    stderr: IO[bytes]
+    spawned: float
+    deadline: float
+    ps: psutil.Process | None
+    buffer: bytes = b""
+    marks: list[Mark] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    proof: dict[str, Any] | None = None
+    heap: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+    freed: bool = False  # past its timed work: the next child may start
+    result: bool = False
+    closed_at: float | None = None  # when its event pipe reached EOF
+
+    def since(self, now: float) -> float:
+        return round(now - self.spawned, 4)
+
+    def read_stderr(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+
+Progress = Callable[[str, RunSpec, Run | None], None]
+
+
+class Runner:
+    """Runs specs; ``progress(kind, spec, run)`` hears ``start`` and ``done``."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.05,
+        serial: bool = False,
+        max_live: int = 4,
+        python: str = sys.executable,
+        progress: Progress | None = None,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"the sampling interval must be greater than 0, not {interval}")
+        self.interval = interval
+        self.serial = serial
+        self.max_live = max_live
+        self.python = python
+        self.progress = progress or (lambda kind, spec, run: None)
+
+    def run(self, specs: Sequence[RunSpec]) -> list[Run]:
+        pending = deque(specs)
+        live: list[_Child] = []
+        done: list[Run] = []
+        sel = selectors.DefaultSelector()
+        try:
+            next_sample = time.monotonic()
+            while pending or live:
+                while pending and self._may_start(live):
+                    child = self._spawn(pending.popleft())
+                    sel.register(child.events, selectors.EVENT_READ, child)
+                    live.append(child)
+                now = time.monotonic()
+                wait = min([next_sample, *(c.deadline for c in live)]) - now
+                for key, _ in sel.select(max(0.0, wait)):
+                    self._read(key.data)
+                now = time.monotonic()
+                if now >= next_sample:
+                    for child in live:
+                        self._sample(child, now)
+                    next_sample = max(next_sample + self.interval, now)
+                for child in [c for c in live if self._finished(c, now)]:
+                    sel.unregister(child.events)
+                    live.remove(child)
+                    run = self._reap(child)
+                    done.append(run)
+                    self.progress("done", child.spec, run)
+        finally:
+            for child in live:  # interrupted: leave nothing behind
+                _kill(child.proc)
+                os.close(child.events)
+                child.stderr.close()
+            sel.close()
+        return done
+
+    def _may_start(self, live: list[_Child]) -> bool:
+        if self.serial:
+            return not live
+        return len(live) < self.max_live and all(c.freed or c.closed_at for c in live)
+
+    def _spawn(self, spec: RunSpec) -> _Child:
+        worker_spec = Spec(
+            spec.workload, spec.params, spec.variant.allocator, spec.settle, spec.purge
+        )
+        read_fd, write_fd = os.pipe()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _reap)
+        cmd = [self.python, "-m", "allocscope.bench.worker", worker_spec.to_json()]
+        try:
+            proc = subprocess.Popen(
+                [*cmd, "--fd", str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=stderr,
+                stderr=stderr,
+                env=child_environ(spec.variant),
+                pass_fds=(write_fd,),
+                start_new_session=True,  # its own process group: killed as a whole
+            )
+        except BaseException:
+            os.close(read_fd)
+            stderr.close()
+            raise
+        finally:
+            os.close(write_fd)
+        self.progress("start", spec, None)
+        now = time.monotonic()
+        try:
+            ps: psutil.Process | None = psutil.Process(proc.pid)
+        except psutil.Error:
+            ps = None
+        return _Child(spec, proc, read_fd, stderr, now, now + spec.timeout, ps)
+
+    def _read(self, child: _Child) -> None:
+        chunk = os.read(child.events, 65536)
+        if not chunk:
+            child.closed_at = child.closed_at or time.monotonic()
+            return
+        child.buffer += chunk
+        *lines, child.buffer = child.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._event(child, line)
+
+    def _event(self, child: _Child, line: bytes) -> None:
+        now = time.monotonic()
+        try:
+            msg = json.loads(line)
+            event = str(msg.pop("event"))
+            msg.pop("t", None)
+        except (ValueError, KeyError, AttributeError):
+            child.failures.append(f"the child sent a line that is not an event: {line[:200]!r}")
+            self._answer(child, "stop")
+            return
+        if event == "result":
+            child.heap = msg.get("heap")
+            child.result = True
+            return
+        if event == "error":
+            child.failures.append(f"the workload failed: {msg.get('message')}")
+            return
+        rss, hwm = self._memory(child)
+        if event == "ready":
+            child.proof = msg.get("proof")
+            msg = {}
+            problems = self._proof_problems(child)
+            if problems:
+                child.failures += problems
+                child.marks.append(Mark(event, child.since(now), rss, hwm, {}))
+                self._answer(child, "stop")
+                return
+        if event == "freed":
+            child.freed = True
+        child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
+        if rss is not None:
+            child.timeline.append((child.since(now), rss))
+        self._answer(child, "go")
+
+    def _proof_problems(self, child: _Child) -> list[str]:
+        problems = stderr_problems(child.read_stderr())
+        proof = child.proof or {}
+        checks = proof.get("checks") or []
+        problems += [f"{c['name']}: {c['detail']}" for c in checks if not c.get("passed")]
+        if proof.get("allocator") != child.spec.variant.allocator and not any(
+            c.get("name") == "allocator" for c in checks
+        ):
+            problems.append(
+                f"expected {child.spec.variant.allocator}, the child runs on "
+                f"{proof.get('allocator')}"
+            )
+        return problems
+
+    def _answer(self, child: _Child, word: str) -> None:
+        if child.proc.stdin is None:
+            return
+        try:
+            child.proc.stdin.write(word.encode() + b"\n")
+            child.proc.stdin.flush()
+        except OSError:
+            pass  # it has gone; its exit status will tell
+        if word == "stop":
+            child.freed = True  # it will do no timed work
+
+    def _memory(self, child: _Child) -> tuple[int | None, int | None]:
+        try:
+            mem = memory.read(pid=child.proc.pid, rollup=False)
+        except ProbeError:
+            return None, None
+        return mem.rss_bytes, mem.peak_rss_bytes
+
+    def _sample(self, child: _Child, now: float) -> None:
+        if child.ps is None or child.closed_at:
+            return
+        with contextlib.suppress(psutil.Error):
+            child.timeline.append((child.since(now), int(child.ps.memory_info().rss)))
+
+    def _finished(self, child: _Child, now: float) -> bool:
+        if now >= child.deadline:
+            child.failures.append(f"timed out after {child.spec.timeout:g} s: killed")
+            _kill(child.proc)
+            return True
+        if child.closed_at is not None and _exited(child.proc):
+            return True
+        if child.closed_at is not None and now - child.closed_at > EXIT_GRACE:
+            child.failures.append(f"did not exit within {EXIT_GRACE:g} s of its last event")
+            _kill(child.proc)
+            return True
+        return False
+
+    def _reap(self, child: _Child) -> Run:
+        code = _kill(child.proc)  # exited already; this also ends anything it left behind
+        if child.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.proc.stdin.close()
+        os.close(child.events)
+        text = child.read_stderr()
+        child.stderr.close()
+        failures = list(child.failures)
+        if child.proof is None and not failures:
+            failures.append("the child exited before it proved its allocator")
+        failures += [p for p in stderr_problems(text) if p not in failures]
+        stopped = bool(failures)
+        if not stopped and code != 0:
+            failures.append(f"the child exited with status {code}")
+        if not stopped and not child.result:
+            failures.append("the child did not report its result")
+        marks = child.marks
+        return Run(
+            variant=child.spec.variant.name,
+            workload=child.spec.workload,
+            repeat=child.spec.repeat,
+            ok=not failures,
+            failures=failures,
+            metrics=metrics_of(marks, child.timeline) if not failures else {},
+            marks=marks,
+            timeline=child.timeline,
+            proof=child.proof,
+            heap=child.heap,
+            exit_code=code,
+            stderr=text[-STDERR_KEPT:],
+            duration_s=round(time.monotonic() - child.spawned, 3),
+            params=child.spec.params.to_dict(),
+        )
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Has the child exited? Asked without reaping it, so its group id stays ours."""
+    if proc.returncode is not None:
+        return True
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> int:
+    """SIGKILL the child's whole process group (before reaping the child, while the
+    group id cannot be reused), then reap the child; return its exit status."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()

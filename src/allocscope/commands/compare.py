@@ -1,0 +1,87 @@
+"""allocscope compare: every available variant on the default workloads (the main job).
+
+Runs warm-up and measured children per variant and workload, prints the comparison table,
+and writes results.json, report.md, chart.png and chart.svg into a results directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from allocscope import exitcodes
+from allocscope.bench import options, workloads
+from allocscope.bench.options import Plan, PlanError
+
+HELP = "compare allocator variants on workloads: table, JSON, PNG and SVG (the main job)"
+EPILOG = (
+    "Exit codes: 0 done (failed runs are listed in the table), 2 usage error, "
+    "3 invalid input (unknown variant or workload, bad library, bad value), "
+    "4 no run proved its allocator."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    options.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
+    add_output_arguments(parser, default_out="results/<timestamp>/")
+    parser.epilog = EPILOG
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, default_out: str | None) -> None:
+    o = parser.add_argument_group("output")
+    o.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help=f"write results.json, report.md, chart.png, chart.svg here (default {default_out})",
+    )
+    o.add_argument("--no-chart", dest="chart", action="store_false", help="skip PNG and SVG")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def fail(command: str, message: str, code: int) -> int:
+    print(f"allocscope {command}: {message}", file=sys.stderr)
+    return code
+
+
+def prepare(command: str, args: argparse.Namespace, defaults: tuple[str, ...]) -> Plan | int:
+    """The plan, or an exit code after saying what is wrong."""
+    try:
+        plan = options.build(args, default_workloads=defaults)
+    except PlanError as e:
+        return fail(command, str(e), exitcodes.BAD_INPUT)
+    for v in plan.variants:
+        if not v.available:
+            print(f"allocscope {command}: skipping {v.name}: {v.unavailable}", file=sys.stderr)
+    if not plan.available:
+        return fail(command, "no variant can run here (see above)", exitcodes.BAD_INPUT)
+    return plan
+
+
+def measure_and_write(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
+    from allocscope.bench import session
+    from allocscope.report import bundle, table
+    from allocscope.report.progress import Progress
+
+    specs = session.specs(plan)
+    with Progress(len(specs), quiet=args.quiet) as progress:
+        results = session.execute(plan, progress=progress.update)
+    table.print_terminal(results)
+    if out is not None:
+        written = bundle.write(results, out, charts=args.chart)
+        for problem in written.problems:
+            print(f"allocscope {command}: {problem}", file=sys.stderr)
+        print(f"wrote {', '.join(written.paths)}")
+    if not any(r.counts for r in results.runs):
+        return fail(command, "no run proved its allocator", exitcodes.RUN_FAILED)
+    return exitcodes.OK
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = prepare("compare", args, workloads.DEFAULT_SET)
+    if isinstance(plan, int):
+        return plan
+    out = args.out or os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
+    return measure_and_write("compare", plan, args, out)

@@ -1,0 +1,53 @@
+"""allocscope report: render results files (tables and charts) without running anything."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from allocscope import exitcodes
+
+HELP = "render a results file: terminal or markdown table, PNG and SVG charts"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results",
+        nargs="+",
+        help="results.json from compare or bench; or demo output (bench_alloc.py JSON), "
+        "several files allowed",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print markdown, not a table")
+    parser.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="write report.md, chart.png and chart.svg here (default: print only)",
+    )
+    parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
+    parser.epilog = (
+        "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
+        "not JSON, unknown schema version)."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from allocscope.bench.results import ResultsError, load
+    from allocscope.report import bundle, table
+
+    try:
+        results = load(args.results)
+    except ResultsError as e:
+        print(f"allocscope report: {e}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    if args.markdown:
+        print(table.markdown(results), end="")
+    else:
+        table.print_terminal(results)
+    if args.out:
+        written = bundle.write(results, os.path.expanduser(args.out), data=False, charts=args.chart)
+        for problem in written.problems:
+            print(f"allocscope report: {problem}", file=sys.stderr)
+        print(f"wrote {', '.join(written.paths)}")
+    return exitcodes.OK

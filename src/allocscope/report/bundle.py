@@ -1,0 +1,41 @@
+"""Write a results document and everything rendered from it into one directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from allocscope.bench import results as results_mod
+from allocscope.bench.results import Results
+from allocscope.report import table
+
+RESULTS = "results.json"
+MARKDOWN = "report.md"
+CHART = "chart"  # chart.png, chart.svg
+
+
+@dataclass
+class Written:
+    paths: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # e.g. no matplotlib: no charts
+
+
+def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:
+    os.makedirs(directory, exist_ok=True)
+    out = Written()
+    if data:
+        path = os.path.join(directory, RESULTS)
+        results_mod.save(results, path)
+        out.paths.append(path)
+    path = os.path.join(directory, MARKDOWN)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(table.markdown(results))
+    out.paths.append(path)
+    if charts:
+        from allocscope.report import chart
+
+        try:
+            out.paths += chart.write(results, os.path.join(directory, CHART))
+        except chart.ChartUnavailable as e:
+            out.problems.append(str(e))
+    return out

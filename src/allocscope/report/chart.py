@@ -1,0 +1,168 @@
+"""Charts with matplotlib (Agg, no display): per workload, the RSS timeline of each variant
+and bars for peak RSS, retained RSS and work time. Written as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from allocscope.bench.results import MB, Results, Run, Summary
+
+FORMATS = ("png", "svg")
+
+
+class ChartUnavailable(RuntimeError):
+    """matplotlib is not installed (the runtime image does not ship it)."""
+
+
+def representative(runs: Sequence[Run]) -> Run | None:
+    """The run with the median work time: its timeline stands for the variant."""
+    timed = sorted((r for r in runs if r.timeline), key=lambda r: r.metrics.get("work_s", 0.0))
+    return timed[len(timed) // 2] if timed else None
+
+
+def _aligned(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
+    """Timeline in seconds since the work started, MiB, up to the last settle reading
+    (the purge after it is an intervention, not the allocator's own behaviour)."""
+    start = next((m.t for m in run.marks if m.event == "work_start"), 0.0)
+    settled = [m.t for m in run.marks if m.event in ("freed", "settle")]
+    end = settled[-1] if settled else float("inf")
+    kept = [(t, rss) for t, rss in run.timeline if t <= end]
+    xs = [t - start for t, _ in kept]
+    ys = [rss / MB for _, rss in kept]
+    phases = {m.event: m.t - start for m in run.marks if m.event in ("work_end", "freed")}
+    return xs, ys, phases
+
+
+def _error(s: Summary | None, divisor: float) -> tuple[float, float, float]:
+    if s is None:
+        return 0.0, 0.0, 0.0
+    return s.median / divisor, (s.median - s.low) / divisor, (s.high - s.median) / divisor
+
+
+def figure(results: Results) -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ChartUnavailable("charts need matplotlib: pip install 'allocscope[report]'") from e
+
+    workloads = results.workloads()
+    variants = results.variant_names()
+    colors = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(variants)}
+    fig, axes = plt.subplots(
+        len(workloads),
+        3,
+        figsize=(17, 4.2 * max(1, len(workloads))),
+        squeeze=False,
+        gridspec_kw={"width_ratios": (2.2, 1.3, 1)},
+    )
+    for row, workload in zip(axes, workloads, strict=True):
+        _timelines(row[0], results, workload, variants, colors)
+        _bars(row[1], row[2], results, workload, variants, colors)
+    fig.suptitle(_title(results), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _title(results: Results) -> str:
+    h = results.host
+    bits = [f"allocscope {results.allocscope_version}".strip(), results.created]
+    bits += [str(h[k]) for k in ("cpu_model",) if h.get(k)]
+    if h.get("cpus_usable"):
+        bits.append(f"{h['cpus_usable']} CPUs")
+    if h.get("thp_enabled"):
+        bits.append(f"THP {h['thp_enabled']}")
+    if h.get("python"):
+        bits.append(f"Python {h['python']}")
+    return " · ".join(b for b in bits if b)
+
+
+def _timelines(
+    ax: Any, results: Results, workload: str, variants: list[str], colors: dict[str, Any]
+) -> None:
+    drawn = False
+    for variant in variants:
+        run = representative(results.counted(workload, variant))
+        if run is None:
+            continue
+        xs, ys, phases = _aligned(run)
+        ax.plot(xs, ys, label=variant, color=colors[variant], linewidth=1.4)
+        if "freed" in phases:
+            y = run.metrics.get("rss_freed", 0.0) / MB
+            ax.plot([phases["freed"]], [y], marker="o", color=colors[variant], markersize=4)
+        drawn = True
+    ax.set_title(f"{workload}: RSS over time (dot: everything freed)", fontsize=10)
+    ax.set_xlabel("seconds since the work started")
+    ax.set_ylabel("RSS (MiB)")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no timeline in this file", ha="center", transform=ax.transAxes)
+
+
+def _bars(
+    ax_mem: Any,
+    ax_time: Any,
+    results: Results,
+    workload: str,
+    variants: list[str],
+    colors: dict[str, Any],
+) -> None:
+    shown = [v for v in variants if results.counted(workload, v)]
+    xs = list(range(len(shown)))
+    width = 0.4
+    for offset, metric, label, hatch in (
+        (-width / 2, "rss_peak", "peak", ""),
+        (width / 2, "rss_retained", "retained", "//"),
+    ):
+        vals = [_error(results.summary(workload, v, metric), MB) for v in shown]
+        ax_mem.bar(
+            [x + offset for x in xs],
+            [v[0] for v in vals],
+            width,
+            yerr=([v[1] for v in vals], [v[2] for v in vals]),
+            color=[colors[v] for v in shown],
+            hatch=hatch,
+            edgecolor="black",
+            linewidth=0.5,
+            label=label,
+        )
+    ax_mem.set_title("peak and retained RSS (hatched), MiB", fontsize=10)
+    times = [_error(results.summary(workload, v, "work_s"), 1.0) for v in shown]
+    ax_time.bar(
+        xs,
+        [t[0] for t in times],
+        0.6,
+        yerr=([t[1] for t in times], [t[2] for t in times]),
+        color=[colors[v] for v in shown],
+        edgecolor="black",
+        linewidth=0.5,
+    )
+    ax_time.set_title("work time, s (bars: min to max)", fontsize=10)
+    for ax in (ax_mem, ax_time):
+        ax.set_xticks(xs)
+        ax.set_xticklabels(shown, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+
+
+def write(results: Results, stem: str, formats: Sequence[str] = FORMATS) -> list[str]:
+    """Draw once, save as ``stem.png`` and ``stem.svg``; return the paths written."""
+    fig = figure(results)
+    import matplotlib.pyplot as plt
+
+    paths = []
+    try:
+        for fmt in formats:
+            path = f"{stem}.{fmt}"
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fig.savefig(path, format=fmt, dpi=110)
+            paths.append(path)
+    finally:
+        plt.close(fig)
+    return paths

@@ -1,0 +1,185 @@
+"""The comparison table: per workload, one row per variant, ratios against glibc.
+
+One model (:func:`tables`) and three renderings: markdown, plain text (no third-party
+imports: the runtime image has no rich) and rich for the terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from allocscope.bench.results import MB, Results, Summary
+
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
+# (metric, heading, unit divisor, decimals, show a ratio against the baseline)
+COLUMNS: tuple[tuple[str, str, float, int, bool], ...] = (
+    ("rss_peak", "peak MiB", MB, 1, True),
+    ("rss_retained", "retained MiB", MB, 1, True),
+    ("work_s", "work s", 1.0, 3, True),
+    ("cpu_s", "cpu s", 1.0, 3, False),
+)
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Table:
+    workload: str
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str]
+
+
+def _cell(s: Summary | None, divisor: float, decimals: int) -> str:
+    if s is None:
+        return MISSING
+    spread = f" ±{s.spread * 100:.0f}%" if s.n > 1 else ""
+    return f"{s.median / divisor:.{decimals}f}{spread}"
+
+
+def _ratio(s: Summary | None, base: Summary | None) -> str:
+    if s is None or base is None or not base.median:
+        return MISSING
+    return f"{s.median / base.median:.2f}x"
+
+
+def _detected(results: Results, workload: str, variant: str) -> str:
+    for run in results.counted(workload, variant):
+        if run.detected:
+            return run.detected
+    spec = next((v for v in results.variants if v.get("name") == variant), {})
+    return f"({spec.get('allocator', '?')})"
+
+
+def _settle_words(results: Results) -> str:
+    settle = results.config.get("settle_s") or []
+    if settle:
+        return f"RSS {settle[-1]:g} s after everything was freed"
+    return "RSS after everything was freed"
+
+
+def tables(results: Results) -> list[Table]:
+    base = results.baseline()
+    out = []
+    for workload in results.workloads():
+        header = ["variant", "allocator", "runs"]
+        for _, heading, _, _, ratio in COLUMNS:
+            header.append(heading)
+            if ratio and base:
+                header.append(f"x{base}")
+        rows = []
+        for variant in results.variant_names():
+            tried = [r for r in results.runs if r.workload == workload and r.variant == variant]
+            measured = [r for r in tried if r.repeat > 0]
+            if not tried:
+                continue
+            counted = results.counted(workload, variant)
+            row = [
+                variant,
+                _detected(results, workload, variant),
+                f"{len(counted)}/{len(measured)}",
+            ]
+            for metric, _, divisor, decimals, ratio in COLUMNS:
+                s = results.summary(workload, variant, metric)
+                row.append(_cell(s, divisor, decimals))
+                if ratio and base:
+                    row.append(_ratio(s, results.summary(workload, base, metric)))
+            rows.append(row)
+        params = results.config.get("workloads", {}).get(workload)
+        title = workload if not params else f"{workload} ({_params(params)})"
+        out.append(Table(workload, title, header, rows, _notes(results, workload)))
+    return out
+
+
+def _params(params: dict[str, Any]) -> str:
+    keys = ("threads", "iters", "size", "keep", "rounds")
+    return ", ".join(f"{k} {params[k]}" for k in keys if k in params)
+
+
+def _notes(results: Results, workload: str) -> list[str]:
+    notes = []
+    for run in results.failed():
+        if run.workload == workload:
+            which = "warm-up" if run.repeat == 0 else f"run {run.repeat}"
+            notes.append(f"FAILED {run.variant} {which}: {'; '.join(run.failures)}")
+    return notes
+
+
+def legend(results: Results) -> list[str]:
+    base = results.baseline()
+    lines = [
+        "median of the runs that proved their allocator; ± is (max - min) / median; "
+        f"retained is {_settle_words(results)}"
+        + (f"; x{base} is the ratio to the {base} baseline" if base else "")
+    ]
+    lines += [
+        f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
+        for v in results.unavailable()
+    ]
+    if results.migrated_from is not None:
+        lines.append(f"read from a version-{results.migrated_from} file (fewer metrics)")
+    return lines
+
+
+def markdown(results: Results) -> str:
+    parts = []
+    for t in tables(results):
+        parts.append(f"### {t.title}\n")
+        parts.append("| " + " | ".join(t.header) + " |")
+        parts.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(t.header))) + "|")
+        parts += ["| " + " | ".join(row) + " |" for row in t.rows]
+        parts += [""] + [f"- {n}" for n in t.notes] + ([""] if t.notes else [])
+    parts += [f"_{line}_" for line in legend(results)]
+    return "\n".join(parts).strip() + "\n"
+
+
+def text(results: Results) -> str:
+    """Fixed-width text, for terminals without rich."""
+    out = []
+    for t in tables(results):
+        widths = [max(len(r[i]) for r in [t.header, *t.rows]) for i in range(len(t.header))]
+
+        def line(cells: list[str], widths: list[int] = widths) -> str:
+            return "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+
+        out += [t.title, line(t.header), line(["-" * w for w in widths])]
+        out += [line(row) for row in t.rows] + t.notes + [""]
+    return "\n".join(out + legend(results))
+
+
+def rich_tables(results: Results) -> list[RichTable]:
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    rendered = []
+    for t in tables(results):
+        table = RichTable(title=t.title, title_justify="left", caption_justify="left")
+        for i, heading in enumerate(t.header):
+            table.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        for row in t.rows:
+            table.add_row(*row)
+        if t.notes:
+            table.caption = Text("\n".join(t.notes), style="red")  # never markup
+        rendered.append(table)
+    return rendered
+
+
+def print_terminal(results: Results) -> None:
+    """Rich when it is installed, plain text otherwise."""
+    try:
+        from rich.console import Console
+    except ImportError:
+        print(text(results))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping in logs
+    for table in rich_tables(results):
+        console.print(table)
+    for line in legend(results):
+        console.print(line, style="dim", highlight=False, markup=False)
