@@ -18,7 +18,8 @@
 #   allocscope-base/runtime-fips:latest  distroless in spirit: shared libraries, CA bundle,
 #                                        tzdata, our CPython (no pip/ensurepip), OpenSSL FIPS
 #                                        provider active and enforced; no shell, apt or dpkg
-# Both: USER 65532 (nonroot, like Chainguard), ENTRYPOINT ["/usr/bin/python"].
+# Both: USER 65532 (nonroot, like Chainguard), CMD ["/usr/bin/python"] and no ENTRYPOINT
+# (so `docker run IMAGE /usr/bin/python -c ...` works; Chainguard's set ENTRYPOINT python).
 #
 # CPython comes from Debian's python3.13 source package of a newer suite (trixie by default,
 # found through a deb-src entry derived from the host's own apt sources in a private apt
@@ -463,7 +464,7 @@ import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra 
         --change 'ENV LANG=C.UTF-8'
         --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt'
         --change 'USER 65532:65532'
-        --change 'ENTRYPOINT ["/usr/bin/python"]'
+        --change 'CMD ["/usr/bin/python"]'
         --change "LABEL org.opencontainers.image.title=\"$title\""
         --change "LABEL org.opencontainers.image.description=\"$desc\""
         --change "LABEL org.opencontainers.image.created=\"$created\""
@@ -476,8 +477,12 @@ import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra 
         --change "LABEL allocscope.python.soabi=\"$soabi\""
         "${IMPORT_CHANGES[@]}"
     )
+    local old new
+    old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
     log "importing $image"
-    tar -C "$rootfs" --numeric-owner -cf - . | docker import "${changes[@]}" - "$image" >/dev/null
+    new=$(tar -C "$rootfs" --numeric-owner -cf - . | docker import "${changes[@]}" - "$image")
+    # The previous build under this tag is now untagged: drop it unless something uses it.
+    if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
 
 image_size() { docker image inspect -f '{{.Size}}' "$1"; }
@@ -592,14 +597,18 @@ build_runtime() {
     done
     log "runtime packages kept: ${manifest[*]}"
     log "dependencies pulled in by apt and removed again: ${removed[*]:-none}"
-    # No executables at all (python is added below), no package manager state, no docs
-    # except copyright files, no device nodes (the engine provides /dev).
-    find "$r/usr/bin" "$r/usr/sbin" -mindepth 1 -delete
+    # No executables but ldconfig (python is added below), no package manager state, no docs
+    # except copyright files, no device nodes (the engine provides /dev), no iconv modules
+    # (gconv, 8 MB: CPython's codecs are its own; glibc handles UTF-8 without them).
+    # ldconfig stays (a static binary, not a shell): ctypes.util.find_library runs
+    # `ldconfig -p`, as it can in Chainguard's images.
+    find "$r/usr/bin" "$r/usr/sbin" -mindepth 1 ! -path "$r/usr/sbin/ldconfig" -delete
+    [[ -x $r/usr/sbin/ldconfig ]] || die "ldconfig missing from libc-bin"
     rm -rf -- "$r/usr/libexec" "$r/usr/games" "$r/usr/lib/ssl/misc" \
         "$r"/usr/share/{man,info,lintian,bash-completion,locale,debconf,perl5,pixmaps,menu,bug,gcc,gdb} \
         "$r"/etc/{apt,dpkg,debconf.conf,ca-certificates,ca-certificates.conf,fstab,hostname,resolv.conf,kernel,cron.daily,logrotate.d} \
         "$r"/var/lib/{apt,dpkg} "$r"/var/cache/{apt,debconf,ldconfig} "$r"/var/log/* \
-        "$r"/usr/lib/"$multiarch"/{perl-base,perl,audit} "${r:?}"/dev/*
+        "$r"/usr/lib/"$multiarch"/{perl-base,perl,audit,gconv} "${r:?}"/dev/*
     find "$r/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true
     find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
     for k in lib32 libx32; do
@@ -663,8 +672,8 @@ build_runtime() {
         -o -name dpkg -o -name 'pip' -o -name 'pip3*' -o -name perl \) -print)
     [[ -z $bad ]] || die "runtime contains forbidden executables: $bad"
     local bins
-    bins=$(cd "$r/usr/bin" && ls)
-    log "runtime /usr/bin: $(tr '\n' ' ' <<<"$bins")"
+    bins=$(cd "$r/usr" && ls bin/* sbin/*)
+    log "runtime executables: $(tr '\n' ' ' <<<"$bins")"
 
     IMPORT_CHANGES=(--change 'LABEL allocscope.fips.provider="OpenSSL FIPS provider '"$fips_ver"' built from source, not a validated module"'
         --change 'WORKDIR /home/nonroot')
@@ -676,7 +685,7 @@ build_runtime() {
 smoke_test() {
     local out
     log "smoke test: $RUNTIME_IMAGE"
-    out=$(docker run --rm --network none "$RUNTIME_IMAGE" -c '
+    out=$(docker run --rm --network none "$RUNTIME_IMAGE" /usr/bin/python -c '
 import hashlib, _hashlib
 assert _hashlib.get_fips_mode() == 1, "fips mode off"
 for f in (lambda: hashlib.md5(), lambda: hashlib.new("md5")):
@@ -698,8 +707,8 @@ print("ok", ssl.OPENSSL_VERSION)
 
 check_abi() {
     local a b
-    a=$(docker run --rm --network none "$BUILDER_IMAGE" -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
-    b=$(docker run --rm --network none "$RUNTIME_IMAGE" -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    a=$(docker run --rm --network none "$BUILDER_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    b=$(docker run --rm --network none "$RUNTIME_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
     [[ $a == "$b" ]] || die "builder ABI ($a) differs from runtime ABI ($b)"
     log "builder and runtime share the Python ABI: $a"
 }
