@@ -83,18 +83,20 @@ class BodyGate:
     granian streams the body to the application and has no body read timeout (only one for
     headers; upstream declined one), so ``wsgi.input.read()`` blocks for as long as a client
     that sent its headers and then stalls likes. Such clients could hold every request
-    thread; the gate keeps one free: a POST that finds no slot gets 503 at once, without a
-    byte of its body read, and the connection is closed. (Reading on helper threads with a
-    deadline was tried: answering while a helper still waited on the body froze the whole
-    worker in granian 2.8.)
+    thread; the gate keeps one free. A POST waits up to ``wait`` seconds for a slot (under
+    honest load a read takes milliseconds, so it gets one), then gets 503 without a byte of
+    its body read, and the connection is closed. (Reading on helper threads with a deadline
+    was tried: answering while a helper still waited on the body froze the whole worker in
+    granian 2.8.)
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, wait: float = 0.25) -> None:
         self._slots = threading.BoundedSemaphore(slots)
+        self._wait = wait
 
     def read(self, stream: Any, length: int) -> bytes | None:
-        """The body, or None when every slot is taken."""
-        if not self._slots.acquire(blocking=False):
+        """The body, or None when no slot came free in time."""
+        if not self._slots.acquire(timeout=self._wait):
             return None
         try:
             return bytes(stream.read(length))
