@@ -94,7 +94,8 @@ METRICS = {
     "rss_retained": "RSS after the last settle period",
     "rss_purged": "RSS after asking the allocator to return free memory",
     "work_s": "wall time of the work alone",
-    "cpu_s": "CPU time of the work (all threads)",
+    "cpu_s": "CPU time of the work (all threads; for http, the server's, read from outside)",
+    "client_cpu_s": "http only: the load generator's CPU time",
     "free_s": "time to drop and collect what the work kept",
 }
 
@@ -119,6 +120,10 @@ def metrics_of(marks: Sequence[Mark], timeline: Sequence[tuple[float, int]]) -> 
     for key in ("work_s", "cpu_s"):
         put(key, end, end.info.get(key) if end else None)
     put("free_s", freed, freed.info.get("free_s") if freed else None)
+    server = [m.info.get("server_cpu_s") for m in (start, end) if m is not None]
+    if len(server) == 2 and all(isinstance(c, int | float) for c in server):
+        out["client_cpu_s"] = out.pop("cpu_s", 0.0)  # a workload's server: its CPU counts
+        out["cpu_s"] = float(server[1] or 0) - float(server[0] or 0)
     peaks = [m.hwm for m in (end, freed) if m is not None and m.hwm is not None]
     if start is not None and freed is not None:
         peaks += [rss for t, rss in timeline if start.t <= t <= freed.t]

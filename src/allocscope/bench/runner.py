@@ -127,7 +127,8 @@ class _Child:
     stderr: IO[bytes]
     spawned: float
     deadline: float
-    ps: psutil.Process | None
+    ps: psutil.Process | None  # the process measured: the child, or its workload's server
+    tree: bool = False  # measure ps with its descendants (a server and its workers)
     buffer: bytes = b""
     marks: list[Mark] = field(default_factory=list)
     timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -234,11 +235,7 @@ class Runner:
             os.close(write_fd)
         self.progress("start", spec, None)
         now = time.monotonic()
-        try:
-            ps: psutil.Process | None = psutil.Process(proc.pid)
-        except psutil.Error:
-            ps = None
-        return _Child(spec, proc, read_fd, stderr, now, now + spec.timeout, ps)
+        return _Child(spec, proc, read_fd, stderr, now, now + spec.timeout, _process(proc.pid))
 
     def _read(self, child: _Child) -> None:
         chunk = os.read(child.events, 65536)
@@ -271,7 +268,11 @@ class Runner:
         rss, hwm = self._memory(child)
         if event == "ready":
             child.proof = msg.get("proof")
-            msg = {}
+            target = msg.get("measure_pid")
+            if isinstance(target, int) and target != child.proc.pid:
+                child.ps, child.tree = _process(target), True
+                rss, hwm = self._memory(child)
+            msg = {"measured_pid": target} if target else {}
             problems = self._proof_problems(child)
             if problems:
                 child.failures += problems
@@ -280,6 +281,8 @@ class Runner:
                 return
         if event == "freed":
             child.freed = True
+        if child.tree and event in ("work_start", "work_end"):
+            msg["server_cpu_s"] = _cpu(child.ps)  # the server's CPU, read from outside
         child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
         if rss is not None:
             child.timeline.append((child.since(now), rss))
@@ -311,17 +314,29 @@ class Runner:
             child.freed = True  # it will do no timed work
 
     def _memory(self, child: _Child) -> tuple[int | None, int | None]:
-        try:
-            mem = memory.read(pid=child.proc.pid, rollup=False)
-        except ProbeError:
-            return None, None
-        return mem.rss_bytes, mem.peak_rss_bytes
+        """RSS and peak of the measured process and its descendants, from /proc."""
+        rss = hwm = 0
+        for pid in _tree(child.ps, child.tree) or [child.proc.pid]:
+            try:
+                mem = memory.read(pid=pid, rollup=False)
+            except ProbeError:
+                continue
+            rss, hwm = rss + mem.rss_bytes, hwm + mem.peak_rss_bytes
+        return (rss, hwm) if rss else (None, None)
 
     def _sample(self, child: _Child, now: float) -> None:
         if child.ps is None or child.closed_at:
             return
-        with contextlib.suppress(psutil.Error):
-            child.timeline.append((child.since(now), int(child.ps.memory_info().rss)))
+        procs = [child.ps]
+        if child.tree:
+            with contextlib.suppress(psutil.Error):
+                procs += child.ps.children(recursive=True)
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += int(proc.memory_info().rss)
+        if total:
+            child.timeline.append((child.since(now), total))
 
     def _finished(self, child: _Child, now: float) -> bool:
         if now >= child.deadline:
@@ -370,6 +385,35 @@ class Runner:
             duration_s=round(time.monotonic() - child.spawned, 3),
             params=child.spec.params.to_dict(),
         )
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _tree(ps: psutil.Process | None, descendants: bool) -> list[int]:
+    """``ps`` and, if asked, its descendants (a server's workers count too)."""
+    if ps is None:
+        return []
+    if not descendants:
+        return [ps.pid]
+    try:
+        return [ps.pid, *(c.pid for c in ps.children(recursive=True))]
+    except psutil.Error:
+        return []
+
+
+def _cpu(ps: psutil.Process | None) -> float | None:
+    """User + system CPU seconds of ``ps`` and its descendants."""
+    total = 0.0
+    for pid in _tree(ps, True):
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return round(total, 4) if ps is not None else None
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:

@@ -7,7 +7,8 @@ the child's RSS from outside at exactly that moment. The last line is the result
 
 Messages (child -> parent), each ``{"event": ..., "t": CLOCK_MONOTONIC seconds, ...}``:
 
-- ``ready``: the proof (allocator, version, effective options, expectation checks)
+- ``ready``: the proof (allocator, version, effective options, expectation checks) and
+  ``measure_pid``: the process whose RSS counts (a workload's server), or null for this one
 - ``work_start``: set up and warmed up; the timed work begins after the answer
 - ``work_end``: ``work_s`` (wall time of the work alone) and ``cpu_s``
 - ``freed``: everything the workload kept is dropped and collected; ``free_s``
@@ -121,7 +122,31 @@ class Channel:
 def run(spec: Spec, chan: Channel) -> None:
     module = workloads.load(spec.workload)
     snap = snapshot()
-    chan.mark("ready", protocol=PROTOCOL, proof=proof(snap, spec.expect), pid=os.getpid())
+    evidence = proof(snap, spec.expect)
+    setup = getattr(module, "setup", None)
+    teardown = getattr(module, "teardown", lambda: None)
+    try:
+        # A workload with a server of its own (http) names the process to measure, and
+        # that process must prove its allocator as well.
+        target = setup(spec.params, spec.expect) if setup is not None else None
+        if target is not None:
+            server = target["proof"]
+            evidence["server"] = server
+            evidence["checks"] += server["checks"]
+            evidence["ok"] = evidence["ok"] and all(c["passed"] for c in server["checks"])
+        chan.mark(
+            "ready",
+            protocol=PROTOCOL,
+            proof=evidence,
+            pid=os.getpid(),
+            measure_pid=target["pid"] if target else None,
+        )
+        _measure(module, spec, chan, snap, purge_self=target is None)
+    finally:
+        teardown()
+
+
+def _measure(module: Any, spec: Spec, chan: Channel, snap: Snapshot, *, purge_self: bool) -> None:
     warmup = getattr(module, "warmup", None)
     if warmup is not None:
         warmup(spec.params)
@@ -142,9 +167,9 @@ def run(spec: Spec, chan: Channel) -> None:
     for after in spec.settle:
         time.sleep(max(0.0, freed_at + after - time.monotonic()))
         chan.mark("settle", after_s=after)
-    if spec.purge:
+    if spec.purge and purge_self:
         chan.mark("purged", how=purge.release(snap.allocator))
-    chan.send("result", heap=heap(snap.allocator))
+    chan.send("result", heap=heap(snap.allocator) if purge_self else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ BODIES = 64
 _WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
 
 
-def _body(rng: random.Random, size: int) -> str:
+def body(rng: random.Random, size: int) -> str:
     """One request body of roughly ``size`` bytes (between a quarter and twice that)."""
     target = rng.randint(max(64, size // 4), max(64, size * 2))
     items: list[dict[str, Any]] = []
@@ -59,7 +59,7 @@ def _handle(body: str) -> str:
 
 def run(params: Params) -> list[Any]:
     rng = random.Random(params.seed)
-    bodies = [_body(rng, params.size) for _ in range(BODIES)]
+    bodies = [body(rng, params.size) for _ in range(BODIES)]
 
     def serve(index: int, cache: list[Any]) -> None:
         n = index * 7
