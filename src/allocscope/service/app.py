@@ -253,8 +253,8 @@ class App:
                 return self._post[path](environ, start)
             if path in self._get or path in self._post:
                 allow = "GET, HEAD" if path in self._get else "POST"
-                body = json.dumps({"error": f"{method} not allowed", "status": 405}).encode()
-                return respond(start, 405, body, extra=[("Allow", allow)])
+                doc = {"error": f"{method} not allowed", "status": 405}
+                return respond_json(start, 405, doc, extra=[("Allow", allow)])
             return error(start, 404, "no such path")
         except Exception as e:  # one line per failure; the client gets a plain 500
             log_event("request_failed", pid=self.worker.pid, path=path, error=repr(e))
@@ -297,7 +297,7 @@ class App:
         length = environ.get("CONTENT_LENGTH", "")
         if not length:
             return error(start, 411, "POST /echo needs a Content-Length", close=True)
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             return error(start, 400, "Content-Length is not a number", close=True)
         limit = self.worker.settings.max_body_bytes
         if int(length) > limit:
