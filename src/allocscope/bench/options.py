@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         metavar="NAME=PATH",
         help="use this library for an allocator instead of the discovered one",
     )
+    _repeatable(
+        v,
+        "--lib-dir",
+        metavar="DIR",
+        help="look for allocator libraries only here (default: Debian's multiarch dir, "
+        "/usr/lib, /usr/local/lib, ...); repeatable",
+    )
     v.add_argument(
         "--pythonmalloc",
         action="store_true",
@@ -156,6 +163,7 @@ def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan
             args.variants_file,
             pythonmalloc=args.pythonmalloc,
             libs=parse_lib_overrides(args.lib),
+            lib_dirs=args.lib_dir,
         )
         overrides = {k: getattr(args, k) for k in PARAM_FLAGS if getattr(args, k) is not None}
         chosen = []

@@ -121,6 +121,7 @@ def plan(
 
 @dataclass
 class _Child:
+    index: int  # in the specs
     spec: RunSpec
     proc: subprocess.Popen[bytes]
     events: int  # the read end of the child's event pipe
@@ -171,15 +172,16 @@ class Runner:
         self.progress = progress or (lambda kind, spec, run: None)
 
     def run(self, specs: Sequence[RunSpec]) -> list[Run]:
-        pending = deque(specs)
+        """Every spec's run, in the order of ``specs`` (they may finish in another)."""
+        pending = deque(enumerate(specs))
         live: list[_Child] = []
-        done: list[Run] = []
+        done: dict[int, Run] = {}
         sel = selectors.DefaultSelector()
         try:
             next_sample = time.monotonic()
             while pending or live:
                 while pending and self._may_start(live):
-                    child = self._spawn(pending.popleft())
+                    child = self._spawn(*pending.popleft())
                     sel.register(child.events, selectors.EVENT_READ, child)
                     live.append(child)
                 now = time.monotonic()
@@ -195,7 +197,7 @@ class Runner:
                     sel.unregister(child.events)
                     live.remove(child)
                     run = self._reap(child)
-                    done.append(run)
+                    done[child.index] = run
                     self.progress("done", child.spec, run)
         finally:
             for child in live:  # interrupted: leave nothing behind
@@ -203,14 +205,14 @@ class Runner:
                 os.close(child.events)
                 child.stderr.close()
             sel.close()
-        return done
+        return [done[i] for i in sorted(done)]
 
     def _may_start(self, live: list[_Child]) -> bool:
         if self.serial:
             return not live
         return len(live) < self.max_live and all(c.freed or c.closed_at for c in live)
 
-    def _spawn(self, spec: RunSpec) -> _Child:
+    def _spawn(self, index: int, spec: RunSpec) -> _Child:
         worker_spec = Spec(
             spec.workload, spec.params, spec.variant.allocator, spec.settle, spec.purge
         )
@@ -235,7 +237,8 @@ class Runner:
             os.close(write_fd)
         self.progress("start", spec, None)
         now = time.monotonic()
-        return _Child(spec, proc, read_fd, stderr, now, now + spec.timeout, _process(proc.pid))
+        deadline = now + spec.timeout
+        return _Child(index, spec, proc, read_fd, stderr, now, deadline, _process(proc.pid))
 
     def _read(self, child: _Child) -> None:
         chunk = os.read(child.events, 65536)
@@ -272,7 +275,7 @@ class Runner:
             if isinstance(target, int) and target != child.proc.pid:
                 child.ps, child.tree = _process(target), True
                 rss, hwm = self._memory(child)
-            msg = {"measured_pid": target} if target else {}
+            msg = {"pid": child.proc.pid, "measured_pid": target}
             problems = self._proof_problems(child)
             if problems:
                 child.failures += problems

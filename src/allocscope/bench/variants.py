@@ -8,8 +8,8 @@ User variants come from the command line::
 
     --variant name=je-narenas1,lib=jemalloc,env=MALLOC_CONF=narenas:1,tcache:false
 
-(an item that does not start with ``name=``, ``lib=``, ``allocator=`` or ``env=`` belongs
-to the one before it, so MALLOC_CONF keeps its commas) or from a TOML file::
+(an item that does not start with ``key=`` belongs to the one before it, so MALLOC_CONF
+keeps its commas) or from a TOML file::
 
     [[variant]]
     name = "je-narenas1"
@@ -39,6 +39,7 @@ PYTHONMALLOC_SUFFIX = "+pythonmalloc"
 _RESERVED = ("LD_PRELOAD",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_ITEM = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*=")
 
 
 class VariantError(ValueError):
@@ -106,8 +107,11 @@ DEFAULT_NAMES = tuple(name for name, b in BUILTINS.items() if b.default)
 class Libraries:
     """Allocator library paths: discovered, unless given (``--lib jemalloc=PATH``)."""
 
-    def __init__(self, given: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, given: Mapping[str, str] | None = None, dirs: Sequence[str] | None = None
+    ) -> None:
         self._given = dict(given or {})
+        self._dirs = list(dirs) if dirs else None  # None: the usual places
         for name, path in self._given.items():
             if name not in libraries.SONAMES:
                 raise VariantError(
@@ -117,11 +121,12 @@ class Libraries:
             check_library(path)
 
     def find(self, allocator: str) -> str | None:
-        return self._given.get(allocator) or libraries.find(allocator)
+        return self._given.get(allocator) or libraries.find(allocator, self._dirs)
 
     def missing(self, allocator: str) -> str:
         names = " or ".join(libraries.SONAMES.get(allocator, (allocator,)))
-        return f"{names} not found in {', '.join(libraries.search_dirs())}"
+        dirs = self._dirs if self._dirs is not None else libraries.search_dirs()
+        return f"{names} not found in {', '.join(dirs)}"
 
 
 def check_library(path: str) -> str:
@@ -197,8 +202,8 @@ def parse_spec(text: str, libs: Libraries | None = None) -> Variant:
         return builtin(text.strip(), libs)
     items: list[str] = []
     for part in text.split(","):
-        if items and not any(part.startswith(f"{k}=") for k in _SPEC_KEYS):
-            items[-1] += "," + part  # a comma inside a value (MALLOC_CONF)
+        if items and not _KEY_ITEM.match(part):
+            items[-1] += "," + part  # a comma inside a value (MALLOC_CONF's pairs)
         else:
             items.append(part)
     fields: dict[str, str] = {}
@@ -298,9 +303,10 @@ def select(
     *,
     pythonmalloc: bool = False,
     libs: Mapping[str, str] | None = None,
+    lib_dirs: Sequence[str] | None = None,
 ) -> list[Variant]:
     """The variants asked for (the default set when none are), unavailable ones included."""
-    found = Libraries(libs)
+    found = Libraries(libs, lib_dirs)
     variants = [parse_spec(s, found) for s in specs]
     for path in files:
         variants += load_toml(path, found)
