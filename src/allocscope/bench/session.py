@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from allocscope.bench import runner
 from allocscope.bench.options import Plan
 from allocscope.bench.results import Results, host, libraries_seen, utc_now
@@ -21,10 +23,14 @@ def specs(plan: Plan) -> list[runner.RunSpec]:
 
 def execute(plan: Plan, progress: runner.Progress | None = None) -> Results:
     created = utc_now()
+    load_before = os.getloadavg()
     run = runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress)
     runs = run.run(specs(plan))
     meta = host()
     meta["libraries"] = libraries_seen(runs)
+    # Other work on the machine shows in the wall times: keep the evidence with them.
+    meta["loadavg_before"] = [round(x, 2) for x in load_before]
+    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return Results(
         created=created,
         host=meta,

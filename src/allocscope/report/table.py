@@ -120,9 +120,26 @@ def legend(results: Results) -> list[str]:
         f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
         for v in results.unavailable()
     ]
+    busy = _busy(results.host)
+    if busy:
+        lines.append(busy)
     if results.migrated_from is not None:
         lines.append(f"read from a version-{results.migrated_from} file (fewer metrics)")
     return lines
+
+
+def _busy(host: dict[str, Any]) -> str | None:
+    """A warning when other work loaded the machine while we measured."""
+    cpus = host.get("cpus_usable") or host.get("cpus")
+    loads = [host.get("loadavg_before"), host.get("loadavg_after")]
+    # The 1-minute load before we started: our own children do not inflate it.
+    before = loads[0][0] if isinstance(loads[0], list) and loads[0] else None
+    if not cpus or before is None or before < 0.5 * cpus:
+        return None
+    return (
+        f"the machine was busy before this run started (load {before:g} on {cpus} CPUs): "
+        "wall times are noisy; cpu s is steadier"
+    )
 
 
 def markdown(results: Results) -> str:
