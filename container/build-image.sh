@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# build-image.sh: build the allocscope image (container/Dockerfile), offline, as `make image`.
+#
+# Usage:
+#   container/build-image.sh [--no-cache]
+#
+# Steps: start a loopback-only Docker engine if none runs (scripts/docker-engine.sh; it is
+# left running for `docker run`), choose the base images, fetch the hash-locked wheels and
+# build allocscope's wheel on the host (container/fetch-wheels.sh), then
+# `docker build --network host` with the bases as build arguments. Nothing inside a build
+# container touches the network.
+#
+# Base images (ALLOCSCOPE_BASES):
+#   auto (default)  Chainguard's python:latest-dev and python-fips:latest when both are
+#                   already present locally; otherwise the Debian stand-ins
+#   chainguard      Chainguard's; pulled when missing (fails without registry access)
+#   debian          allocscope-base/builder and allocscope-base/runtime-fips, built from
+#                   Debian packages by container/base/build-bases.sh when missing or when
+#                   that script (or the FIPS provider script) changed since they were built
+# BUILDER_IMAGE and RUNTIME_IMAGE, when both are set, override the choice.
+#
+# Environment:
+#   REGISTRY, ORG              Chainguard's registry and organisation (cgr.dev, chainguard)
+#   ALLOCSCOPE_IMAGE           the tag to build (default allocscope:latest; also tagged
+#                              with the version)
+#   ALLOCSCOPE_REBUILD_BASES=1 rebuild the Debian bases even if they look current
+#   ALLOCSCOPE_CACHE           cache root (default ~/.cache/allocscope), shared with
+#                              build-bases.sh
+# stdout: one line "image size-in-bytes"; progress goes to stderr.
+set -euo pipefail
+
+exec 3>&1 1>&2
+
+prog=${0##*/}
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd -- "$here/.." && pwd)
+
+log() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+
+no_cache=()
+while (($#)); do
+    case $1 in
+        --no-cache) no_cache=(--no-cache) ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+BASES=${ALLOCSCOPE_BASES:-auto}
+REGISTRY=${REGISTRY:-cgr.dev}
+ORG=${ORG:-chainguard}
+IMAGE=${ALLOCSCOPE_IMAGE:-allocscope:latest}
+CACHE=${ALLOCSCOPE_CACHE:-${HOME:?HOME is not set}/.cache/allocscope}
+BASE_REPO=${ALLOCSCOPE_BASE_REPO:-allocscope-base}
+BASE_TAG=${ALLOCSCOPE_BASE_TAG:-latest}
+export DOCKER_BUILDKIT=0 # Debian's docker.io 20.10 has no BuildKit; say so explicitly
+
+start=$SECONDS
+# Before taking the lock: a dockerd started here must not inherit the lock's descriptor.
+"$repo_root/scripts/docker-engine.sh" start 3>&-
+
+mkdir -p "$CACHE"
+# One build at a time on this machine (test sessions may ask for the image concurrently).
+# Children get the descriptor closed (9>&-): mmdebstrap's helpers run under dash, which
+# cannot redirect descriptors above 9, so they must find low numbers free.
+exec 9>"$CACHE/build-image.lock"
+flock 9
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# A fingerprint of what the Debian bases are built from, with the images' ids: when it
+# matches the stamp written after the last build, the images are current.
+debian_stamp() {
+    {
+        sha256sum "$here/base/build-bases.sh" "$repo_root/scripts/build-fips-provider.sh" | cut -d' ' -f1
+        image_id "$1"
+        image_id "$2"
+    } | sha256sum | cut -d' ' -f1
+}
+
+debian_bases() {
+    builder=$BASE_REPO/builder:$BASE_TAG
+    runtime=$BASE_REPO/runtime-fips:$BASE_TAG
+    local stamp_file=$CACHE/bases.stamp
+    if [[ ${ALLOCSCOPE_REBUILD_BASES:-0} != 1 ]] && have_image "$builder" && have_image "$runtime" &&
+        [[ -f $stamp_file && $(<"$stamp_file") == "$(debian_stamp "$builder" "$runtime")" ]]; then
+        log "Debian bases are current: $builder, $runtime"
+        return 0
+    fi
+    log "building the Debian bases (container/base/build-bases.sh; CPython is cached in $CACHE)"
+    local t=$SECONDS
+    ALLOCSCOPE_CACHE=$CACHE ALLOCSCOPE_BASE_REPO=$BASE_REPO ALLOCSCOPE_BASE_TAG=$BASE_TAG \
+        "$here/base/build-bases.sh" all >&2 3>&- 9>&-
+    debian_stamp "$builder" "$runtime" >"$stamp_file"
+    log "Debian bases built in $((SECONDS - t))s"
+}
+
+chainguard_builder=$REGISTRY/$ORG/python:latest-dev
+chainguard_runtime=$REGISTRY/$ORG/python-fips:latest
+
+if [[ -n ${BUILDER_IMAGE:-} && -n ${RUNTIME_IMAGE:-} ]]; then
+    builder=$BUILDER_IMAGE
+    runtime=$RUNTIME_IMAGE
+    for i in "$builder" "$runtime"; do have_image "$i" || die "$i is not present locally"; done
+    log "bases from BUILDER_IMAGE/RUNTIME_IMAGE: $builder, $runtime"
+else
+    case $BASES in
+        chainguard)
+            builder=$chainguard_builder
+            runtime=$chainguard_runtime
+            for i in "$builder" "$runtime"; do
+                if ! have_image "$i"; then
+                    log "pulling $i"
+                    docker pull "$i" >&2 ||
+                        die "cannot pull $i (no access to that registry, or the image needs a subscription); ALLOCSCOPE_BASES=debian builds local stand-ins"
+                fi
+            done
+            ;;
+        auto)
+            if have_image "$chainguard_builder" && have_image "$chainguard_runtime"; then
+                builder=$chainguard_builder
+                runtime=$chainguard_runtime
+                log "using Chainguard's bases (present locally)"
+            else
+                log "Chainguard's bases are not present locally: using the Debian stand-ins"
+                debian_bases
+            fi
+            ;;
+        debian) debian_bases ;;
+        *) die "ALLOCSCOPE_BASES must be auto, chainguard or debian, not $BASES" ;;
+    esac
+fi
+
+# Both stages must run the same CPython ABI: ask each interpreter.
+py_info() {
+    docker run --rm --network none --entrypoint /usr/bin/python "$1" -c \
+        'import sys; print(sys.implementation.cache_tag, "%d.%d" % sys.version_info[:2])'
+}
+read -r builder_tag builder_py < <(py_info "$builder") || die "cannot run /usr/bin/python in $builder"
+read -r runtime_tag _ < <(py_info "$runtime") || die "cannot run /usr/bin/python in $runtime"
+[[ $builder_tag == "$runtime_tag" ]] ||
+    die "the builder runs $builder_tag but the runtime $runtime_tag: vendored extensions would not load (choose bases with the same Python)"
+log "Python ABI of both stages: $builder_tag"
+
+arch=$(docker image inspect -f '{{.Architecture}}' "$runtime")
+"$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" >/dev/null
+
+version=$(cut -d' ' -f1 <<<"$(sed -n 's/^allocscope==\([^ ]*\).*/\1/p' "$here/wheels/app/allocscope.lock")")
+revision=$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)
+if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src bench_alloc.py container 2>/dev/null) ]]; then
+    revision=$revision-dirty
+fi
+
+old=$(image_id "$IMAGE")
+log "docker build $IMAGE (builder $builder, runtime $runtime)"
+t=$SECONDS
+docker build --network host "${no_cache[@]}" -f "$here/Dockerfile" \
+    --build-arg "BUILDER_IMAGE=$builder" --build-arg "RUNTIME_IMAGE=$runtime" \
+    --build-arg "PYTHON_TAG=$builder_tag" --build-arg "VERSION=$version" \
+    --build-arg "REVISION=$revision" --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    -t "$IMAGE" -t "${IMAGE%:*}:$version" "$repo_root" >&2
+log "docker build took $((SECONDS - t))s"
+new=$(image_id "$IMAGE")
+# The previous build under this tag is now untagged: drop it unless something uses it.
+if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+log "$IMAGE: $((size / 1000 / 1000)) MB, built in $((SECONDS - start))s (bases: $builder, $runtime)"
+printf '%s %s\n' "$IMAGE" "$size" >&3
