@@ -43,7 +43,14 @@ typecheck: setup
 pytest: setup fips
 	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest
 
-test: lint typecheck pytest
+# The service image allocscope:latest (container/Dockerfile), built offline: Debian-built
+# FIPS bases unless Chainguard's are present (ALLOCSCOPE_BASES=auto|debian|chainguard).
+# Starts a loopback-only Docker engine if none runs. See container/build-image.sh.
+image: setup
+	container/build-image.sh
+
+# image first: the container tests (tests/container) run against it.
+test: lint typecheck image pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels
