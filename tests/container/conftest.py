@@ -1,0 +1,109 @@
+"""Container tests: a real Docker engine and the real image, built by ``make image``.
+
+The engine is started with ``scripts/docker-engine.sh`` (loopback only: no bridge, no
+iptables) when none answers; the image is built with ``container/build-image.sh`` when it is
+missing (``make test`` builds it first). Containers run with ``--network host`` (the service
+then listens on 127.0.0.1) or ``--network none``, never on a bridge, and every container a
+test starts is removed by name afterwards, whatever happens.
+
+``ALLOCSCOPE_TEST_IMAGE`` names another image to test (default ``allocscope:latest``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.container.dockerlib import BUILD_TIMEOUT, IMAGE, REPO, docker
+
+
+def _engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return docker("info", timeout=30).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    if _engine_answers():
+        return
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "docker-engine.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0 or not _engine_answers():
+        pytest.fail(f"no Docker engine: scripts/docker-engine.sh start said:\n{proc.stderr}")
+
+
+@pytest.fixture(scope="session")
+def image(engine: None) -> str:
+    """The image under test; built with container/build-image.sh when missing."""
+    if docker("image", "inspect", IMAGE).returncode != 0:
+        if IMAGE != "allocscope:latest":
+            pytest.fail(f"{IMAGE} (ALLOCSCOPE_TEST_IMAGE) does not exist")
+        proc = subprocess.run(
+            [str(REPO / "container" / "build-image.sh")],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"container/build-image.sh failed:\n{proc.stderr[-4000:]}")
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def image_config(image: str) -> dict[str, Any]:
+    out = docker("image", "inspect", image, check=True).stdout
+    config: dict[str, Any] = json.loads(out)[0]["Config"]
+    return config
+
+
+@pytest.fixture(scope="session")
+def image_files(image: str) -> dict[str, str]:
+    """Every path in the image's file system -> its tar type ('-' file, 'l' link, 'd' dir)."""
+    name = f"allocscope-test-{uuid.uuid4().hex[:12]}"
+    docker("create", "--network", "none", "--name", name, image, check=True)
+    try:
+        exported = subprocess.run(
+            f"docker export {name} | tar -tv",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        docker("rm", "-f", name)
+    files = {}
+    for line in exported.stdout.splitlines():
+        fields = line.split(None, 5)
+        path = fields[5].split(" -> ")[0]
+        files[path.rstrip("/")] = fields[0][0]
+    return files
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A host directory the container's nonroot user (65532) can read when mounted."""
+    path = Path(tempfile.mkdtemp(prefix="allocscope-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
