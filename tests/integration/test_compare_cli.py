@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from allocscope import exitcodes
 from allocscope.bench.results import load
-from tests.conftest import run_allocscope
+from tests.conftest import child_env, run_allocscope
 
 # Small enough for tests; the default scale is for people.
 QUICK = ("--scale", "0.05", "--repeats", "2", "--warmup", "1", "--settle", "0.2", "-q")
@@ -147,3 +149,40 @@ def test_report_reads_demo_output(tmp_path: Path) -> None:
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert "| jemalloc |" in proc.stdout and "0.10x" in proc.stdout  # 30 MB / 300 MB
     assert "version-0 file" in proc.stdout
+
+
+# rich and matplotlib are absent in the runtime image: a child without them.
+WITHOUT_EXTRAS = """
+import sys
+sys.modules["rich"] = None  # import rich -> ImportError, as if not installed
+sys.modules["matplotlib"] = None
+from allocscope.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_report_without_rich_or_matplotlib(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"time_s": 1.0, "rss_before_mb": 20, "rss_after_mb": 30}))
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS, "report", str(results), "--out", str(tmp_path)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    assert "variant" in proc.stdout and "glibc" in proc.stdout  # the plain-text table
+    assert "charts need matplotlib" in proc.stderr
+    assert (tmp_path / "report.md").exists() and not (tmp_path / "chart.png").exists()
+
+
+def test_the_cli_loads_without_the_report_extras() -> None:
+    code = "import sys; from allocscope.cli import build_parser; build_parser(); " + (
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'matplotlib')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert proc.stdout.strip() == "[]"

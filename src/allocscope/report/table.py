@@ -171,6 +171,16 @@ def text(results: Results) -> str:
     return "\n".join(out + legend(results))
 
 
+def width(results: Results) -> int:
+    """Columns the widest table needs (rich adds 3 per column and 1 for the border)."""
+    needed = 80
+    for t in tables(results):
+        cells = [t.header, *t.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(t.header))]
+        needed = max(needed, sum(widths) + 3 * len(widths) + 1)
+    return needed
+
+
 def rich_tables(results: Results) -> list[RichTable]:
     from rich.table import Table as RichTable
     from rich.text import Text
@@ -195,7 +205,9 @@ def print_terminal(results: Results) -> None:
     except ImportError:
         print(text(results))
         return
-    console = Console(width=None if sys.stdout.isatty() else 160)  # no wrapping in logs
+    console = Console()
+    # Never squeeze numbers into ellipses: a narrow terminal wraps the lines instead.
+    console.width = max(console.width if sys.stdout.isatty() else 0, width(results))
     for table in rich_tables(results):
         console.print(table)
     for line in legend(results):
