@@ -160,3 +160,16 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
 
 def test_no_leftover_children() -> None:
     assert psutil.Process(os.getpid()).children() == []
+
+
+def test_a_server_that_refuses_to_start_fails_the_run(mimalloc: str) -> None:
+    """The launcher's fail-closed check (exit 114) stops the http workload before work."""
+    params = workloads.defaults("http").replace(iters=5, rounds=1, threads=1)
+    liar = Variant("liar", "jemalloc", mimalloc)
+    (r,) = Runner(interval=0.05).run([RunSpec(liar, "http", params, (), 1, timeout=60)])
+    assert not r.ok and r.proof is None
+    assert any(
+        f.startswith("the workload failed: RuntimeError: the service exited with status 114")
+        for f in r.failures
+    ), r.failures
+    assert "Traceback" in r.stderr  # the child's own account is kept with the run

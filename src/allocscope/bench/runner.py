@@ -279,7 +279,7 @@ class Runner:
             problems = self._proof_problems(child)
             if problems:
                 child.failures += problems
-                child.marks.append(Mark(event, child.since(now), rss, hwm, {}))
+                child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
                 self._answer(child, "stop")
                 return
         if event == "freed":

@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit:
             raise
         except BaseException as e:
-            chan.send("error", message=f"{type(e).__name__}: {e}", trace=traceback.format_exc())
+            traceback.print_exc()  # kept with the run's stderr
+            chan.send("error", message=f"{type(e).__name__}: {e}")
             return 1
     return 0
 
