@@ -8,7 +8,7 @@ packages=(
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0  # the allocators under test
   wrk                                              # load generator for benchmarks/
   build-essential perl dpkg-dev openssl libssl-dev # OpenSSL FIPS provider build
-  python3-venv jq curl ca-certificates
+  python3 python3-venv jq curl ca-certificates
 )
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

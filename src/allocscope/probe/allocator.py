@@ -149,12 +149,6 @@ def _version(name: str, lib: ctypes.CDLL) -> str | None:
     return None
 
 
-def _serving_object() -> str | None:
-    """The shared object that the global scope's ``malloc`` resolves into."""
-    address = native.symbol_address(native.libc(), "malloc")
-    return native.object_containing(address) if address else None
-
-
 def detect(
     proc_root: str = procfs.DEFAULT_ROOT, environ: dict[str, str] | None = None
 ) -> AllocatorInfo:
@@ -169,7 +163,7 @@ def detect(
     allocator_libs = tuple(m for m in mapped if allocator_of(m) not in (None, "glibc"))
     preload = examine_preload(declared.ld_preload, mapped)
 
-    serving = _serving_object()
+    serving = native.definer("malloc")
     name = (allocator_of(serving) if serving else None) or "unknown"
     if serving is None:
         warnings.append("dladdr could not place malloc in any shared object")

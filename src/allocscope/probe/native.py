@@ -54,6 +54,58 @@ def object_containing(address: int) -> str | None:
     return os.fsdecode(info.dli_fname)
 
 
+class _LinkMap(ctypes.Structure):
+    pass
+
+
+_LinkMap._fields_ = (
+    ("l_addr", ctypes.c_void_p),
+    ("l_name", ctypes.c_char_p),
+    ("l_ld", ctypes.c_void_p),
+    ("l_next", ctypes.POINTER(_LinkMap)),
+    ("l_prev", ctypes.POINTER(_LinkMap)),
+)
+_RTLD_DI_LINKMAP = 2
+
+
+def loaded_objects() -> list[str]:
+    """Shared objects in the global lookup order (the main program, unnamed, excluded)."""
+    dlinfo = libc().dlinfo
+    dlinfo.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+    dlinfo.restype = ctypes.c_int
+    entry = ctypes.POINTER(_LinkMap)()
+    if dlinfo(libc()._handle, _RTLD_DI_LINKMAP, ctypes.byref(entry)) != 0:
+        return []
+    names = []
+    while entry:
+        name = entry.contents.l_name
+        if name:
+            names.append(os.fsdecode(name))
+        entry = entry.contents.l_next
+    return names
+
+
+def definer(symbol: str) -> str | None:
+    """The shared object whose definition of ``symbol`` the process uses.
+
+    ``dlsym(RTLD_DEFAULT)`` answers that directly, except in a non-PIE executable that
+    takes the symbol's address (Debian's /usr/bin/python3 does, for malloc): then it
+    answers with the executable's PLT stub. In that case walk the lookup order for the
+    first object that defines the symbol itself.
+    """
+    address = symbol_address(libc(), symbol)
+    path = object_containing(address) if address else None
+    objects = loaded_objects()
+    if path is None or path in objects or not objects:
+        return path
+    for name in objects:
+        lib = already_loaded(name)
+        own = symbol_address(lib, symbol) if lib is not None else None
+        if own is not None and object_containing(own) == name:
+            return name
+    return path
+
+
 def os_error(rc: int, what: str) -> OSError:
     """Turn a C error number into an OSError that names what failed."""
     return OSError(rc, f"{what}: {os.strerror(rc)}")
