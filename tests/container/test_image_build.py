@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from typing import Any
 
 import pytest
 
-from tests.container.dockerlib import REPO, SLOW
+from tests.container.dockerlib import REPO, SLOW, docker, free_port
 
 pytestmark = [pytest.mark.container, SLOW]
 
@@ -36,3 +37,49 @@ def test_build_refuses_a_builder_of_another_abi(image_config: dict[str, Any]) ->
     output = proc.stdout + proc.stderr
     assert "this Python is cpython-313 but PYTHON_TAG=cpython-399" in output, output[-3000:]
     assert "Successfully built" not in proc.stdout
+
+
+def build_image(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "container" / "build-image.sh")],
+        env={**os.environ, **env},
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+def test_chainguard_bases_that_cannot_be_pulled_fail_clearly(image: str) -> None:
+    """ALLOCSCOPE_BASES=chainguard pulls; a registry that does not answer (a closed port on
+    loopback here: no traffic leaves the machine) ends the build with a clear message."""
+    registry = f"127.0.0.1:{free_port()}"
+    proc = build_image(
+        ALLOCSCOPE_BASES="chainguard", REGISTRY=registry, ALLOCSCOPE_IMAGE="allocscope-test-cg:x"
+    )
+    assert proc.returncode != 0
+    assert f"cannot pull {registry}/chainguard/python:latest-dev" in proc.stderr, proc.stderr
+    assert "ALLOCSCOPE_BASES=debian" in proc.stderr
+    assert docker("image", "inspect", "allocscope-test-cg:x").returncode != 0
+
+
+def test_auto_prefers_chainguard_bases_present_locally(image_config: dict[str, Any]) -> None:
+    """With both Chainguard names present locally (here: the Debian bases tagged under a
+    loopback registry name), auto builds on them through the same Dockerfile."""
+    labels = image_config["Labels"]
+    registry = f"127.0.0.1:{free_port()}"
+    builder = f"{registry}/chainguard/python:latest-dev"
+    runtime = f"{registry}/chainguard/python-fips:latest"
+    target = "allocscope-test-auto:latest"
+    tags = [builder, runtime, target]
+    try:
+        docker("tag", labels["allocscope.builder.name"], builder, check=True)
+        docker("tag", labels["org.opencontainers.image.base.name"], runtime, check=True)
+        proc = build_image(ALLOCSCOPE_BASES="auto", REGISTRY=registry, ALLOCSCOPE_IMAGE=target)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "using Chainguard's bases (present locally)" in proc.stderr
+        version = labels["org.opencontainers.image.version"]
+        tags.append(f"allocscope-test-auto:{version}")
+        built = json.loads(docker("image", "inspect", target, check=True).stdout)[0]
+        assert built["Config"]["Labels"]["org.opencontainers.image.base.name"] == runtime
+        assert built["Config"]["Labels"]["allocscope.builder.name"] == builder
+    finally:
+        for tag in tags:
+            docker("rmi", tag)
