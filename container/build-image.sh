@@ -31,13 +31,11 @@ set -euo pipefail
 
 exec 3>&1 1>&2
 
-prog=${0##*/}
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd -- "$here/.." && pwd)
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$repo_root/scripts/lib.sh"
 
 no_cache=()
 while (($#)); do

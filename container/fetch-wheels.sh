@@ -20,13 +20,11 @@ set -euo pipefail
 
 exec 3>&1 1>&2
 
-prog=${0##*/}
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd -- "$here/.." && pwd)
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$repo_root/scripts/lib.sh"
 
 PYTHON=${PYTHON:-}
 if [[ -z $PYTHON ]]; then
@@ -62,7 +60,7 @@ WHEELS=$here/wheels
 # (This machine's pip configuration may name local index folders that do not exist: pip's
 # warnings about those are noise and are dropped.)
 pip() {
-    PIP_CONSTRAINT= PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip "$@" \
+    PIP_CONSTRAINT='' PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip "$@" \
         2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 }
 

@@ -29,13 +29,8 @@ set -euo pipefail
 # Keep stdout for the single result line: fd 3 is the real stdout, everything else -> stderr.
 exec 3>&1 1>&2
 
-prog=${0##*/}
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 mode=build
 dir_arg=
@@ -69,44 +64,6 @@ system_openssl_version() {
 
 command -v openssl >/dev/null 2>&1 ||
     { [[ $mode == build ]] || die "openssl is not installed"; }
-
-as_root() {
-    if ((EUID == 0)); then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root for: $* (no sudo available)"
-    fi
-}
-
-# Other apt users may hold the dpkg/lists locks; wait for them instead of failing.
-apt_lock=(-o DPkg::Lock::Timeout=600)
-
-apt_updated=0
-apt_update_once() {
-    ((apt_updated)) && return 0
-    log "running apt-get update"
-    as_root apt-get "${apt_lock[@]}" update -q >&2
-    apt_updated=1
-}
-
-pkg_installed() {
-    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
-}
-
-# Install only what is missing; refresh package lists only if the first attempt fails.
-ensure_packages() {
-    local missing=() p
-    for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
-    ((${#missing[@]})) || return 0
-    log "installing build prerequisites: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! as_root apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2; then
-        apt_update_once
-        as_root apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2
-    fi
-}
 
 # Openssl may be absent only in build mode; install it before we need its version.
 command -v openssl >/dev/null 2>&1 || ensure_packages openssl

@@ -45,13 +45,11 @@ set -euo pipefail
 
 exec 3>&1 1>&2
 
-prog=${0##*/}
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd -- "$here/../.." && pwd)
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$repo_root/scripts/lib.sh"
 
 step=all
 force_cpython=0
@@ -132,23 +130,6 @@ HOST_PACKAGES=(
     libexpat1-dev
 )
 
-apt_lock=(-o DPkg::Lock::Timeout=600)
-
-pkg_installed() {
-    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
-}
-
-ensure_host_packages() {
-    local missing=() p
-    for p in "${HOST_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
-    ((${#missing[@]})) || return 0
-    log "installing host packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2; then
-        apt-get "${apt_lock[@]}" update -q >&2
-        apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2
-    fi
-}
 
 host_codename() {
     local c
@@ -720,7 +701,7 @@ ensure_engine() {
 
 # ---------------------------------------------------------------------------------------
 t0=$SECONDS
-ensure_host_packages
+ensure_packages "${HOST_PACKAGES[@]}"
 ensure_cpython
 case $step in
     cpython)
