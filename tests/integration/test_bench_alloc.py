@@ -111,7 +111,7 @@ def test_runs_from_a_checkout_with_a_bare_interpreter(tmp_path: Path) -> None:
     """No venv, no install: the script finds allocscope next to it (the image vendors it)."""
     python = shutil.which("python3", path="/usr/bin")
     if python is None:
-        pytest.skip("no /usr/bin/python3")
+        pytest.fail("no /usr/bin/python3: scripts/install-system-deps.sh installs it")
     version = subprocess.run(
         [python, "-c", "import sys; print(sys.version_info >= (3, 11))"],
         capture_output=True,
@@ -119,7 +119,7 @@ def test_runs_from_a_checkout_with_a_bare_interpreter(tmp_path: Path) -> None:
         check=True,
     )
     if version.stdout.strip() != "True":
-        pytest.skip("/usr/bin/python3 is older than 3.11")
+        pytest.fail("/usr/bin/python3 is older than 3.11: allocscope needs 3.11+")
     proc = subprocess.run(
         [python, "-I", str(SCRIPT)],
         env={"PATH": "/usr/bin:/bin", **SMALL, "BENCH_WORKLOAD": "seed", "BENCH_ITERS": "500"},
