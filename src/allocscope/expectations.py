@@ -15,6 +15,7 @@ from allocscope.probe.snapshot import Snapshot
 ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc", "glibc")
 FIPS_LEVELS = ("off", "on", "enforced")
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,31 @@ class Expectations:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Expectations:
-        """ALLOCSCOPE_EXPECT_ALLOCATOR, _FIPS, _MALLOC_CONF and _PRELOAD (booleans)."""
+        """ALLOCSCOPE_EXPECT_ALLOCATOR, _FIPS, _MALLOC_CONF and _PRELOAD (booleans, default 1).
+
+        Unset or empty means the default; a ValueError names the variable it cannot read.
+        """
         env = os.environ if environ is None else environ
         return cls(
-            allocator=env.get("ALLOCSCOPE_EXPECT_ALLOCATOR") or None,
-            fips=env.get("ALLOCSCOPE_EXPECT_FIPS") or None,
-            malloc_conf=env.get("ALLOCSCOPE_EXPECT_MALLOC_CONF", "1").lower() in _TRUE,
-            preload=env.get("ALLOCSCOPE_EXPECT_PRELOAD", "1").lower() in _TRUE,
+            allocator=_choice(env, "ALLOCSCOPE_EXPECT_ALLOCATOR", ALLOCATORS),
+            fips=_choice(env, "ALLOCSCOPE_EXPECT_FIPS", FIPS_LEVELS),
+            malloc_conf=_flag(env, "ALLOCSCOPE_EXPECT_MALLOC_CONF"),
+            preload=_flag(env, "ALLOCSCOPE_EXPECT_PRELOAD"),
         )
+
+
+def _choice(env: Mapping[str, str], var: str, choices: tuple[str, ...]) -> str | None:
+    value = env.get(var, "").strip()
+    if value and value not in choices:
+        raise ValueError(f"{var}={value!r}: expected one of {', '.join(choices)}")
+    return value or None
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    word = env.get(var, "").strip().lower()
+    if word and word not in _TRUE + _FALSE:
+        raise ValueError(f"{var}={env[var]!r} is not a boolean (1 or 0)")
+    return word in _TRUE if word else True
 
 
 @dataclass(frozen=True)

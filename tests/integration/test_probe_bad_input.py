@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import child_env, run_allocscope
 
 Info = Callable[..., dict[str, Any]]
@@ -136,6 +138,17 @@ def test_verify_passes_under_jemalloc_and_fails_on_misspelt_conf(jemalloc: str) 
 def test_verify_usage_error_is_exit_2() -> None:
     proc = run_allocscope("verify", "--allocator", "jemaloc")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("ALLOCSCOPE_EXPECT_ALLOCATOR", "jemaloc"), ("ALLOCSCOPE_EXPECT_PRELOAD", "ture")],
+)
+def test_verify_unreadable_expectation_in_env_is_exit_2(var: str, value: str) -> None:
+    proc = run_allocscope("verify", env=child_env(**{var: value}))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"allocscope verify: {var}={value!r}")
+    assert len(proc.stderr.splitlines()) == 1 and not proc.stdout
 
 
 def test_info_human_view() -> None:

@@ -22,6 +22,17 @@ def test_env_fallbacks() -> None:
     assert e.allocator == "jemalloc" and e.fips is None and not e.malloc_conf and e.preload
 
 
+def test_env_empty_is_the_default_and_misspelt_is_refused() -> None:
+    e = Expectations.from_environ(
+        {"ALLOCSCOPE_EXPECT_ALLOCATOR": "", "ALLOCSCOPE_EXPECT_MALLOC_CONF": " "}
+    )
+    assert e == Expectations()
+    with pytest.raises(ValueError, match=r"^ALLOCSCOPE_EXPECT_FIPS='strict': expected one of"):
+        Expectations.from_environ({"ALLOCSCOPE_EXPECT_FIPS": "strict"})
+    with pytest.raises(ValueError, match=r"^ALLOCSCOPE_EXPECT_MALLOC_CONF='ture' is not a"):
+        Expectations.from_environ({"ALLOCSCOPE_EXPECT_MALLOC_CONF": "ture"})
+
+
 def test_unknown_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown allocator 'jemaloc'"):
         Expectations(allocator="jemaloc")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from allocscope import exitcodes
 from allocscope.expectations import ALLOCATORS, FIPS_LEVELS, Expectations, check
@@ -36,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Unset flags fall back to ALLOCSCOPE_EXPECT_ALLOCATOR, ALLOCSCOPE_EXPECT_FIPS, "
         "ALLOCSCOPE_EXPECT_MALLOC_CONF and ALLOCSCOPE_EXPECT_PRELOAD. "
-        "Exit codes: 0 all checks pass, 1 a check failed, 2 usage error."
+        "Exit codes: 0 all checks pass, 1 a check failed, 2 usage error (also a bad "
+        "ALLOCSCOPE_EXPECT_* value)."
     )
 
 
@@ -51,7 +53,12 @@ def expectations(args: argparse.Namespace) -> Expectations:
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = check(snapshot(), expectations(args))
+    try:
+        want = expectations(args)
+    except ValueError as e:
+        print(f"allocscope verify: {e}", file=sys.stderr)
+        return exitcodes.USAGE
+    checks = check(snapshot(), want)
     failed = [c for c in checks if not c.passed]
     if args.json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))

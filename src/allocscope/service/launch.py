@@ -12,7 +12,8 @@ Steps, each failing with one JSON line on stderr and its own exit code:
 2. the server (granian) and the application (allocscope) must be importable from it (112);
 3. the start-up check: ``ALLOCSCOPE_EXPECT_*``, every ``LD_PRELOAD`` entry loaded and every
    ``MALLOC_CONF`` key in effect, judged by the probe in this very process, whose
-   environment the server inherits through exec (114, fail closed);
+   environment the server inherits through exec (114, fail closed; an
+   ``ALLOCSCOPE_EXPECT_*`` value it cannot read is a bad setting, 2, checked or not);
 4. one JSON line describing the launch, then ``os.execv`` of granian.
 
 Configuration flows one way: environment, then command-line flags, then one ``Settings``,
@@ -261,15 +262,19 @@ def require_importable() -> str:
         return "unknown"
 
 
-def startup_checks() -> list[dict[str, Any]]:
-    """Run the probe's checks here; exec keeps the environment, so the server sees the same."""
+def startup_checks(run: bool) -> list[dict[str, Any]]:
+    """Read ``ALLOCSCOPE_EXPECT_*`` (a bad value is a bad setting, checked or not: every
+    worker reads them for /readyz) and, if ``run``, run the probe's checks here; exec keeps
+    the environment, so the server sees the same."""
     from allocscope.expectations import Expectations, check
     from allocscope.probe.snapshot import snapshot
 
     try:
         want = Expectations.from_environ()
     except ValueError as e:
-        raise LaunchError(STARTUP_CHECK_FAILED, "startup_check_failed", str(e)) from None
+        raise LaunchError(USAGE, "bad_setting", str(e)) from None
+    if not run:
+        return []
     results = [asdict(c) for c in check(snapshot(), want)]
     failed = [c for c in results if not c["passed"]]
     if failed:
@@ -291,7 +296,7 @@ def prepare(
         vendor, how = choose_vendor(vendor_root)
         use_vendor(vendor, environ)
     version = require_importable()
-    checks = startup_checks() if settings.startup_check else []
+    checks = startup_checks(settings.startup_check)
     environ.update(settings.environ())
     record = {
         "python": platform.python_version(),
