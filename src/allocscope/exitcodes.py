@@ -5,7 +5,7 @@ from __future__ import annotations
 OK = 0
 CHECK_FAILED = 1  # verify: at least one expectation is unmet
 USAGE = 2  # bad command line (argparse uses 2 as well)
-BAD_INPUT = 3  # unreadable or invalid input: results file, variant, workload, TOML
+BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
 INTERRUPTED = 130
 

@@ -101,6 +101,7 @@ def test_no_run_proving_itself_is_exit_4(tmp_path: Path) -> None:
         (["-V", "name=x,lib=/etc/hostname"], "cannot be preloaded: not an ELF file"),
         (["-V", "name=x,lib=/no/such.so"], "cannot be preloaded: no such file"),
         (["--variants-file", "/no/such.toml"], "No such file"),
+        (["--out", "/dev/null/run"], "cannot write /dev/null/run: Not a directory"),
     ],
 )
 def test_bad_input_is_exit_3_with_a_clear_message(args: list[str], message: str) -> None:
@@ -149,6 +150,9 @@ def test_report_reads_demo_output(tmp_path: Path) -> None:
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert "| jemalloc |" in proc.stdout and "0.10x" in proc.stdout  # 30 MB / 300 MB
     assert "version-0 file" in proc.stdout
+    unwritable = run_allocscope("report", str(tmp_path / "glibc.json"), "--out", "/dev/null/r")
+    assert unwritable.returncode == exitcodes.BAD_INPUT
+    assert unwritable.stderr == "allocscope report: cannot write /dev/null/r: Not a directory\n"
 
 
 # rich and matplotlib are absent in the runtime image: a child without them.

@@ -10,15 +10,20 @@ import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from allocscope import exitcodes
 from allocscope.bench import options, workloads
 from allocscope.bench.options import Plan, PlanError
 
+if TYPE_CHECKING:
+    from allocscope.bench.results import Results
+
 HELP = "compare allocator variants on workloads: table, JSON, PNG and SVG (the main job)"
 EPILOG = (
     "Exit codes: 0 done (failed runs are listed in the table), 2 usage error, "
-    "3 invalid input (unknown variant or workload, bad library, bad value), "
+    "3 invalid input (unknown variant or workload, bad library, bad value, "
+    "an output directory that cannot be written), "
     "4 no run proved its allocator."
 )
 
@@ -65,17 +70,35 @@ def measure_and_write(command: str, plan: Plan, args: argparse.Namespace, out: s
     from allocscope.report import bundle, table
     from allocscope.report.progress import Progress
 
+    if out is not None:  # before the runs, not after a minute of them
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
     specs = session.specs(plan)
     with Progress(len(specs), quiet=args.quiet) as progress:
         results = session.execute(plan, progress=progress.update)
     table.print_terminal(results)
     if out is not None:
-        written = bundle.write(results, out, charts=args.chart)
-        for problem in written.problems:
-            print(f"allocscope {command}: {problem}", file=sys.stderr)
-        print(f"wrote {', '.join(written.paths)}")
+        code = write_bundle(command, results, out, charts=args.chart)
+        if code != exitcodes.OK:
+            return code
     if not any(r.counts for r in results.runs):
         return fail(command, "no run proved its allocator", exitcodes.RUN_FAILED)
+    return exitcodes.OK
+
+
+def write_bundle(command: str, results: Results, out: str, **what: bool) -> int:
+    """Write the files, say what was written (or why not); BAD_INPUT when it cannot."""
+    from allocscope.report import bundle
+
+    try:
+        written = bundle.write(results, out, **what)
+    except OSError as e:
+        return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+    for problem in written.problems:
+        print(f"allocscope {command}: {problem}", file=sys.stderr)
+    print(f"wrote {', '.join(written.paths)}")
     return exitcodes.OK
 
 

@@ -28,13 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
     parser.epilog = (
         "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
-        "not JSON, unknown schema version)."
+        "not JSON, unknown schema version) or an --out directory that cannot be written."
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from allocscope.bench.results import ResultsError, load
-    from allocscope.report import bundle, table
+    from allocscope.commands.compare import write_bundle
+    from allocscope.report import table
 
     try:
         results = load(args.results)
@@ -46,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         table.print_terminal(results)
     if args.out:
-        written = bundle.write(results, os.path.expanduser(args.out), data=False, charts=args.chart)
-        for problem in written.problems:
-            print(f"allocscope report: {problem}", file=sys.stderr)
-        print(f"wrote {', '.join(written.paths)}")
+        out = os.path.expanduser(args.out)
+        return write_bundle("report", results, out, data=False, charts=args.chart)
     return exitcodes.OK

@@ -20,6 +20,11 @@ class Written:
     problems: list[str] = field(default_factory=list)  # e.g. no matplotlib: no charts
 
 
+def cannot_write(directory: str, e: OSError) -> str:
+    where = e.filename if e.filename is not None else directory
+    return f"cannot write {where}: {e.strerror or e}"
+
+
 def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:
     os.makedirs(directory, exist_ok=True)
     out = Written()
