@@ -21,12 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"allocscope {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"allocscope.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"allocscope.commands.{name}":
-                raise
-            continue  # a subcommand not built yet
+        module = importlib.import_module(f"allocscope.commands.{name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.configure(sub)
         sub.set_defaults(run=module.run)

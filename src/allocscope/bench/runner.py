@@ -111,9 +111,8 @@ def plan(
     ready = [v for v in variants if v.available]
     specs = []
     for name, params in workloads:
-        for i in range(warmup):
+        for _ in range(warmup):
             specs += [RunSpec(v, name, params, (), 0, timeout, purge=False) for v in ready]
-            del i
         for r in range(1, repeats + 1):
             specs += [RunSpec(v, name, params, settle, r, timeout, purge) for v in ready]
     return specs

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -130,7 +129,7 @@ class Worker:
             else None
         )
         self.restored_background_thread = self._restore_background_thread()
-        self.server = f"granian {self.runtime.packages.get('granian') or _version('granian')}"
+        self.server = f"granian {self.runtime.packages.get('granian', 'unknown')}"
 
     def _restore_background_thread(self) -> bool:
         """Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked."""
@@ -175,13 +174,6 @@ class Worker:
             "fips": {"state": self.fips.state, "reason": self.fips.reason},
         }
         return json.dumps(static, separators=(",", ":"))[:-1]
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def respond(
