@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from allocscope import libraries
+from allocscope.bench.runner import clean_environ
 from allocscope.service.launch import APP_FACTORY, Settings
 
 HOST = "127.0.0.1"
@@ -34,7 +34,6 @@ VARIANTS: dict[str, dict[str, str]] = {
         "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
     },
 }
-_LEAKY = ("LD_PRELOAD", "MALLOC_CONF", "MALLOC_ARENA_MAX", "PYTHONMALLOC", "GLIBC_TUNABLES")
 
 
 def free_port() -> int:
@@ -64,8 +63,9 @@ class Running:
 def server(variant: str, app: str = "service", workers: int = 1) -> Iterator[Running]:
     """The service (through ``allocscope serve``) or the constant app (granian, same flags)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY}
-    env.update(VARIANTS[variant], HOST=HOST, PORT=str(port), WEB_CONCURRENCY=str(workers))
+    # The benchmark children's allow-list: no allocator or ALLOCSCOPE_* setting leaks in.
+    env = clean_environ(VARIANTS[variant])
+    env.update(HOST=HOST, PORT=str(port), WEB_CONCURRENCY=str(workers))
     if app == "service":
         command = [sys.executable, "-m", "allocscope", "serve"]
     else:

@@ -56,12 +56,16 @@ STDERR_KEPT = 4000  # characters of a child's stderr kept in the results (the ta
 EXIT_GRACE = 5.0  # seconds a child may take to exit after its last event
 
 
-def child_environ(variant: Variant, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+def clean_environ(
+    extra: Mapping[str, str], parent: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The parent's allow-listed variables and FIXED_ENV, then ``extra`` (a variant's)."""
     source = os.environ if parent is None else parent
-    env = {k: source[k] for k in ALLOWED_ENV if k in source}
-    env.update(FIXED_ENV)
-    env.update(variant.environ())
-    return env
+    return {**{k: source[k] for k in ALLOWED_ENV if k in source}, **FIXED_ENV, **extra}
+
+
+def child_environ(variant: Variant, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    return clean_environ(variant.environ(), parent)
 
 
 def stderr_problems(text: str) -> list[str]:
