@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -27,11 +28,15 @@ def run_all(*specs: RunSpec, serial: bool = False) -> list[Run]:
 
 
 def gone(pid: int) -> bool:
-    """No such process, not even a zombie."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE and False
-    except psutil.NoSuchProcess:
-        return True
+    """No such process, not even a zombie (psutil counts zombies as existing)."""
+    return not psutil.pid_exists(pid)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children() -> Iterator[None]:
+    """Every test here, passing or failing, leaves no child (or zombie) of ours behind."""
+    yield
+    assert psutil.Process(os.getpid()).children() == []
 
 
 def test_every_default_variant_proves_its_allocator() -> None:
@@ -156,10 +161,6 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
     assert measured != r.marks[0].info["pid"] and gone(measured)
     assert r.metrics["rss_work_end"] > 20 * MB and "client_cpu_s" in r.metrics
     assert "purged" not in [m.event for m in r.marks]  # the server is another process
-
-
-def test_no_leftover_children() -> None:
-    assert psutil.Process(os.getpid()).children() == []
 
 
 def test_a_server_that_refuses_to_start_fails_the_run(mimalloc: str) -> None:
