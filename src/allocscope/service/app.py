@@ -1,8 +1,8 @@
 """The WSGI application: the probe over HTTP.
 
 granian loads ``create_app`` in each worker process after fork, so everything that cannot
-change while the process lives (allocator, FIPS state, runtime) is detected there, once per
-worker; every request reads memory fresh.
+change while the process lives (allocator, FIPS state, runtime, and so the readiness
+checks) is detected there, once per worker; every request reads memory fresh.
 
 Limits enforced here, because granian has no such setting: request bodies (``Content-Length``
 required on POST, 411 without it, 400 when it is not a number, 413 past
@@ -129,6 +129,9 @@ class Worker:
             else None
         )
         self.restored_background_thread = self._restore_background_thread()
+        # Every expectation is about facts fixed for the process's life (the allocator, its
+        # opt.* values, FIPS as probed above): judged once, not on every readiness probe.
+        self.checks = tuple(check(self.snapshot(), self.expectations))
         self.server = f"granian {self.runtime.packages.get('granian', 'unknown')}"
 
     def _restore_background_thread(self) -> bool:
@@ -275,7 +278,7 @@ class App:
         return respond_json(start, 200, {"status": "alive", "pid": self.worker.pid})
 
     def readyz(self, environ: Environ, start: StartResponse) -> list[bytes]:
-        checks = check(self.worker.snapshot(), self.worker.expectations)
+        checks = self.worker.checks
         failed = [c for c in checks if not c.passed]
         doc = {
             "ready": not failed,
