@@ -62,7 +62,10 @@ class LaunchError(Exception):
 def log_event(event: str, **fields: Any) -> None:
     """One JSON line on stderr: the service's only log format besides granian's own."""
     line = json.dumps({"event": event, **fields}, default=str, separators=(",", ":"))
-    print(line, file=sys.stderr, flush=True)
+    # One write of line and newline together: print() writes them separately, and forked
+    # workers sharing stderr then interleave one's record before another's newline.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 # name -> (environment variable, minimum, maximum); booleans carry no bounds.
