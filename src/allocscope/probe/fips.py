@@ -83,7 +83,7 @@ def md5_paths() -> Md5Paths:
     )
 
 
-def _libcrypto_of_hashlib() -> ctypes.CDLL:
+def _libcrypto_of_hashlib() -> tuple[ctypes.CDLL, str]:
     """The libcrypto that _hashlib loaded: resolve a symbol through _hashlib's own handle."""
     try:
         module = importlib.import_module("_hashlib")
@@ -98,12 +98,11 @@ def _libcrypto_of_hashlib() -> ctypes.CDLL:
     crypto = native.already_loaded(path)
     if crypto is None:
         raise ProbeError(f"libcrypto at {path} is not mapped")
-    crypto._name = path
-    return crypto
+    return crypto, path
 
 
 def openssl() -> OpenSSL:
-    crypto = _libcrypto_of_hashlib()
+    crypto, path = _libcrypto_of_hashlib()
     version_of = crypto.OpenSSL_version
     version_of.argtypes, version_of.restype = (ctypes.c_int,), ctypes.c_char_p
     available = crypto.OSSL_PROVIDER_available
@@ -112,7 +111,7 @@ def openssl() -> OpenSSL:
     is_fips.argtypes, is_fips.restype = (ctypes.c_void_p,), ctypes.c_int
     modules = version_of(OPENSSL_MODULES_DIR)
     return OpenSSL(
-        libcrypto=crypto._name,
+        libcrypto=path,
         version=(version_of(OPENSSL_VERSION) or b"").decode(),
         build_version=_build_version(),
         modules_dir=modules.decode().removeprefix('MODULESDIR: "').rstrip('"') if modules else None,
