@@ -11,5 +11,9 @@ packages=(
   wrk                                              # load generator for benchmarks/
   build-essential perl dpkg-dev openssl libssl-dev # OpenSSL FIPS provider build
   python3 python3-venv jq curl ca-certificates     # Debian's python3: a non-PIE interpreter
+  ruby puma nodejs                                 # other languages' real processes to inspect
+  libjemalloc-dev                                  # static libjemalloc.a: a statically linked target
+  gdb                                              # --attach into CPython older than 3.14
+  prometheus                                       # promtool and a real Prometheus for the rules
 )
 ensure_packages "${packages[@]}"
