@@ -23,7 +23,7 @@ from allocscope.probe.errors import ProbeError
 from allocscope.probe.identity import AllocatorName
 
 # static: linked into the executable itself (Ruby --with-jemalloc, Rust, Go).
-Source = Literal["LD_PRELOAD", "static", "linked", "unknown"]
+Source = Literal["LD_PRELOAD", "ld.so.preload", "static", "linked", "unknown"]
 
 
 @dataclass(frozen=True)
