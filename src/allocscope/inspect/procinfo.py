@@ -84,15 +84,10 @@ class Proc:
         return os.path.join(self.dir, name)
 
     def text(self, name: str) -> str:
-        """The text of /proc/PID/name; OSError for parts we may not read (EACCES...)."""
-        try:
-            with open(self.path(name), encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError as e:
-            self.check_alive(e)
-            raise
+        return self.raw(name).decode("utf-8", errors="replace")
 
     def raw(self, name: str) -> bytes:
+        """The bytes of /proc/PID/name; OSError for parts we may not read (EACCES...)."""
         try:
             with open(self.path(name), "rb") as f:
                 return f.read()

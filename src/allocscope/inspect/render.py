@@ -29,14 +29,11 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
         for p in a.preload:
             lines.append(f"  {'preload':<11} {p.entry}  {p.verdict}")
         if a.declared:
-            for key, value in (
-                ("MALLOC_CONF", a.declared.malloc_conf),
-                ("MALLOC_ARENA_MAX", a.declared.malloc_arena_max),
-                ("GLIBC_TUNABLES", a.declared.glibc_tunables),
-                ("PYTHONMALLOC", a.declared.pythonmalloc),
-            ):
-                if value is not None:
-                    lines.append(f"  {'declared':<11} {key}={value}")
+            lines += [
+                f"  {'declared':<11} {key}={value}"
+                for key, value in a.declared.set_variables()
+                if key != "LD_PRELOAD"  # each entry is explained above
+            ]
     m = r.memory.process
     if m is not None:
         lines.append(
