@@ -20,7 +20,7 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
     )
     lines = [f"pid {r.pid}  {r.command}  ({r.exe or 'exe unknown'}){where}"]
     if r.cmdline:
-        lines.append(f"  cmdline     {' '.join(r.cmdline)[:160]}")
+        lines.append(f"  cmdline     {' '.join(r.cmdline)[:160].replace(chr(10), ' ')}")
     a = r.allocator
     if a is not None:
         lines.append(f"  allocator   {a.label}  {a.path or ''}  [{a.marker or 'unconfirmed'}]")
