@@ -20,6 +20,7 @@ class Mapping:
     start: int
     end: int
     perms: str
+    offset: int
     inode: int
     path: str  # "" for anonymous memory, "[heap]", "[stack]", or a file path
 
@@ -61,7 +62,9 @@ def parse_maps(text: str) -> list[Mapping]:
             continue
         start, _, end = parts[0].partition("-")
         path = parts[5].removesuffix(" (deleted)") if len(parts) == 6 else ""
-        maps.append(Mapping(int(start, 16), int(end, 16), parts[1], int(parts[4]), path))
+        maps.append(
+            Mapping(int(start, 16), int(end, 16), parts[1], int(parts[2], 16), int(parts[4]), path)
+        )
     return maps
 
 
