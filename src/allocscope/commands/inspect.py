@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from allocscope import exitcodes
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
 from allocscope.inspect.procinfo import all_pids
-from allocscope.inspect.render import render, timeline_line
+from allocscope.inspect.render import render, render_attach, timeline_line
 
 HELP = "inspect running processes (any language): allocator, memory, crypto, container"
 
@@ -44,12 +45,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--count", type=_count, metavar="N", help="with --watch: stop after N rounds"
     )
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="CPython targets: run the probe inside (ptrace, root or CAP_SYS_PTRACE): "
+        "full snapshot, Python's view, and leak or fragmentation",
+    )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="with --attach: release free memory, report before/after",
+    )
+    parser.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="with --attach: seconds to wait (10)"
+    )
     parser.add_argument("--proc", default="/proc", help=argparse.SUPPRESS)  # fake trees in tests
     parser.epilog = (
         "Passive: reads /proc/PID only (no ptrace); another user's process needs root or "
         "CAP_SYS_PTRACE for its maps and environ. Exit codes: 0 ok, 1 two allocators mapped "
         "in a process (a failure), 2 usage, 3 no such process or not a pid, 20 a kernel "
-        "thread, a zombie, or a process that exited while being read."
+        "thread, a zombie, or a process that exited while being read; --attach: 21 not a "
+        "CPython (or not x86-64, or the probe failed inside), 22 ptrace not permitted, 23 "
+        "no answer within --timeout."
     )
 
 
@@ -88,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.watch is None:
         print("allocscope inspect: --count needs --watch", file=sys.stderr)
         return exitcodes.USAGE
+    if args.trim and not args.attach:
+        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.attach and (args.all or args.watch is not None):
+        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.attach:
+        return _attach(args, pids)
     if args.watch is not None:
         return _watch(args, pids)
     results = [r for _, r in _reports(pids, args.proc, args.all)]
@@ -106,6 +131,31 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return errors[0].exit_code
     return exitcodes.CHECK_FAILED if any(r.failed for r in reports) else exitcodes.OK
+
+
+def _attach(args: argparse.Namespace, pids: list[int]) -> int:
+    """Passive report and the probe run inside, per PID; the first failure's exit code."""
+    from allocscope.inspect.attach import SCHEMA as ATTACH_SCHEMA
+    from allocscope.inspect.attach import attach
+
+    code = exitcodes.OK
+    for pid in pids:
+        try:
+            report = inspect_process(pid, args.proc)
+            inside = attach(pid, trim=args.trim, timeout=args.timeout)
+        except InspectError as e:
+            print(f"allocscope inspect: {e}", file=sys.stderr)
+            code = code or e.exit_code
+            continue
+        if args.json:
+            doc = {"schema": ATTACH_SCHEMA, "inspect": report.to_dict()}
+            doc["attach"] = dataclasses.asdict(inside)
+            print(json.dumps(doc))
+        else:
+            print(render(report) + "\n" + render_attach(inside))
+        if report.failed:
+            code = code or exitcodes.CHECK_FAILED
+    return code
 
 
 def _watch(args: argparse.Namespace, pids: list[int]) -> int:

@@ -1,14 +1,17 @@
 """``inspect --attach``: run allocscope's probe inside a running CPython, then judge.
 
 Mechanism (every CPython 3 on x86-64 Linux, no debugger): seize the main thread with
-ptrace for a few microseconds, call libc's ``mmap`` in it for a buffer, write the payload
-there, and call ``Py_AddPendingCall(PyRun_SimpleString, payload)``; registers are restored
-and the thread detached at once. The interpreter runs the payload itself at its next
-bytecode boundary, in its main thread with the GIL, writes its JSON answer into the
-buffer, and removes everything it imported. We poll the buffer through /proc/PID/mem,
-then seize the thread once more to ``munmap`` it. A main thread blocked in a long C call
-(``time.sleep(60)``, a lock) answers only when it returns: past the timeout the caller
-marks the buffer abandoned and the payload, when it finally runs, frees it itself.
+ptrace, call libc's ``mmap`` in it for a buffer, write the payload there, and call
+``Py_AddPendingCall(PyRun_SimpleString, payload)``. When the thread was waiting in the
+kernel without the GIL (select, poll, sleep, read, accept: a server's idle main thread),
+we run the pending call at once in it (``PyGILState_Ensure``, ``Py_MakePendingCalls``,
+``PyGILState_Release``); otherwise the interpreter runs it at its next bytecode boundary.
+Either way it runs in the main thread with the GIL, writes its JSON answer into the
+buffer and removes everything it imported; registers are restored (the interrupted wait
+restarts) and the thread detached. We poll the buffer through /proc/PID/mem, then seize
+the thread once more to ``munmap`` it. A main thread blocked in a lock or in C code that
+holds the GIL answers only when it returns: past the timeout the caller marks the buffer
+abandoned and the payload, when it finally runs, frees it itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ from allocscope.probe import elf
 
 SCHEMA = "allocscope.attach/1"
 MECHANISM = "ptrace: mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread"
+_PYTHON = (
+    "Py_AddPendingCall", "PyRun_SimpleString", "Py_MakePendingCalls",
+    "PyGILState_Check", "PyGILState_Ensure", "PyGILState_Release",
+)  # fmt: skip
+# x86-64 system calls a Python main thread waits in with the GIL released (select, poll,
+# epoll, sleep, read, accept, wait): there the pending call can be run at once. Not futex
+# (a lock: it may be the GIL's or malloc's own) nor memory calls.
+_WAITING = frozenset({0, 7, 23, 35, 43, 45, 61, 230, 232, 270, 271, 281, 288, 441})
 _PROT_RW, _MAP_PRIVATE_ANON = 3, 0x22
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -144,8 +155,14 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     if why:
         raise AttachUnsupported(why)
     proc = Proc(pid)
-    maps = parse_maps(proc.text("maps"))
-    python = _symbols(proc, maps, ("Py_AddPendingCall", "PyRun_SimpleString"), "libpython")
+    try:
+        maps = parse_maps(proc.text("maps"))
+    except PermissionError as e:
+        raise AttachDenied(
+            f"ptrace not permitted on process {pid}: its maps are unreadable "
+            "(needs root or CAP_SYS_PTRACE)"
+        ) from e
+    python = _symbols(proc, maps, _PYTHON, "libpython")
     if python is None:
         raise AttachUnsupported(f"process {pid} ({proc.stat.command}) is not a CPython")
     libc = _symbols(proc, maps, ("mmap", "munmap", "gnu_get_libc_version"), "libc")
@@ -154,7 +171,7 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     started = time.perf_counter()
     size = -(-(payload.CODE_AT + 4 * 2**20) // _PAGE) * _PAGE  # room for the payload line
     try:
-        with ptrace.Tracee(pid, timeout=min(timeout, 5.0)) as thread:
+        with ptrace.Tracee(pid, timeout=timeout) as thread:
             addr = thread.call(libc["mmap"], 0, size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
             if addr >= 2**64 - 4096:
                 raise AttachUnsupported(
@@ -168,6 +185,12 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
                            addr + payload.CODE_AT) != 0:  # fmt: skip
                 thread.call(libc["munmap"], addr, size)
                 raise AttachUnsupported(f"process {pid}: the pending-call queue is full")
+            if thread.syscall in _WAITING and thread.call(python["PyGILState_Check"]) == 0:
+                # Waiting in the kernel without the GIL: run the pending call now, in this
+                # thread, rather than when the wait ends (a worker's select may last 15 s).
+                gil = thread.call(python["PyGILState_Ensure"])
+                thread.call(python["Py_MakePendingCalls"])
+                thread.call(python["PyGILState_Release"], gil)
     except ptrace.PtraceError as e:
         if e.errno in (1, 13):  # EPERM, EACCES
             raise AttachDenied(

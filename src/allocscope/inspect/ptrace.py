@@ -119,6 +119,12 @@ class Tracee:
                 self._pending.append(sig)  # a real signal: hold it, deliver it at detach
             self._ptrace(_PTRACE_CONT, None, "PTRACE_CONT")
 
+    @property
+    def syscall(self) -> int | None:
+        """The system call the thread was stopped in (its number), or None."""
+        number = int(self._saved[_ORIG_RAX])
+        return None if number >= 2**63 else number
+
     def call(self, function: int, *args: int) -> int:
         """Run ``function(*args)`` in the thread; its return value (rax, unsigned)."""
         regs = _Regs(*self._saved)

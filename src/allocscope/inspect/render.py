@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from allocscope.inspect.report import ProcessReport
+
+if TYPE_CHECKING:
+    from allocscope.inspect.attach import AttachReport
 
 
 def _mib(n: int | None) -> str:
@@ -87,3 +92,44 @@ def timeline_line(r: ProcessReport) -> str:
     label = r.allocator.label if r.allocator else "allocator unknown"
     fail = " FAIL two allocators" if r.failed else ""
     return f"{r.time} pid {r.pid} {r.command} {label} {rss}{heaps}{fail}"
+
+
+def render_attach(a: AttachReport) -> str:
+    snap, py, v = a.snapshot, a.python, a.verdict
+    alloc = snap["allocator"]
+    lines = [
+        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip ({a.mechanism})",
+        f"  inside      {alloc['name']} {alloc['version'] or ''} serves malloc "
+        f"(confirmed by {alloc['confirmed_by'] or 'nothing'}), fips {snap['fips']['state']}",
+    ]
+    if snap.get("jemalloc"):
+        s = snap["jemalloc"]["stats"]
+        lines.append(
+            f"  jemalloc    allocated {_mib(s['allocated'])}, active {_mib(s['active'])}, "
+            f"resident {_mib(s['resident'])}, retained {_mib(s['retained'])}, "
+            f"{s['narenas']} arenas"
+        )
+    if snap.get("glibc"):
+        g = snap["glibc"]
+        lines.append(
+            f"  mallinfo2   in use {_mib(g['in_use_bytes'])}, free {_mib(g['free_bytes'])}, "
+            f"mmap {_mib(g['mmap_bytes'])}, arenas {g['arenas']}"
+        )
+    traced = (
+        f", tracemalloc {_mib(py['tracemalloc_current_bytes'])}"
+        if py["tracemalloc_tracing"]
+        else ", tracemalloc off"
+    )
+    lines.append(
+        f"  python      {py['version']}: {py['allocated_blocks']} blocks, gc counts "
+        f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
+    )
+    lines.append(f"  verdict     {v.sentence} (process anon RSS {_mib(v.held_bytes)})")
+    if a.trim is not None:
+        t = a.trim
+        lines.append(
+            f"  trim        {t.action}: rss {_mib(t.rss_before_bytes)} -> "
+            f"{_mib(t.rss_after_bytes)}, returned {_mib(t.returned_bytes)}, "
+            f"in use after {_mib(t.in_use_after_bytes)}"
+        )
+    return "\n".join(lines)
