@@ -23,6 +23,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from allocscope import forksafe
 from allocscope.expectations import Expectations, check
 from allocscope.probe import allocator, fips, jemalloc, runtime, snapshot
 from allocscope.service.launch import Settings, log_event
@@ -128,35 +129,20 @@ class Worker:
             if self.allocator.name == "jemalloc" and self.allocator.path
             else None
         )
-        self.restored_background_thread = self._restore_background_thread()
+        # Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked.
+        self.after_fork = forksafe.after_fork()
+        if self.after_fork.action == "failed":
+            log_event("background_thread_failed", pid=self.pid, error=self.after_fork.detail)
         # Every expectation is about facts fixed for the process's life (the allocator, its
         # opt.* values, FIPS as probed above): judged once, not on every readiness probe.
         self.checks = tuple(check(self.snapshot(), self.expectations))
         self.server = f"granian {self.runtime.packages.get('granian', 'unknown')}"
 
-    def _restore_background_thread(self) -> bool:
-        """Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked."""
-        je = self.jemalloc
-        if je is None or not je.read("opt.background_thread", "bool"):
-            return False
-        if je.read("background_thread", "bool"):
-            return False
-        try:
-            je.set_background_thread(True)
-        except OSError as e:
-            log_event("background_thread_failed", pid=self.pid, error=str(e))
-            return False
-        return True
-
     def background_thread(self) -> BackgroundThread | None:
-        je = self.jemalloc
-        if je is None:
+        bt = forksafe.background_thread()
+        if bt is None:
             return None
-        return BackgroundThread(
-            requested=bool(je.read("opt.background_thread", "bool")),
-            live=bool(je.read("background_thread", "bool")),
-            restored=self.restored_background_thread,
-        )
+        return BackgroundThread(bt.requested, bt.live, self.after_fork.restored)
 
     def snapshot(self) -> snapshot.Snapshot:
         return snapshot.snapshot(allocator=self.allocator, fips=self.fips, runtime=self.runtime)

@@ -1,0 +1,24 @@
+"""A gunicorn settings module: ``gunicorn -c python:allocscope.gunicorn_conf app:app``.
+
+It sets one hook, ``post_fork``, that turns jemalloc's background thread back on in each
+worker (see ``allocscope.forksafe``) and logs what it did. With a settings file of your
+own, add the same three lines to it instead::
+
+    from allocscope.forksafe import after_fork
+
+    def post_fork(server, worker):
+        after_fork()
+
+Only names that are gunicorn settings belong in this module: gunicorn reads every one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    from allocscope.forksafe import after_fork
+
+    result = after_fork()
+    server.log.info("allocscope: worker %s: %s (%s)", result.pid, result.detail, result.action)
