@@ -26,8 +26,6 @@ __all__ = ["AfterFork", "BackgroundThread", "after_fork", "background_thread", "
 
 Action = Literal["restored", "running", "not_requested", "not_jemalloc", "failed"]
 
-LOST = "background_thread requested but not running (lost at fork)"
-
 
 @dataclass(frozen=True)
 class AfterFork:

@@ -23,11 +23,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from allocscope import forksafe
+from allocscope import facts, forksafe
 from allocscope.expectations import Expectations, check
-from allocscope.probe import allocator, fips, jemalloc, runtime, snapshot
+from allocscope.probe import snapshot
+from allocscope.prometheus import AllocscopeCollector
 from allocscope.service.launch import Settings, log_event
-from allocscope.service.metrics import ServiceCollector
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -118,17 +118,15 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pid = os.getpid()
-        self.allocator = allocator.detect()
-        self.fips = fips.probe()
-        self.runtime = runtime.read()
+        detected = facts.current()  # the same record the collector reads
+        self.pid = detected.pid
+        self.allocator, self.fips, self.runtime = (
+            detected.allocator,
+            detected.fips,
+            detected.runtime,
+        )
         self.expectations = Expectations.from_environ()
         self.rss = Rss()
-        self.jemalloc = (
-            jemalloc.bind(self.allocator.path)
-            if self.allocator.name == "jemalloc" and self.allocator.path
-            else None
-        )
         # Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked.
         self.after_fork = forksafe.after_fork()
         if self.after_fork.action == "failed":
@@ -210,7 +208,7 @@ class App:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ServiceCollector(worker))
+        self.registry.register(AllocscopeCollector(server=worker.server))
         self._prefix = worker.info_prefix()
         self._clock, self._rss = UtcClock(), worker.rss
         self._get: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
