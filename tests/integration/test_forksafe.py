@@ -79,3 +79,53 @@ def test_nothing_to_do_without_the_request_or_without_jemalloc(jemalloc: str) ->
     doc = run("install")
     assert doc["parent"] is None and doc["before"] is None
     assert doc["first"]["action"] == "not_jemalloc"
+
+
+# The loss is reported by the library (snapshot warnings, verify), as /readyz and
+# `allocscope verify` report it, then the hook fixes it.
+DETECT = textwrap.dedent(
+    """
+    import json, os
+    import allocscope
+    from allocscope import Expectations, forksafe
+
+    def report():
+        verdict = allocscope.verify(Expectations())
+        return {"warnings": list(allocscope.snapshot().warnings), "passed": verdict.passed,
+                "failed": verdict.reasons()}
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        lost = report()
+        forksafe.after_fork()
+        os.write(w, json.dumps({"lost": lost, "fixed": report()}).encode())
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 65536)
+    os.waitpid(pid, 0)
+    print(json.dumps({"parent": report(), **json.loads(data)}))
+    """
+)
+
+
+def test_snapshot_and_verify_report_the_loss(jemalloc: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DETECT],
+        env=child_env(LD_PRELOAD=jemalloc, MALLOC_CONF="background_thread:true"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["parent"] == {"warnings": [], "passed": True, "failed": []}
+    lost = doc["lost"]
+    assert lost["warnings"] == ["background_thread requested but not running (lost at fork)"]
+    assert not lost["passed"]
+    [reason] = lost["failed"]
+    assert reason.startswith(
+        "background_thread: background_thread requested but not running (lost at fork)"
+    )
+    assert doc["fixed"] == {"warnings": [], "passed": True, "failed": []}
