@@ -55,14 +55,25 @@ class ProcessFacts:
         return tuple(background_thread_check(requested, live))
 
 
+_servers: dict[int, str] = {}
+
+
 def server() -> str:
-    """'gunicorn 23.0.0' for the first known server this process imported; '' if none."""
+    """'gunicorn 23.0.0' for the first known server this process imported; '' if none.
+
+    Asked on every scrape: once found it is kept for the pid (package metadata is slow).
+    """
+    found = _servers.get(os.getpid())
+    if found is not None:
+        return found
     for name in SERVERS:
         if name in sys.modules:
             try:
-                return f"{name} {metadata.version(name)}"
+                found = f"{name} {metadata.version(name)}"
             except metadata.PackageNotFoundError:
-                return name
+                found = name
+            _servers[os.getpid()] = found
+            return found
     return ""
 
 
