@@ -57,11 +57,16 @@ def _choice(env: Mapping[str, str], var: str, choices: tuple[str, ...]) -> str |
     return value or None
 
 
-def _flag(env: Mapping[str, str], var: str) -> bool:
+def _flag(env: Mapping[str, str], var: str, default: bool = True) -> bool:
     word = env.get(var, "").strip().lower()
     if word and word not in _TRUE + _FALSE:
         raise ValueError(f"{var}={env[var]!r} is not a boolean (1 or 0)")
-    return word in _TRUE if word else True
+    return word in _TRUE if word else default
+
+
+def strict_from_environ(environ: Mapping[str, str] | None = None) -> bool:
+    """ALLOCSCOPE_VERIFY_STRICT (default 0): a gate that checks nothing fails."""
+    return _flag(os.environ if environ is None else environ, "ALLOCSCOPE_VERIFY_STRICT", False)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from allocscope import __version__
 from allocscope.probe import allocator as allocator_mod
@@ -20,6 +21,8 @@ from allocscope.probe import runtime as runtime_mod
 from allocscope.probe.errors import ProbeError
 
 SCHEMA = "allocscope.snapshot/1"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,17 @@ def snapshot(
     fips: fips_mod.FipsInfo | None = None,
     runtime: runtime_mod.Runtime | None = None,
 ) -> Snapshot:
-    """Probe this process. Pass earlier results to skip what cannot have changed."""
+    """Probe this process. Pass earlier results to skip what cannot have changed.
+
+    Never raises: a fact that cannot be read is left out (or reported as unknown) and the
+    reason goes to ``errors``, so info, verify and the launcher always get a record.
+    """
     errors: list[str] = []
-    info = allocator or allocator_mod.detect(proc_root)
-    try:
-        je = jemalloc_report(info)
-    except OSError as e:
-        je = None
-        errors.append(f"jemalloc statistics: {e}")
-    heap = glibc.heap() if info.name == "glibc" else None
-    try:
-        mem: memory.Memory | None = memory.read(proc_root)
-    except ProbeError as e:
-        mem = None
-        errors.append(str(e))
+    info = allocator or soft(errors, "allocator", lambda: allocator_mod.detect(proc_root))
+    info = info or unknown_allocator(errors[-1])
+    je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info))
+    heap = soft(errors, "glibc heap", glibc.heap) if info.name == "glibc" else None
+    mem = soft(errors, "memory", lambda: memory.read(proc_root))
     return Snapshot(
         schema=SCHEMA,
         allocscope_version=__version__,
@@ -94,7 +94,51 @@ def snapshot(
         jemalloc=je,
         glibc=heap,
         memory=mem,
-        fips=fips or fips_mod.probe(proc_root),
+        fips=fips or soft(errors, "fips", lambda: fips_mod.probe(proc_root)) or unknown_fips(),
         runtime=runtime or runtime_mod.read(),
         errors=tuple(errors),
+    )
+
+
+def soft(errors: list[str], what: str, read: Callable[[], T]) -> T | None:
+    """``read()``, or None with the reason appended to ``errors``: no probe path may end
+    the command that asked (a library that only looks like an allocator, a /proc that is
+    not there, a ctypes call that finds no symbol)."""
+    try:
+        return read()
+    except ProbeError as e:
+        errors.append(str(e) if what in str(e) else f"{what}: {e}")
+    except Exception as e:  # reported, never raised
+        errors.append(f"{what}: {type(e).__name__}: {e}")
+    return None
+
+
+def unknown_allocator(reason: str) -> allocator_mod.AllocatorInfo:
+    declared = allocator_mod.Declared.from_environ()
+    return allocator_mod.AllocatorInfo(
+        name="unknown",
+        version=None,
+        path=None,
+        source="unknown",
+        confirmed_by=None,
+        mapped_allocators=(),
+        preload=(),
+        declared=declared,
+        python_allocator="unknown",
+        warnings=(f"the allocator could not be detected ({reason})",),
+    )
+
+
+def unknown_fips() -> fips_mod.FipsInfo:
+    """FIPS when the probe itself failed: reported off, with errors saying why (never on)."""
+    return fips_mod.FipsInfo(
+        state="off",
+        reason="FIPS could not be probed (see errors)",
+        openssl=None,
+        hashlib_fips_mode=None,
+        kernel_fips_enabled=None,
+        md5=fips_mod.Md5Paths(*(False,) * 6),
+        openssl_conf=os.environ.get("OPENSSL_CONF"),
+        openssl_modules=os.environ.get("OPENSSL_MODULES"),
+        errors=(),
     )
