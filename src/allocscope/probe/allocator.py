@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from allocscope.probe import elf, native, procfs
+from allocscope.probe import elf, native, procfs, pymem
 from allocscope.probe.errors import ProbeError
 
 AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
@@ -117,11 +117,14 @@ def examine_preload(value: str | None, mapped: list[str]) -> tuple[PreloadEntry,
 
 
 def python_allocator(pythonmalloc: str | None) -> str:
-    if pythonmalloc in ("malloc", "malloc_debug"):
-        return "malloc (PYTHONMALLOC=malloc: every object goes to the C allocator)"
-    if pythonmalloc in ("mimalloc", "mimalloc_debug"):
-        return "mimalloc (CPython's bundled copy)"
-    return "pymalloc (objects up to 512 bytes), malloc above"
+    """What CPython uses for objects, measured (``probe.pymem``), and whether a
+    ``PYTHONMALLOC`` declaration is what it runs (``python -E`` ignores it, ``-X dev``
+    adds debug hooks)."""
+    measured = pymem.measure()
+    wanted = pymem.declared(pythonmalloc)
+    if wanted is None or wanted == (measured.name, measured.debug_hooks):
+        return measured.detail
+    return f"{measured.detail}; PYTHONMALLOC={pythonmalloc} is set but not in effect"
 
 
 def _version(name: str, lib: ctypes.CDLL) -> str | None:
