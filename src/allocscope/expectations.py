@@ -101,6 +101,8 @@ def check(snap: Snapshot, want: Expectations) -> list[Check]:
         checks.append(Check("preload", not missing, detail))
     if want.malloc_conf and alloc.declared.malloc_conf:
         checks.append(_malloc_conf_check(snap))
+    if snap.arena_limit is not None:  # proved only when the snapshot was asked to
+        checks.append(Check("arena_limit", snap.arena_limit.proved, snap.arena_limit.reason))
     return checks
 
 
@@ -114,5 +116,9 @@ def _malloc_conf_check(snap: Snapshot) -> Check:
     keys = snap.jemalloc.malloc_conf
     bad = [f"{k.key}: {k.reason}" for k in keys if not k.in_effect]
     if bad:
-        return Check("malloc_conf", False, "MALLOC_CONF keys not in effect: " + "; ".join(bad))
+        said = snap.jemalloc.conf_messages
+        tail = f" (jemalloc said: {' | '.join(said)})" if said else ""
+        return Check(
+            "malloc_conf", False, "MALLOC_CONF keys not in effect: " + "; ".join(bad) + tail
+        )
     return Check("malloc_conf", True, f"all {len(keys)} MALLOC_CONF keys are in effect")

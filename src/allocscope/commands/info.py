@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     detected = allocator.detect(args.proc)
     if args.purge:
         print(purge.release(detected), file=sys.stderr)
-    snap = snapshot(args.proc, allocator=detected)
+    snap = snapshot(args.proc, allocator=detected, prove=True)
     if args.human:
         print(render(snap))
     else:
@@ -74,12 +74,15 @@ def render(snap: Snapshot) -> str:
         lines.append("  options    " + ", ".join(f"{k}:{v}" for k, v in opts.items()))
         for k in snap.jemalloc.malloc_conf:
             lines.append(f"  conf {k.key:<18} {'in effect' if k.in_effect else k.reason}")
+        lines += [f"  jemalloc said  {m}" for m in snap.jemalloc.conf_messages or ()]
     if snap.glibc:
         g = snap.glibc
         lines.append(
             f"glibc heap   in use {_mib(g.in_use_bytes)}, free {_mib(g.free_bytes)}, "
             f"mmap {_mib(g.mmap_bytes)}, arenas {g.arenas if g.arenas is not None else 'n/a'}"
         )
+    if snap.arena_limit:
+        lines.append(f"  arena limit {snap.arena_limit.reason}")
     if snap.memory:
         m = snap.memory
         lines.append(

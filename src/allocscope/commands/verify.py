@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         strict = args.strict or strict_from_environ()
     except ValueError as e:
         raise UsageError(str(e)) from None
-    checks = check(snapshot(), want)
+    checks = check(snapshot(prove=True), want)
     if not checks and strict:
         checks = [Check("expectations", False, NOTHING + " (--strict)")]
     failed = [c for c in checks if not c.passed]

@@ -99,7 +99,10 @@ def split_preload(value: str | None) -> list[str]:
 
 def _matches(entry: str, mapped: str) -> bool:
     if "/" in entry:
-        return os.path.realpath(entry) == os.path.realpath(mapped)
+        try:
+            return os.path.realpath(entry) == os.path.realpath(mapped)
+        except ValueError:  # a NUL byte: no file has that name
+            return False
     return os.path.basename(mapped) == entry  # a bare name is found by the search path
 
 

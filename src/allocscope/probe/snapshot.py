@@ -19,6 +19,7 @@ from allocscope.probe import fips as fips_mod
 from allocscope.probe import glibc, jemalloc, memory, procfs
 from allocscope.probe import runtime as runtime_mod
 from allocscope.probe.errors import ProbeError
+from allocscope.probe.glibc import ArenaLimitProof
 
 SCHEMA = "allocscope.snapshot/1"
 
@@ -30,6 +31,9 @@ class JemallocReport:
     stats: jemalloc.JemallocStats
     options: dict[str, jemalloc.OptionValue]
     malloc_conf: tuple[jemalloc.ConfKey, ...]
+    # jemalloc's own complaints about MALLOC_CONF, from a child that re-ran its parse
+    # (None: not collected; only when the snapshot is asked to prove)
+    conf_messages: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Snapshot:
     fips: fips_mod.FipsInfo
     runtime: runtime_mod.Runtime
     errors: tuple[str, ...]  # facts that could not be read, and why
+    # A declared glibc arena limit, proved by observation (only when asked: it starts threads)
+    arena_limit: ArenaLimitProof | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,16 +60,22 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def jemalloc_report(info: allocator_mod.AllocatorInfo) -> JemallocReport | None:
+def jemalloc_report(
+    info: allocator_mod.AllocatorInfo, messages: bool = False
+) -> JemallocReport | None:
+    """jemalloc's statistics and options; ``messages`` also re-runs its conf parse in a
+    child to collect what it says about MALLOC_CONF (see ``jemalloc.conf_messages``)."""
     if info.name != "jemalloc" or info.path is None:
         return None
     binding = jemalloc.bind(info.path)
     if binding is None:
         return None
+    said = jemalloc.conf_messages() if messages and info.declared.malloc_conf else None
     return JemallocReport(
         stats=binding.stats(),
         options=binding.options(),
-        malloc_conf=binding.compare_conf(info.declared.malloc_conf),
+        malloc_conf=binding.compare_conf(info.declared.malloc_conf, said or ()),
+        conf_messages=said,
     )
 
 
@@ -73,8 +85,11 @@ def snapshot(
     allocator: allocator_mod.AllocatorInfo | None = None,
     fips: fips_mod.FipsInfo | None = None,
     runtime: runtime_mod.Runtime | None = None,
+    prove: bool = False,
 ) -> Snapshot:
     """Probe this process. Pass earlier results to skip what cannot have changed.
+    ``prove`` runs the experiments some facts need: a declared glibc arena limit (a few
+    threads) and jemalloc's complaints about MALLOC_CONF (a child process).
 
     Never raises: a fact that cannot be read is left out (or reported as unknown) and the
     reason goes to ``errors``, so info, verify and the launcher always get a record.
@@ -82,9 +97,12 @@ def snapshot(
     errors: list[str] = []
     info = allocator or soft(errors, "allocator", lambda: allocator_mod.detect(proc_root))
     info = info or unknown_allocator(errors[-1])
-    je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info))
+    je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info, messages=prove))
     heap = soft(errors, "glibc heap", glibc.heap) if info.name == "glibc" else None
     mem = soft(errors, "memory", lambda: memory.read(proc_root))
+    arenas = None
+    if prove and info.name == "glibc":
+        arenas = soft(errors, "glibc arena limit", glibc.arena_limit_proof)
     return Snapshot(
         schema=SCHEMA,
         allocscope_version=__version__,
@@ -97,6 +115,7 @@ def snapshot(
         fips=fips or soft(errors, "fips", lambda: fips_mod.probe(proc_root)) or unknown_fips(),
         runtime=runtime or runtime_mod.read(),
         errors=tuple(errors),
+        arena_limit=arenas,
     )
 
 
