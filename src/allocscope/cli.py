@@ -42,11 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `allocscope info | head`: not an error
         return exitcodes.OK
+    except OSError as e:  # a file or stream the command needs cannot be used
+        _quiet_stdout()
+        return _say(args.command, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
     except Exception as e:  # a bug, still one line; ALLOCSCOPE_DEBUG=1 shows the traceback
         if os.environ.get("ALLOCSCOPE_DEBUG") == "1":
             raise
         message = f"internal error: {type(e).__name__}: {e} (ALLOCSCOPE_DEBUG=1 shows where)"
         return _say(args.command, message, exitcodes.INTERNAL)
+
+
+def _quiet_stdout() -> None:
+    """Point a broken stdout at /dev/null, so the interpreter's final flush is silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _say(command: str, message: str, code: int) -> int:

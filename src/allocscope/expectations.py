@@ -80,8 +80,11 @@ def check(snap: Snapshot, want: Expectations) -> list[Check]:
     checks = []
     alloc = snap.allocator
     if want.allocator is not None:
-        ok = alloc.name == want.allocator
+        # Unconfirmed (its own symbol not resolved) is not proved: a library named like it.
+        ok = alloc.name == want.allocator and alloc.confirmed_by is not None
         detail = f"{alloc.label} serves malloc"
+        if alloc.confirmed_by is None:
+            detail += ", not confirmed by its own symbol"
         if not ok:
             detail = f"expected {want.allocator}, but {detail}"
             if alloc.warnings:
