@@ -32,6 +32,9 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, str], int, str]] = {
     "info: a mimalloc named libjemalloc.so.2": (
         ("info",), {"LD_PRELOAD": FAKE_JEMALLOC}, 0, '"allocator"'
     ),
+    "info --purge: a mimalloc named libjemalloc.so.2": (
+        ("info", "--purge"), {"LD_PRELOAD": FAKE_JEMALLOC}, 0, '"allocator"'
+    ),
     "info: jemalloc conf broken by a space": (
         ("info", "--human"),
         {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "background_thread:true, narenas:2"},

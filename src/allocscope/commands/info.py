@@ -7,9 +7,9 @@ import json
 import sys
 
 from allocscope import exitcodes
-from allocscope.probe import allocator, purge
+from allocscope.probe import purge
 from allocscope.probe.schema import describe
-from allocscope.probe.snapshot import SCHEMA, Snapshot, snapshot
+from allocscope.probe.snapshot import SCHEMA, Snapshot, detect_allocator, snapshot
 
 HELP = "print what this process runs on: allocator, heap, memory, FIPS"
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         for path, kind in describe(Snapshot):
             print(f"{path:<42} {kind}")
         return exitcodes.OK
-    detected = allocator.detect(args.proc)
+    detected = detect_allocator(args.proc)
     if args.purge:
         print(purge.release(detected), file=sys.stderr)
     snap = snapshot(args.proc, allocator=detected, prove=True)

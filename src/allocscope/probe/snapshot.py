@@ -95,8 +95,7 @@ def snapshot(
     reason goes to ``errors``, so info, verify and the launcher always get a record.
     """
     errors: list[str] = []
-    info = allocator or soft(errors, "allocator", lambda: allocator_mod.detect(proc_root))
-    info = info or unknown_allocator(errors[-1])
+    info = allocator or detect_allocator(proc_root, errors)
     je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info, messages=prove))
     heap = soft(errors, "glibc heap", glibc.heap) if info.name == "glibc" else None
     mem = soft(errors, "memory", lambda: memory.read(proc_root))
@@ -117,6 +116,15 @@ def snapshot(
         errors=tuple(errors),
         arena_limit=arenas,
     )
+
+
+def detect_allocator(
+    proc_root: str = procfs.DEFAULT_ROOT, errors: list[str] | None = None
+) -> allocator_mod.AllocatorInfo:
+    """``allocator.detect`` that never raises: an unknown allocator, with the reason."""
+    found: list[str] = [] if errors is None else errors
+    info = soft(found, "allocator", lambda: allocator_mod.detect(proc_root))
+    return info or unknown_allocator(found[-1])
 
 
 def soft(errors: list[str], what: str, read: Callable[[], T]) -> T | None:
