@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from allocscope import __version__, exitcodes
+from allocscope.errors import AllocscopeError
 
 # Subcommand -> module under allocscope.commands (each imports its heavy parts when run).
 COMMANDS = ("info", "inspect", "agent", "verify", "serve", "bench", "compare", "report")
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except AllocscopeError as e:  # the one error path: one line, its own exit code
+        return _say(args.command, str(e), e.exit_code)
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
     except ModuleNotFoundError as e:
@@ -56,6 +61,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `allocscope info | head`: not an error
         return exitcodes.OK
+    except OSError as e:  # a file or stream the command needs cannot be used
+        _quiet_stdout()
+        return _say(args.command, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
+    except Exception as e:  # a bug, still one line; ALLOCSCOPE_DEBUG=1 shows the traceback
+        if os.environ.get("ALLOCSCOPE_DEBUG") == "1":
+            raise
+        message = f"internal error: {type(e).__name__}: {e} (ALLOCSCOPE_DEBUG=1 shows where)"
+        return _say(args.command, message, exitcodes.INTERNAL)
+
+
+def _quiet_stdout() -> None:
+    """Point a broken stdout at /dev/null, so the interpreter's final flush is silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _say(command: str, message: str, code: int) -> int:
+    line = "; ".join(part.strip() for part in message.strip().splitlines()) or "failed"
+    with contextlib.suppress(OSError, ValueError):  # stderr closed: the exit code says it
+        print(f"allocscope {command}: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ USAGE = 2  # bad command line (argparse uses 2 as well)
 BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
 MISSING_EXTRA = 5  # the command needs an optional extra (pip install 'allocscope[...]')
+INTERNAL = 70  # a bug: allocscope failed where it should not (sysexits' EX_SOFTWARE)
 INTERRUPTED = 130
 
 # Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.

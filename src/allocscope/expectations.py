@@ -57,11 +57,16 @@ def _choice(env: Mapping[str, str], var: str, choices: tuple[str, ...]) -> str |
     return value or None
 
 
-def _flag(env: Mapping[str, str], var: str) -> bool:
+def _flag(env: Mapping[str, str], var: str, default: bool = True) -> bool:
     word = env.get(var, "").strip().lower()
     if word and word not in _TRUE + _FALSE:
         raise ValueError(f"{var}={env[var]!r} is not a boolean (1 or 0)")
-    return word in _TRUE if word else True
+    return word in _TRUE if word else default
+
+
+def strict_from_environ(environ: Mapping[str, str] | None = None) -> bool:
+    """ALLOCSCOPE_VERIFY_STRICT (default 0): a gate that checks nothing fails."""
+    return _flag(os.environ if environ is None else environ, "ALLOCSCOPE_VERIFY_STRICT", False)
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,11 @@ def check(snap: Snapshot, want: Expectations) -> list[Check]:
     if alloc.conflict:  # whatever was expected: two allocators in one process is a failure
         checks.append(Check("one_allocator", False, alloc.conflict))
     if want.allocator is not None:
-        ok = alloc.name == want.allocator
+        # Unconfirmed (its own symbol not resolved) is not proved: a library named like it.
+        ok = alloc.name == want.allocator and alloc.confirmed_by is not None
         detail = f"{alloc.label} serves malloc"
+        if alloc.confirmed_by is None:
+            detail += ", not confirmed by its own symbol"
         if not ok:
             detail = f"expected {want.allocator}, but {detail}"
             if alloc.warnings:
@@ -101,6 +109,8 @@ def check(snap: Snapshot, want: Expectations) -> list[Check]:
     if snap.jemalloc is not None:
         requested = bool(snap.jemalloc.options.get("background_thread"))
         checks += background_thread_check(requested, snap.jemalloc.stats.background_thread)
+    if snap.arena_limit is not None:  # proved only when the snapshot was asked to
+        checks.append(Check("arena_limit", snap.arena_limit.proved, snap.arena_limit.reason))
     return checks
 
 
@@ -124,5 +134,9 @@ def _malloc_conf_check(snap: Snapshot) -> Check:
     keys = snap.jemalloc.malloc_conf
     bad = [f"{k.key}: {k.reason}" for k in keys if not k.in_effect]
     if bad:
-        return Check("malloc_conf", False, "MALLOC_CONF keys not in effect: " + "; ".join(bad))
+        said = snap.jemalloc.conf_messages
+        tail = f" (jemalloc said: {' | '.join(said)})" if said else ""
+        return Check(
+            "malloc_conf", False, "MALLOC_CONF keys not in effect: " + "; ".join(bad) + tail
+        )
     return Check("malloc_conf", True, f"all {len(keys)} MALLOC_CONF keys are in effect")

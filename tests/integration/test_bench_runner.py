@@ -113,6 +113,22 @@ def test_malloc_conf_that_no_allocator_reads_fails_the_run() -> None:
     assert any("MALLOC_CONF is set but glibc serves malloc" in f for f in r.failures)
 
 
+def test_an_arena_limit_glibc_cannot_read_fails_the_run() -> None:
+    """Issue 9 item 6: MALLOC_ARENA_MAX=abc used to count as proved (with 5 arenas)."""
+    v = Variant("glibc-arena-abc", "glibc", None, (("MALLOC_ARENA_MAX", "abc"),))
+    (r,) = run_all(spec(v))
+    assert not r.ok
+    assert any(f.startswith("arena_limit: MALLOC_ARENA_MAX=abc: unproved") for f in r.failures)
+
+
+def test_an_arena_limit_is_proved_by_the_arenas_glibc_made() -> None:
+    (r,) = run_all(spec(variants.builtin("glibc-arena2")))
+    assert r.ok, r.failures
+    proof = (r.proof or {})["arena_limit"]
+    assert proof["proved"] and proof["limit"] == 2 and proof["arenas"] == 2
+    assert proof["threads"] > proof["limit"]
+
+
 def test_wrong_allocator_claim_fails_the_run(mimalloc: str) -> None:
     v = Variant("liar", "jemalloc", mimalloc)
     (r,) = run_all(spec(v))

@@ -3,14 +3,22 @@ goes on serving. What answers is recorded per case: hyper (inside granian) or ou
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import child_env
 from tests.integration.service_server import HOST, Server, serving, status_of
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -159,3 +167,38 @@ def test_stalled_bodies_leave_a_thread_for_everyone_else(server: Server) -> None
     while server.request("POST", "/echo", b"{}").status != 200:
         assert time.monotonic() < deadline, "body slots never came back"
         time.sleep(0.1)
+
+
+def test_health_answers_while_50_clients_sustain_stalled_bodies() -> None:
+    """Issue 9 item 1: 50 connections stall POST bodies (reopened as soon as they are
+    closed) while GET /healthz, /readyz, /metrics and / are probed on fresh connections for
+    2 s. Every probe answers 200; the bound (1 s) only catches starvation, which took 2.4 s
+    to time-outs before. The p99 figure is benchmarks/stalled_bodies.py's job."""
+    proc = subprocess.run(
+        [sys.executable, "stalled_bodies.py", "--seconds", "2", "--stalled", "50", "--json"],
+        cwd=BENCHMARKS,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["reopened"] > 0  # the server refused stalled POSTs and the stall went on
+    for path, r in doc["stalled"].items():
+        assert r["probes"] > 10 and r["failed"] == 0, (path, r)
+        assert r["max_ms"] < 1000, (path, r)
+
+
+def test_honest_concurrent_posts_are_not_refused(server: Server) -> None:
+    """The gate refuses only when every body slot is held by a stalled read: 8 clients
+    posting at once to 3 threads all get answers."""
+    body = json.dumps({"k": list(range(200))}).encode()
+
+    def post(_: int) -> int:
+        return server.request("POST", "/echo", body).status
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(post, range(200)))
+    assert statuses == [200] * 200

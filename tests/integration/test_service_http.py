@@ -17,7 +17,9 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def glibc_server() -> Iterator[Server]:
-    with serving(ALLOCSCOPE_MAX_BODY_BYTES="4096") as server:
+    # Python's int digit limit at its minimum (640, default 4300) so it fits under the body
+    # limit: /echo must follow the interpreter's limit, whatever it is.
+    with serving(ALLOCSCOPE_MAX_BODY_BYTES="4096", PYTHONINTMAXSTRDIGITS="640") as server:
         yield server
 
 
@@ -174,6 +176,46 @@ def test_echo_invalid_json_is_400(glibc_server: Server, body: bytes) -> None:
     reply = glibc_server.request("POST", "/echo", body)
     assert reply.status == 400
     assert reply.json()["error"].startswith("invalid JSON")
+
+
+# Issue 9 item 2: valid JSON that cannot be answered is a 422 with a reason, never a 5xx
+# and never invalid JSON (1e308 doubled is refused, not clamped: a clamp is a wrong number).
+UNANSWERABLE = {
+    "deep nesting": (b"[" * 499 + b"]" * 499, "nesting deeper than"),
+    "a number at the digit limit doubles past it": (b"[" + b"9" * 640 + b"]", "more digits"),
+    "a number past the digit limit": (b"[-" + b"9" * 641 + b"]", "641 digits"),
+    "1e308 doubled": (b"[1e308]", "beyond a double's range"),
+    "-1e308 doubled": (b'{"x": -1e308}', "beyond a double's range"),
+    "1e400": (b"[1e400]", "beyond a double's range"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNANSWERABLE))
+def test_echo_unanswerable_json_is_422(glibc_server: Server, case: str) -> None:
+    body, reason = UNANSWERABLE[case]
+    reply = glibc_server.request("POST", "/echo", body)
+    assert reply.status == 422, reply.body[:200]
+    assert reason in reply.json()["error"]
+
+
+@pytest.mark.parametrize("body", [b"[NaN]", b"[Infinity]", b'{"a": -Infinity}'])
+def test_echo_nan_and_infinity_are_not_json(glibc_server: Server, body: bytes) -> None:
+    reply = glibc_server.request("POST", "/echo", body)
+    assert reply.status == 400
+    assert "is not JSON" in reply.json()["error"]
+
+
+def test_echo_answers_at_the_limits_are_valid_json(glibc_server: Server) -> None:
+    from allocscope.service.app import MAX_DEPTH
+
+    body = b"[" * MAX_DEPTH + b"1e307" + b"]" * MAX_DEPTH
+    reply = glibc_server.request("POST", "/echo", body)
+    assert reply.status == 200
+    doc = json.loads(reply.body, parse_constant=lambda c: pytest.fail(f"{c} in the answer"))
+    inner = doc["echo"]
+    for _ in range(MAX_DEPTH):
+        inner = inner[0]
+    assert inner == 2e307
 
 
 def test_echo_oversized_is_413_before_reading(glibc_server: Server) -> None:

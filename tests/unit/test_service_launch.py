@@ -11,7 +11,7 @@ import pytest
 from allocscope import exitcodes
 from allocscope.prometheus import AllocscopeCollector
 from allocscope.service import launch
-from allocscope.service.app import Worker, transform
+from allocscope.service.app import Echo, Worker
 
 
 def test_exit_codes_mirror_the_package() -> None:
@@ -99,6 +99,7 @@ def test_fallback_only_when_every_extension_loads(tmp_path: Path) -> None:
 
 def test_transform_rebuilds_the_document() -> None:
     doc = {"b": [1, "ab", {"c": None}], "a": True, "f": 1.5}
+    transform = Echo().transform
     assert transform(doc) == {"a": True, "b": [{"c": None}, "ba", 2], "f": 3.0}
     assert list(transform(doc)) == ["a", "b", "f"]
 

@@ -7,9 +7,9 @@ import json
 import sys
 
 from allocscope import exitcodes
-from allocscope.probe import allocator, purge
+from allocscope.probe import purge
 from allocscope.probe.schema import describe
-from allocscope.probe.snapshot import SCHEMA, Snapshot, snapshot
+from allocscope.probe.snapshot import SCHEMA, Snapshot, detect_allocator, snapshot
 
 HELP = "print what this process runs on: allocator, heap, memory, FIPS"
 
@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
         for path, kind in describe(Snapshot):
             print(f"{path:<42} {kind}")
         return exitcodes.OK
-    detected = allocator.detect()
+    detected = detect_allocator()
     if args.purge:
         print(purge.release(detected), file=sys.stderr)
-    snap = snapshot(allocator=detected)
+    snap = snapshot(allocator=detected, prove=True)
     if args.human:
         print(render(snap))
     else:
@@ -74,12 +74,15 @@ def render(snap: Snapshot) -> str:
         lines.append("  options    " + ", ".join(f"{k}:{v}" for k, v in opts.items()))
         for k in snap.jemalloc.malloc_conf:
             lines.append(f"  conf {k.key:<18} {'in effect' if k.in_effect else k.reason}")
+        lines += [f"  jemalloc said  {m}" for m in snap.jemalloc.conf_messages or ()]
     if snap.glibc:
         g = snap.glibc
         lines.append(
             f"glibc heap   in use {_mib(g.in_use_bytes)}, free {_mib(g.free_bytes)}, "
             f"mmap {_mib(g.mmap_bytes)}, arenas {g.arenas if g.arenas is not None else 'n/a'}"
         )
+    if snap.arena_limit:
+        lines.append(f"  arena limit {snap.arena_limit.reason}")
     if snap.memory:
         m = snap.memory
         lines.append(

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from allocscope import exitcodes
 from allocscope.api import verify
-from allocscope.expectations import ALLOCATORS, FIPS_LEVELS, Expectations
+from allocscope.errors import UsageError
+from allocscope.expectations import (
+    ALLOCATORS,
+    FIPS_LEVELS,
+    Check,
+    Expectations,
+    strict_from_environ,
+)
+from allocscope.probe.snapshot import snapshot
 
 HELP = "check the allocator and FIPS state against expectations (for CI gates, health checks)"
 
@@ -32,13 +39,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="do not require every LD_PRELOAD entry to be loaded",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="fail (exit 1) when nothing is expected, so a gate with a forgotten setting "
+        "is red (also ALLOCSCOPE_VERIFY_STRICT=1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only failures")
     parser.epilog = (
         "Unset flags fall back to ALLOCSCOPE_EXPECT_ALLOCATOR, ALLOCSCOPE_EXPECT_FIPS, "
         "ALLOCSCOPE_EXPECT_MALLOC_CONF and ALLOCSCOPE_EXPECT_PRELOAD. "
-        "Exit codes: 0 all checks pass, 1 a check failed, 2 usage error (also a bad "
-        "ALLOCSCOPE_EXPECT_* value)."
+        "Exit codes: 0 all checks pass, 1 a check failed (or, with --strict, nothing was "
+        "checked), 2 usage error (also a bad ALLOCSCOPE_EXPECT_* or ALLOCSCOPE_VERIFY_STRICT "
+        "value)."
     )
 
 
@@ -52,14 +67,19 @@ def expectations(args: argparse.Namespace) -> Expectations:
     )
 
 
+NOTHING = "nothing to check: pass --allocator or --fips, or set MALLOC_CONF"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         want = expectations(args)
+        strict = args.strict or strict_from_environ()
     except ValueError as e:
-        print(f"allocscope verify: {e}", file=sys.stderr)
-        return exitcodes.USAGE
-    verdict = verify(want)
-    checks = verdict.checks
+        raise UsageError(str(e)) from None
+    checks = list(verify(want, snap=snapshot(prove=True)).checks)
+    if not checks and strict:
+        checks = [Check("expectations", False, NOTHING + " (--strict)")]
+    failed = [c for c in checks if not c.passed]
     if args.json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
@@ -67,5 +87,5 @@ def run(args: argparse.Namespace) -> int:
             if not c.passed or not args.quiet:
                 print(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
         if not checks and not args.quiet:
-            print("ok   nothing to check: pass --allocator or --fips, or set MALLOC_CONF")
-    return exitcodes.OK if verdict.passed else exitcodes.CHECK_FAILED
+            print(f"ok   {NOTHING}")
+    return exitcodes.CHECK_FAILED if failed else exitcodes.OK

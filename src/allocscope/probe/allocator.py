@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from allocscope.probe import elf, identity, native, procfs
+from allocscope.probe import elf, identity, native, procfs, pymem
 from allocscope.probe.errors import ProbeError
 from allocscope.probe.identity import AllocatorName
 
@@ -121,7 +121,10 @@ def split_preload(value: str | None) -> list[str]:
 
 def _matches(entry: str, mapped: str) -> bool:
     if "/" in entry:
-        return os.path.realpath(entry) == os.path.realpath(mapped)
+        try:
+            return os.path.realpath(entry) == os.path.realpath(mapped)
+        except ValueError:  # a NUL byte: no file has that name
+            return False
     return os.path.basename(mapped) == entry  # a bare name is found by the search path
 
 
@@ -139,11 +142,14 @@ def examine_preload(value: str | None, mapped: list[str]) -> tuple[PreloadEntry,
 
 
 def python_allocator(pythonmalloc: str | None) -> str:
-    if pythonmalloc in ("malloc", "malloc_debug"):
-        return "malloc (PYTHONMALLOC=malloc: every object goes to the C allocator)"
-    if pythonmalloc in ("mimalloc", "mimalloc_debug"):
-        return "mimalloc (CPython's bundled copy)"
-    return "pymalloc (objects up to 512 bytes), malloc above"
+    """What CPython uses for objects, measured (``probe.pymem``), and whether a
+    ``PYTHONMALLOC`` declaration is what it runs (``python -E`` ignores it, ``-X dev``
+    adds debug hooks)."""
+    measured = pymem.measure()
+    wanted = pymem.declared(pythonmalloc)
+    if wanted is None or wanted == (measured.name, measured.debug_hooks):
+        return measured.detail
+    return f"{measured.detail}; PYTHONMALLOC={pythonmalloc} is set but not in effect"
 
 
 def _version(name: str, lib: ctypes.CDLL) -> str | None:

@@ -27,6 +27,8 @@ def header(path: str) -> tuple[int, int] | str:
         return "permission denied"
     except OSError as e:
         return e.strerror or str(e)
+    except ValueError:  # a NUL byte in the name
+        return "not a valid file name"
     if len(head) < 20 or head[:4] != b"\x7fELF":
         return "not an ELF file"
     bits = {1: 32, 2: 64}.get(head[4], 0)

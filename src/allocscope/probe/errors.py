@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from allocscope.errors import AllocscopeError
 
-class ProbeError(Exception):
+
+class ProbeError(AllocscopeError):
     """A fact could not be read; the message says which and why."""

@@ -176,6 +176,9 @@ def probe(proc_root: str = procfs.DEFAULT_ROOT) -> FipsInfo:
     except ProbeError as e:
         ossl = None
         errors.append(str(e))
+    except (AttributeError, OSError) as e:  # e.g. an OpenSSL 1.1 without provider calls
+        ossl = None
+        errors.append(f"libcrypto cannot be asked about FIPS: {e}")
     try:
         fips_mode: int | None = importlib.import_module("_hashlib").get_fips_mode()
     except (ImportError, AttributeError, ValueError):

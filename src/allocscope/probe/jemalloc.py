@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import string
+import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -137,10 +142,19 @@ class Jemalloc:
                 continue
         return found
 
-    def compare_conf(self, malloc_conf: str | None) -> tuple[ConfKey, ...]:
-        """Each MALLOC_CONF key against the option jemalloc actually runs with."""
+    def compare_conf(
+        self, malloc_conf: str | None, messages: tuple[str, ...] = ()
+    ) -> tuple[ConfKey, ...]:
+        """Each MALLOC_CONF key against the option jemalloc actually runs with.
+
+        Keys are read the way jemalloc reads them (``read_conf``): those after the point
+        where jemalloc stopped are reported as never read, with its own complaint; a key
+        jemalloc named in ``messages`` (its stderr, see ``conf_messages``) gets that line.
+        """
+        parsed = read_conf(malloc_conf)
         results = []
-        for key, requested in parse_conf(malloc_conf):
+        for key, requested in parsed.pairs:
+            complaint = _complaint_about(key, requested, messages)
             kind = OPTIONS.get(key)
             effective: OptionValue = None
             reason = None
@@ -150,10 +164,15 @@ class Jemalloc:
                 reason = _missing(key, e)
             if kind is None and reason is None:
                 effective, reason = self._read_any(key)
-            in_effect = reason is None and _same(requested, effective)
-            if reason is None and not in_effect:
+            in_effect = reason is None and complaint is None and _same(requested, effective)
+            if complaint is not None:
+                reason = complaint + (f" ({reason})" if reason else "")
+            elif reason is None and not in_effect:
                 reason = f"requested {requested}, in effect {_show(effective)}"
             results.append(ConfKey(key, requested, effective, in_effect, reason))
+        for key, requested in parsed.unread_pairs():
+            why = f"never read: jemalloc stopped at {parsed.unread!r} ({parsed.problem})"
+            results.append(ConfKey(key, requested, None, False, why))
         return tuple(results)
 
     def _read_any(self, key: str) -> tuple[OptionValue, str | None]:
@@ -175,14 +194,88 @@ class Jemalloc:
         self.write("background_thread", "bool", enabled)
 
 
-def parse_conf(conf: str | None) -> list[tuple[str, str]]:
-    """'a:1,b:true' -> [('a', '1'), ('b', 'true')]; a pair without ':' keeps '' as value."""
-    pairs = []
-    for item in (conf or "").split(","):
-        if item.strip():
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+
+
+@dataclass(frozen=True)
+class ConfRead:
+    """A conf string as jemalloc 5's ``malloc_conf_next`` reads it."""
+
+    pairs: tuple[tuple[str, str], ...]  # every key:value it read, in order
+    unread: str  # what it never read ('' when it read everything)
+    problem: str | None  # its complaint, as it prints it after '<jemalloc>: '
+
+    def unread_pairs(self) -> list[tuple[str, str]]:
+        """The unread rest, split the forgiving way, so a report can name its keys."""
+        out = []
+        for item in self.unread.split(","):
             key, _, value = item.partition(":")
-            pairs.append((key.strip(), value.strip()))
-    return pairs
+            if key.strip() or value.strip():
+                out.append((key.strip(), value.strip()))
+        return out
+
+
+def read_conf(conf: str | None) -> ConfRead:
+    """Read ``conf`` exactly as jemalloc does: a key is ``[A-Za-z0-9_]*`` up to ':', a
+    value runs to ',' or the end; any other character in a key (a space after a comma,
+    say) stops the whole string there ("Malformed conf string"), as does a key with no
+    ':' ("Conf string ends with key"). A trailing ',' is complained about but harmless."""
+    text = conf or ""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        start = i
+        while i < len(text) and text[i] in _KEY_CHARS:
+            i += 1
+        if i == len(text):
+            return ConfRead(tuple(pairs), text[start:], "Conf string ends with key")
+        if text[i] != ":":
+            return ConfRead(tuple(pairs), text[start:], "Malformed conf string")
+        key = text[start:i]
+        end = text.find(",", i + 1)
+        end = len(text) if end < 0 else end
+        pairs.append((key, text[i + 1 : end]))
+        i = end + 1
+        if end == len(text) - 1:
+            return ConfRead(tuple(pairs), "", "Conf string ends with comma")
+    return ConfRead(tuple(pairs), "", None)
+
+
+def parse_conf(conf: str | None) -> list[tuple[str, str]]:
+    """The key:value pairs jemalloc reads from ``conf`` (see ``read_conf``)."""
+    return list(read_conf(conf).pairs)
+
+
+JEMALLOC_SAYS = "<jemalloc>: "
+
+
+def conf_messages(environ: Mapping[str, str] | None = None, timeout: float = 10) -> tuple[str, ...]:
+    """jemalloc's own complaints about its configuration: the ground truth for a bad
+    MALLOC_CONF. jemalloc printed them when this process started, to a stderr we cannot
+    read back, so the same parse runs again in a child with the same environment
+    (``LD_PRELOAD``, ``MALLOC_CONF``): ``python -S -c pass``, about 20 ms. Each distinct
+    line once (jemalloc reads its conf twice and repeats some)."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-S", "-c", "pass"],
+            env=env,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        return (f"(jemalloc's messages could not be collected: {e})",)
+    lines = [ln.strip() for ln in child.stderr.splitlines() if ln.startswith(JEMALLOC_SAYS)]
+    return tuple(dict.fromkeys(lines))
+
+
+def _complaint_about(key: str, value: str, messages: tuple[str, ...]) -> str | None:
+    """jemalloc's line about this pair ('<jemalloc>: Invalid conf pair: bogus:1')."""
+    pair = f": {key}:{value}"
+    return next((m for m in messages if m.endswith(pair)), None)
 
 
 def _missing(key: str, error: OSError) -> str:

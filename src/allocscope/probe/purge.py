@@ -18,7 +18,14 @@ _CALLS = {
 
 
 def release(info: AllocatorInfo) -> str:
-    """Release free memory; return a sentence saying what was done."""
+    """Release free memory; return a sentence saying what was done (or why it failed)."""
+    try:
+        return _release(info)
+    except (AttributeError, OSError) as e:  # e.g. a library named like jemalloc that is not
+        return f"{info.name}: purge failed: {e}"
+
+
+def _release(info: AllocatorInfo) -> str:
     if info.name == "glibc":
         released = glibc.trim()
         return f"glibc malloc_trim(0): {'released memory' if released else 'nothing to release'}"

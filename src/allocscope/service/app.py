@@ -13,8 +13,11 @@ read timeout are granian's (hyper's) and are set by the launcher.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,25 +44,55 @@ _REASONS = {
     405: "Method Not Allowed",
     411: "Length Required",
     413: "Content Too Large",
+    422: "Unprocessable Content",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
 
 class Rss:
-    """Resident set size from ``/proc/self/statm`` with one ``pread`` (about 1.5 µs).
+    """Resident set size from ``/proc/self/statm``, never more than ``max_age`` old (1 ms).
 
     ``memory.read`` parses /proc/self/status (about 50 µs), which would cap GET / at a
-    fraction of the server's throughput. The file is opened in the worker, after fork:
+    fraction of the server's throughput. Profiled under granian, the rest of GET /'s cost
+    was this read: ``os.pread`` takes 2 µs alone but releases the GIL for the syscall, and
+    getting it back from granian's other request threads cost about 20 µs a request under
+    load (measured in-process: 2.2 µs idle, 23 µs with two busy threads). So the read goes
+    through ``ctypes.PyDLL``, which keeps the GIL for the ~1 µs syscall (a /proc read never
+    blocks), into a buffer per thread; and at 40k requests a second the requests within
+    the same millisecond share one read. The file is opened in the worker, after fork:
     /proc/self opened in the parent would go on describing the parent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_age: float = 0.001) -> None:
         self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
         self._page = os.sysconf("SC_PAGE_SIZE")
+        pread = ctypes.PyDLL(None, use_errno=True).pread
+        pread.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long)
+        pread.restype = ctypes.c_ssize_t
+        self._pread = pread
+        self._local = threading.local()
+        self._max_age = int(max_age * 1e9)
+        self._read_at = -self._max_age  # monotonic ns of the last read
+        self._value = 0
 
     def __call__(self) -> int:
-        return int(os.pread(self._fd, 256, 0).split()[1]) * self._page
+        now = time.monotonic_ns()
+        if now - self._read_at >= self._max_age:
+            self._value = self.read()
+            self._read_at = now  # after the value: a reader that sees the time sees its value
+        return self._value
+
+    def read(self) -> int:
+        """RSS now, in bytes."""
+        try:
+            buf = self._local.buf
+        except AttributeError:
+            buf = self._local.buf = ctypes.create_string_buffer(128)
+        n = self._pread(self._fd, buf, 128, 0)
+        if n <= 0:
+            raise OSError(ctypes.get_errno(), "cannot read /proc/self/statm")
+        return int(buf.raw[:n].split()[1]) * self._page
 
 
 class UtcClock:
@@ -78,30 +111,45 @@ class UtcClock:
 
 
 class BodyGate:
-    """At most ``slots`` requests read a body at once, so GETs always find a thread.
+    """At most ``slots`` requests read a body at once, and a stalled body never makes
+    another request wait: GET /healthz, /readyz, /metrics and / always find a thread.
 
     granian streams the body to the application and has no body read timeout (only one for
     headers; upstream declined one), so ``wsgi.input.read()`` blocks for as long as a client
     that sent its headers and then stalls likes. Such clients could hold every request
-    thread; the gate keeps one free. A POST waits up to ``wait`` seconds for a slot (under
-    honest load a read takes milliseconds, so it gets one), then gets 503 without a byte of
-    its body read, and the connection is closed. (Reading on helper threads with a deadline
-    was tried: answering while a helper still waited on the body froze the whole worker in
-    granian 2.8.)
+    thread; the gate keeps one free. When every slot is taken, a POST waits for one (up to
+    ``wait`` seconds) only while some holder is still young (under ``stalled`` seconds in
+    its read: honest bodies arrive in milliseconds, so a slot comes free soon). When every
+    holder is older, they are stalled clients and no slot will come: the POST gets 503 at
+    once, without a byte of its body read, and its connection is closed. Waiting there
+    instead held the one free thread 0.25 s per refused POST, and 40 stalled clients
+    starved /healthz for seconds (issue 9). (Reading on helper threads with a deadline was
+    tried: answering while a helper still waited on the body froze the worker in granian
+    2.8.)
     """
 
-    def __init__(self, slots: int, wait: float = 0.25) -> None:
-        self._slots = threading.BoundedSemaphore(slots)
-        self._wait = wait
+    def __init__(self, slots: int, wait: float = 0.25, stalled: float = 0.05) -> None:
+        self._slots, self._count = threading.BoundedSemaphore(slots), slots
+        self._wait, self._stalled = wait, stalled
+        self._since: dict[int, float] = {}  # thread id -> when its read began
 
     def read(self, stream: Any, length: int) -> bytes | None:
-        """The body, or None when no slot came free in time."""
-        if not self._slots.acquire(timeout=self._wait):
+        """The body, or None when no slot is free and none is about to be."""
+        free = self._slots.acquire(blocking=False)
+        if not free and (self._all_stalled() or not self._slots.acquire(timeout=self._wait)):
             return None
+        me = threading.get_ident()
+        self._since[me] = time.monotonic()
         try:
             return bytes(stream.read(length))
         finally:
+            del self._since[me]
             self._slots.release()
+
+    def _all_stalled(self) -> bool:
+        started = list(self._since.values())  # a holder not listed yet has just begun
+        oldest_young = time.monotonic() - self._stalled
+        return len(started) >= self._count and all(t < oldest_young for t in started)
 
 
 @dataclass(frozen=True)
@@ -187,19 +235,62 @@ def error(start: StartResponse, status: int, message: str, close: bool = False) 
     return respond_json(start, status, {"error": message, "status": status}, extra)
 
 
-def transform(value: Any) -> Any:
-    """/echo's work: rebuild the document (keys sorted, strings reversed, numbers doubled)."""
-    if isinstance(value, dict):
-        return {k[::-1]: transform(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [transform(v) for v in reversed(value)]
-    if isinstance(value, str):
-        return value[::-1]
-    if isinstance(value, bool) or value is None:
+class Unanswerable(ValueError):
+    """Valid JSON that /echo cannot answer with valid JSON (422, with this reason)."""
+
+
+# Deeper documents are refused before the recursion in transform() or json.dumps could
+# reach Python's limit (998 bytes of '[' used to end in a 500).
+MAX_DEPTH = 64
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # json.loads accepts NaN and Infinity otherwise
+
+
+class Echo:
+    """/echo's work: rebuild the document (keys sorted, strings reversed, numbers doubled).
+
+    Every answer is valid JSON or an ``Unanswerable``: a number whose double would be
+    infinite, or have more digits than Python may print (``sys.get_int_max_str_digits``),
+    is refused rather than clamped, and so is nesting past ``MAX_DEPTH``.
+    """
+
+    def __init__(self) -> None:
+        self._digits = sys.get_int_max_str_digits()  # 0: no limit
+        self._int_limit = 10**self._digits if self._digits else None  # first int too long
+
+    def parse(self, raw: bytes) -> Any:
+        return json.loads(raw, parse_constant=_reject_constant, parse_int=self._int)
+
+    def _int(self, text: str) -> int:
+        if self._digits and len(text.lstrip("-")) > self._digits:
+            raise Unanswerable(f"a number of {len(text.lstrip('-'))} digits (limit {self._digits})")
+        return int(text)
+
+    def transform(self, value: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise Unanswerable(f"nesting deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            return {k[::-1]: self.transform(value[k], depth + 1) for k in sorted(value)}
+        if isinstance(value, list):
+            return [self.transform(v, depth + 1) for v in reversed(value)]
+        if isinstance(value, str):
+            return value[::-1]
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            doubled = value * 2
+            if self._int_limit is not None and abs(doubled) >= self._int_limit:
+                raise Unanswerable("a number doubled has more digits than Python prints")
+            return doubled
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise Unanswerable("a number beyond a double's range")
+            if not math.isfinite(value * 2):
+                raise Unanswerable(f"{value!r} doubled is beyond a double's range")
+            return value * 2
         return value
-    if isinstance(value, int | float):
-        return value * 2
-    return value
 
 
 class App:
@@ -219,6 +310,7 @@ class App:
             "/readyz": self.readyz,
         }
         self._post = {"/echo": self.echo}
+        self._echo = Echo()
         self.body = BodyGate(max(1, worker.settings.threads - 1))
 
     def __call__(self, environ: Environ, start: StartResponse) -> Iterable[bytes]:
@@ -285,10 +377,18 @@ class App:
         if raw is None:
             return error(start, 503, "every body slot waits on a client; retry", close=True)
         try:
-            doc = json.loads(raw)
+            doc = self._echo.parse(raw)
+        except Unanswerable as e:
+            return error(start, 422, str(e))
+        except RecursionError:
+            return error(start, 422, f"nesting deeper than {MAX_DEPTH} levels")
         except ValueError as e:  # UnicodeDecodeError is a ValueError too
             return error(start, 400, f"invalid JSON: {e}")
-        return respond_json(start, 200, {"bytes": len(raw), "echo": transform(doc)})
+        try:
+            answer = {"bytes": len(raw), "echo": self._echo.transform(doc)}
+        except Unanswerable as e:
+            return error(start, 422, str(e))
+        return respond(start, 200, json.dumps(answer, separators=(",", ":")).encode())
 
 
 def create_app() -> App:
