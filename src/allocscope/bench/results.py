@@ -6,6 +6,8 @@ Version history (``"schema": "allocscope.results"``, ``"version": N``):
   ``bench_alloc.py`` print them (``time_s``, ``rss_before_mb``, ``rss_after_mb``, ...), or
   a list of them (``jq -s``). Loads as runs with the few metrics it has.
 - 1: this module's format: host, config, variants, runs with marks, timeline and proof.
+- 2: runs of any command or service carry ``target`` (process tree, load, slopes) and
+  ``params["kind"]`` (``command`` or ``service``); version-1 runs load unchanged.
 
 :func:`load` reads any of them and migrates it, step by step, to the current version. A
 newer version than this allocscope knows, or a file that is not JSON, is a
@@ -27,7 +29,7 @@ from typing import Any
 from allocscope import __version__
 
 SCHEMA = "allocscope.results"
-VERSION = 1
+VERSION = 2
 MB = 2**20
 
 
@@ -62,6 +64,9 @@ class Run:
     stderr: str
     duration_s: float
     params: dict[str, Any]
+    # Commands and services (version 2): the tree's per-process timelines, the load's
+    # figures, slope fits, trims. None for the built-in workloads.
+    target: dict[str, Any] | None = None
 
     @property
     def counts(self) -> bool:
@@ -348,7 +353,11 @@ def _v0_to_v1(doc: Any) -> dict[str, Any]:
     }
 
 
-MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _v0_to_v1}
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "version": 2}  # only added an optional field
+
+
+MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def version_of(doc: Any) -> int:
