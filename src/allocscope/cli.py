@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(given)
+    # `compare --` with nothing after it is an empty command, not "no command".
+    args.dashdash = "--" in given
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

@@ -62,6 +62,11 @@ class CommandSpec:
     def workload(self) -> str:
         return label(self.argv)
 
+    @property
+    def label(self) -> str:
+        which = "warm-up" if self.repeat == 0 else f"run {self.repeat}"
+        return f"{self.workload} · {self.variant.name} · {which}"
+
 
 def run_command(spec: CommandSpec) -> Run:
     watch = Watch.start(spec.variant, spec.argv, trim_every=spec.trim_every)
