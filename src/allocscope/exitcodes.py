@@ -14,3 +14,6 @@ VENDOR_MISSING = 111
 SERVER_MISSING = 112
 ABI_MISMATCH = 113
 STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
+
+# inspect (another process); 1 also means "two allocators mapped" for info and inspect.
+NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited while being read

@@ -74,6 +74,8 @@ class Check:
 def check(snap: Snapshot, want: Expectations) -> list[Check]:
     checks = []
     alloc = snap.allocator
+    if alloc.conflict:  # whatever was expected: two allocators in one process is a failure
+        checks.append(Check("one_allocator", False, alloc.conflict))
     if want.allocator is not None:
         ok = alloc.name == want.allocator
         detail = f"{alloc.label} serves malloc"

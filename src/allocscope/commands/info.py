@@ -23,7 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="ask the allocator to return free memory to the OS first (jemalloc: all arenas)",
     )
     parser.add_argument("--schema", action="store_true", help="print the JSON schema and exit")
-    parser.add_argument("--proc", default="/proc", help="procfs root (for tests)")
+    parser.epilog = (
+        "Exit codes: 0 ok, 1 two allocators are mapped at once (a failure). "
+        "For another process use `allocscope inspect PID`."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,14 +35,17 @@ def run(args: argparse.Namespace) -> int:
         for path, kind in describe(Snapshot):
             print(f"{path:<42} {kind}")
         return exitcodes.OK
-    detected = allocator.detect(args.proc)
+    detected = allocator.detect()
     if args.purge:
         print(purge.release(detected), file=sys.stderr)
-    snap = snapshot(args.proc, allocator=detected)
+    snap = snapshot(allocator=detected)
     if args.human:
         print(render(snap))
     else:
         print(json.dumps(snap.to_dict(), indent=2 if args.pretty else None))
+    if detected.conflict:
+        print(f"allocscope info: FAIL {detected.conflict}", file=sys.stderr)
+        return exitcodes.CHECK_FAILED
     return exitcodes.OK
 
 
@@ -51,6 +57,7 @@ def render(snap: Snapshot) -> str:
     a, f = snap.allocator, snap.fips
     lines = [
         f"allocator    {a.label}",
+        *([f"  FAIL       {a.conflict}"] if a.conflict else []),
         f"  library    {a.path or 'unknown'}",
         f"  confirmed  {a.confirmed_by or 'no'}",
         f"  python     {a.python_allocator}",

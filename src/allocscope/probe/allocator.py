@@ -1,10 +1,12 @@
 """Which allocator really serves malloc in this process, and how it got there.
 
 The answer comes from the process itself, not from ``LD_PRELOAD``: we ask the dynamic
-linker where ``malloc`` resolves (dlsym + dladdr), list the allocator libraries among the
-mappings, and confirm the winner by resolving its own symbols (``mallctl``,
-``mi_version``, ``tc_version``). Whatever the environment declared is reported beside it,
-with a warning for every declaration that is not in effect.
+linker where ``malloc`` resolves (dlsym + dladdr), name that object by the symbols it
+defines (``probe.identity``: never by its file name), list every allocator among the
+mappings the same way, and confirm the winner by resolving its own symbol in the process.
+Two allocators mapped at once is a failure (memory allocated by one may be freed by the
+other). Whatever the environment declared is reported beside it, with a warning for every
+declaration that is not in effect.
 """
 
 from __future__ import annotations
@@ -12,22 +14,16 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from allocscope.probe import elf, native, procfs
+from allocscope.probe import elf, identity, native, procfs
 from allocscope.probe.errors import ProbeError
+from allocscope.probe.identity import AllocatorName
 
-AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
-Source = Literal["LD_PRELOAD", "linked", "unknown"]
-
-# Basename patterns of the allocators we know, and the symbol that proves each one.
-_KNOWN: dict[str, tuple[re.Pattern[str], str]] = {
-    "jemalloc": (re.compile(r"^libjemalloc[._]"), "mallctl"),
-    "tcmalloc": (re.compile(r"^libtcmalloc(_minimal)?[._]"), "tc_version"),
-    "mimalloc": (re.compile(r"^libmimalloc[._-]"), "mi_version"),
-    "glibc": (re.compile(r"^libc[.-]"), "gnu_get_libc_version"),
-}
+# static: linked into the executable itself (Ruby --with-jemalloc, Rust, Go).
+Source = Literal["LD_PRELOAD", "ld.so.preload", "static", "linked", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +71,7 @@ class AllocatorInfo:
     declared: Declared
     python_allocator: str  # what CPython uses for small objects
     warnings: tuple[str, ...]
+    conflict: str | None = None  # two allocators mapped at once: a failure, not a warning
 
     @property
     def label(self) -> str:
@@ -83,13 +80,27 @@ class AllocatorInfo:
         return f"{text} (via LD_PRELOAD)" if self.source == "LD_PRELOAD" else text
 
 
-def allocator_of(path: str) -> str | None:
-    """The known allocator a library path belongs to, judged by its file name."""
-    base = os.path.basename(path)
-    for name, (pattern, _) in _KNOWN.items():
-        if pattern.match(base):
-            return name
-    return None
+def allocator_of(path: str) -> AllocatorName | None:
+    """The allocator an object is, by the symbols it defines (by name only if unreadable)."""
+    try:
+        return identity.identify(path).allocator
+    except OSError:
+        return identity.guess_by_name(path)
+
+
+def conflict_of(allocators: Iterable[tuple[str, str]]) -> str | None:
+    """The failure sentence when (name, path) pairs hold more than one non-glibc allocator."""
+    by_name: dict[str, str] = {}
+    for name, path in allocators:
+        if name != "glibc":
+            by_name.setdefault(name, path)
+    if len(by_name) < 2:
+        return None
+    listed = ", ".join(f"{name} ({path})" for name, path in sorted(by_name.items()))
+    return (
+        f"{len(by_name)} allocators mapped at once: {listed}; memory allocated by one "
+        "can be freed by the other (a crash)"
+    )
 
 
 def split_preload(value: str | None) -> list[str]:
@@ -160,11 +171,16 @@ def detect(
     except ProbeError as e:
         mapped = []
         warnings.append(f"{e}; allocator libraries mapped but not serving cannot be listed")
-    allocator_libs = tuple(m for m in mapped if allocator_of(m) not in (None, "glibc"))
+    named = [(m, _identify(m)) for m in mapped]
+    allocator_libs = tuple(m for m, i in named if i.allocator not in (None, "glibc"))
+    conflict = conflict_of(
+        (i.allocator, m) for m, i in named if i.allocator is not None and i.defines_malloc
+    )
     preload = examine_preload(declared.ld_preload, mapped)
 
     serving = native.definer("malloc")
-    name = (allocator_of(serving) if serving else None) or "unknown"
+    ident = _identify(serving) if serving else identity.NOT_ELF
+    name: AllocatorName = ident.allocator or "unknown"
     if serving is None:
         warnings.append("dladdr could not place malloc in any shared object")
     elif name == "unknown":
@@ -172,18 +188,19 @@ def detect(
 
     version = confirmed_by = None
     lib = native.already_loaded(serving) if serving else None
-    if lib is not None and name in _KNOWN:
-        symbol = _KNOWN[name][1]
-        if native.symbol_address(lib, symbol) is not None:
-            confirmed_by = symbol
+    if lib is not None and ident.marker is not None:
+        if native.symbol_address(lib, ident.marker) is not None:
+            confirmed_by = ident.marker
             version = _version(name, lib)
         else:
-            warnings.append(f"{serving} looks like {name} but does not export {symbol}")
+            warnings.append(f"{serving} defines {ident.marker} but the process cannot resolve it")
+    version = version or ident.version
 
     source: Source = "unknown"
     if serving:
         preloaded = any(p.loaded and p.path and _matches(p.path, serving) for p in preload)
-        source = "LD_PRELOAD" if preloaded else "linked"
+        static = _same_file(serving, procfs.proc_path("exe", proc_root))
+        source = "LD_PRELOAD" if preloaded else "static" if static else "linked"
 
     warnings += _preload_warnings(preload, name)
     warnings += [
@@ -197,7 +214,7 @@ def detect(
         warnings.append(f"MALLOC_ARENA_MAX is set but {name} serves malloc: it has no effect")
 
     return AllocatorInfo(
-        name=name,  # type: ignore[arg-type]
+        name=name,
         version=version,
         path=serving,
         source=source,
@@ -207,7 +224,22 @@ def detect(
         declared=declared,
         python_allocator=python_allocator(declared.pythonmalloc),
         warnings=tuple(warnings),
+        conflict=conflict,
     )
+
+
+def _identify(path: str) -> identity.Identity:
+    try:
+        return identity.identify(path)
+    except OSError:
+        return identity.NOT_ELF
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _preload_warnings(preload: tuple[PreloadEntry, ...], serving: str) -> list[str]:

@@ -1,9 +1,11 @@
-"""Just enough ELF to say why the loader would refuse a file named in LD_PRELOAD."""
+"""Just enough ELF: why the loader would refuse a file, and which symbols an object defines."""
 
 from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 _MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv", 21: "ppc64"}
 
@@ -47,3 +49,133 @@ def mismatch(path: str) -> str | None:
             f"this process is {ours[0]}-bit {describe_machine(ours[1])}"
         )
     return None
+
+
+# --- symbol tables -----------------------------------------------------------------------
+# Enough of the ELF format to answer "does this object define these symbols, and where?"
+# from the section headers: .dynsym (what the loader sees) and .symtab (what a static link
+# left behind, when not stripped). Names are located in the string table first, so a large
+# table (node's .dynsym) is scanned with one struct.iter_unpack and an integer set lookup.
+
+_SHT_SYMTAB, _SHT_DYNSYM = 2, 11
+_SHN_UNDEF = 0
+_STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE = 1, 2, 10
+
+
+@dataclass(frozen=True)
+class _Section:
+    kind: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+
+
+def _sections(data: bytes) -> tuple[str, list[_Section]] | None:
+    """Byte-order prefix and section headers, or None when ``data`` is not ELF."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] not in (1, 2):
+        return None
+    order = "<" if data[5] == 1 else ">"
+    is64 = data[4] == 2
+    if is64:
+        shoff, shentsize, shnum = (
+            struct.unpack_from(order + "Q", data, 0x28)[0],
+            *struct.unpack_from(order + "HH", data, 0x3A),
+        )
+        fmt = order + "IIQQQQIIQQ"
+    else:
+        shoff, shentsize, shnum = (
+            struct.unpack_from(order + "I", data, 0x20)[0],
+            *struct.unpack_from(order + "HH", data, 0x2E),
+        )
+        fmt = order + "IIIIIIIIII"
+    sections = []
+    for i in range(shnum):
+        at = shoff + i * shentsize
+        if at + struct.calcsize(fmt) > len(data):
+            return None
+        _, kind, _, addr, offset, size, link, _, _, entsize = struct.unpack_from(fmt, data, at)
+        sections.append(_Section(kind, addr, offset, size, link, entsize))
+    return order + ("64" if is64 else "32"), sections
+
+
+def defined_symbols(data: bytes, names: Iterable[str]) -> dict[str, int]:
+    """Which of ``names`` the ELF image ``data`` defines (global or weak), with their values.
+
+    The dynamic table is what the loader binds against; the static ``.symtab`` is read only
+    when there is no dynamic table (a static executable) or the dynamic one defines
+    ``malloc`` without saying whose (an allocator linked into an executable).
+    """
+    parsed = _sections(data)
+    if parsed is None:
+        return {}
+    layout, sections = parsed
+    wanted = [n.encode() for n in names]
+    found: dict[str, int] = {}
+    dynamic = [s for s in sections if s.kind == _SHT_DYNSYM]
+    for table in dynamic:
+        _scan(data, layout, sections, table, wanted, found)
+    if not dynamic or ("malloc" in found and len(found) == 1):
+        for table in (s for s in sections if s.kind == _SHT_SYMTAB):
+            _scan(data, layout, sections, table, wanted, found)
+    return found
+
+
+def _scan(
+    data: bytes,
+    layout: str,
+    sections: list[_Section],
+    table: _Section,
+    wanted: list[bytes],
+    found: dict[str, int],
+) -> None:
+    if table.link >= len(sections):
+        return
+    strtab = sections[table.link]
+    first, last = strtab.offset, strtab.offset + strtab.size
+    order, is64 = layout[0], layout.endswith("64")
+    # st_name, st_info, st_other, st_shndx, st_value, st_size (field order differs by class)
+    entry = order + ("IBBHQQ" if is64 else "IIIBBH")
+    size = struct.calcsize(entry)
+    for name in wanted:
+        at = data.find(name + b"\0", first, last)
+        while at >= 0:  # tail-merged tables may hold "malloc" inside "je_malloc"
+            _match(data, table, entry, size, at - first, name.decode(), found)
+            at = data.find(name + b"\0", at + 1, last)
+
+
+def _match(
+    data: bytes,
+    table: _Section,
+    entry: str,
+    size: int,
+    st_name: int,
+    name: str,
+    found: dict[str, int],
+) -> None:
+    """Find the symbol entries whose st_name is ``st_name`` (a C-speed search, not a loop)."""
+    needle = struct.pack(entry[0] + "I", st_name)  # st_name is the first field in both classes
+    end = table.offset + (table.size // size) * size
+    at = data.find(needle, table.offset, end)
+    while at >= 0:
+        if (at - table.offset) % size == 0:
+            fields = struct.unpack_from(entry, data, at)
+            if entry.endswith("HQQ"):
+                _, info, _, shndx, value, _ = fields
+            else:
+                _, value, _, info, _, shndx = fields
+            if shndx != _SHN_UNDEF and info >> 4 in (_STB_GLOBAL, _STB_WEAK, _STB_GNU_UNIQUE):
+                found.setdefault(name, value)
+                return
+        at = data.find(needle, at + 1, end)
+
+
+def bytes_at(data: bytes, address: int, length: int) -> bytes:
+    """``length`` bytes of the image at virtual ``address`` (e.g. a function's first bytes)."""
+    parsed = _sections(data)
+    for s in parsed[1] if parsed else ():
+        if s.kind != 8 and s.addr and s.addr <= address < s.addr + s.size:  # 8: NOBITS
+            start = s.offset + address - s.addr
+            return data[start : start + length]
+    return b""

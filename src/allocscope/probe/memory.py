@@ -17,6 +17,7 @@ class Memory:
     swap_bytes: int | None
     pss_bytes: int | None  # smaps_rollup, where the kernel offers it
     uss_bytes: int | None  # private clean + private dirty
+    anon_huge_pages_bytes: int | None = None  # THP backing anonymous memory (smaps_rollup)
 
 
 def read(
@@ -27,6 +28,7 @@ def read(
     if "VmRSS" not in status:
         raise ProbeError(f"{procfs.proc_path('status', proc_root, pid)} has no VmRSS line")
     pss = uss = None
+    smaps: dict[str, int] = {}
     if rollup:
         try:
             smaps = procfs.key_values(procfs.read_text("smaps_rollup", proc_root, pid))
@@ -43,4 +45,5 @@ def read(
         swap_bytes=status.get("VmSwap"),
         pss_bytes=pss,
         uss_bytes=uss,
+        anon_huge_pages_bytes=smaps.get("AnonHugePages") if rollup else None,
     )

@@ -1,0 +1,22 @@
+"""Why another process could not be inspected; each carries its exit code."""
+
+from __future__ import annotations
+
+from allocscope import exitcodes
+from allocscope.probe.errors import ProbeError
+
+
+class InspectError(ProbeError):
+    """The process as a whole cannot be inspected (a part that cannot is an Unknown)."""
+
+    exit_code = exitcodes.BAD_INPUT
+
+
+class NoSuchProcess(InspectError):
+    exit_code = exitcodes.BAD_INPUT
+
+
+class NotInspectable(InspectError):
+    """A kernel thread, a zombie, or a process that exited while being read."""
+
+    exit_code = exitcodes.NOT_INSPECTABLE

@@ -1,0 +1,129 @@
+"""What inspect reads besides the allocator: glibc heaps, crypto, the container.
+
+Each reader takes what it needs and returns a small record; a part that cannot be read
+raises OSError and the caller records it as unknown with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+
+from allocscope.inspect.procinfo import Mapping
+from allocscope.probe import procfs
+
+# glibc's non-main arenas live in heaps of HEAP_MAX_SIZE (64 MiB on 64-bit), mapped
+# aligned to that size: a read-write part that grows, and a PROT_NONE reserve after it.
+HEAP_MAX_SIZE = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class GlibcHeaps:
+    main_heap_bytes: int  # the brk heap ([heap]): the main arena
+    arena_heaps: int  # 64 MiB-aligned heaps of the other arenas (an arena may chain several)
+    arena_heap_bytes: int  # their read-write (committed) part
+
+
+def glibc_heaps(maps: list[Mapping]) -> GlibcHeaps:
+    main = sum(m.size for m in maps if m.path == "[heap]")
+    heaps = used = 0
+    for i, m in enumerate(maps):
+        if m.path or m.start % HEAP_MAX_SIZE or not m.perms.startswith("rw"):
+            continue
+        end, rw, j = m.end, m.size, i + 1
+        while (
+            j < len(maps)
+            and maps[j].start == end
+            and not maps[j].path
+            and end < m.start + HEAP_MAX_SIZE
+        ):
+            if maps[j].perms.startswith("---"):
+                end = maps[j].end
+            else:
+                break
+            j += 1
+        if end - m.start == HEAP_MAX_SIZE or (m.size == HEAP_MAX_SIZE and j == i + 1):
+            heaps += 1
+            used += rw
+    return GlibcHeaps(main, heaps, used)
+
+
+@dataclass(frozen=True)
+class Crypto:
+    libcrypto: str | None  # the libcrypto mapped, if any
+    fips_provider: str | None  # OpenSSL's fips.so, when mapped (loaded by the process)
+    openssl_conf: str | None  # OPENSSL_CONF the process was started with
+    openssl_modules: str | None
+    kernel_fips_enabled: bool | None  # /proc/sys/crypto/fips_enabled; None if absent
+
+
+def crypto(maps: list[Mapping], env: MappingABC[str, str] | None, proc_root: str) -> Crypto:
+    paths = [m.path for m in maps if m.path.startswith("/")]
+    libcrypto = next((p for p in paths if re.match(r"libcrypto\.so", os.path.basename(p))), None)
+    fips = next((p for p in paths if os.path.basename(p) == "fips.so"), None)
+    try:
+        kernel: bool | None = (
+            procfs.read_text("sys/crypto/fips_enabled", proc_root, "").strip() == "1"
+        )
+    except Exception:
+        kernel = None
+    conf = env.get("OPENSSL_CONF") if env is not None else None
+    modules = env.get("OPENSSL_MODULES") if env is not None else None
+    return Crypto(libcrypto, fips, conf, modules, kernel)
+
+
+@dataclass(frozen=True)
+class Container:
+    cgroup: str | None  # the memory cgroup's path (cgroup v2: the unified path)
+    container_id: (
+        str | None
+    )  # 64 hex digits, when the path carries one (docker, containerd, cri-o, podman)
+    memory_current_bytes: int | None
+    memory_max_bytes: int | None  # None: no limit (or unknown; see unknowns)
+
+
+_CONTAINER_ID = re.compile(r"(?:^|[/-])([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+_V1_NO_LIMIT = 2**60  # cgroup v1 reports "no limit" as a page-rounded LONG_MAX
+
+
+def container(cgroup_text: str, cgroup_root: str = "/sys/fs/cgroup") -> tuple[Container, list[str]]:
+    """The container record and, for each figure that could not be read, why."""
+    problems: list[str] = []
+    v1_memory = v2 = None
+    for line in cgroup_text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        if fields[1] == "":
+            v2 = fields[2]
+        elif "memory" in fields[1].split(","):
+            v1_memory = fields[2]
+    path = v1_memory if v1_memory is not None else v2
+    found = _CONTAINER_ID.search(cgroup_text.replace("\n", "/\n"))
+    current = limit = None
+    if v1_memory is not None and os.path.isdir(os.path.join(cgroup_root, "memory")):
+        base = os.path.join(cgroup_root, "memory") + v1_memory
+        current = _read_int(os.path.join(base, "memory.usage_in_bytes"), problems)
+        limit = _read_int(os.path.join(base, "memory.limit_in_bytes"), problems)
+        if limit is not None and limit >= _V1_NO_LIMIT:
+            limit = None
+    elif v2 is not None:
+        unified = os.path.join(cgroup_root, "unified")
+        base = (unified if os.path.isdir(unified) else cgroup_root) + v2
+        current = _read_int(os.path.join(base, "memory.current"), problems)
+        limit = _read_int(os.path.join(base, "memory.max"), problems)  # "max" reads as None
+    found_id = found.group(1) if found else None
+    return Container(path, found_id, current, limit), problems
+
+
+def _read_int(path: str, problems: list[str]) -> int | None:
+    """An integer file of the cgroup ('max' is None); a failure is noted in ``problems``."""
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except OSError as e:
+        problems.append(f"cannot read {path}: {e.strerror or e}")
+        return None
+    return int(text) if text.isdigit() else None

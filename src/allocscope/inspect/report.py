@@ -1,0 +1,152 @@
+"""One record per inspected process, and the function that fills it from /proc/PID."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from allocscope import __version__
+from allocscope.inspect import facts, loader
+from allocscope.inspect.errors import InspectError, NotInspectable
+from allocscope.inspect.procinfo import Proc, environ, parse_maps
+from allocscope.probe import memory
+from allocscope.probe.errors import ProbeError
+from allocscope.probe.snapshot import utc_now
+
+SCHEMA = "allocscope.inspect/1"
+
+
+@dataclass(frozen=True)
+class Unknown:
+    part: str  # environ, maps, memory, container, ...
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    process: memory.Memory | None  # RSS, PSS, USS, anon, file, swap, AnonHugePages
+    glibc: facts.GlibcHeaps | None  # only when glibc serves malloc
+    allocator_counters: str  # where the allocator's own figures can (not) come from
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    schema: str
+    allocscope_version: str
+    time: str
+    pid: int
+    ppid: int
+    command: str  # the kernel's comm
+    cmdline: tuple[str, ...]
+    exe: str | None
+    state: str
+    allocator: loader.AllocatorReport | None
+    memory: ProcessMemory
+    crypto: facts.Crypto | None
+    container: facts.Container | None
+    unknowns: tuple[Unknown, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def failed(self) -> bool:
+        """A finding that is a failure in its own right (two allocators mapped)."""
+        return self.allocator is not None and self.allocator.conflict is not None
+
+
+def _why(e: OSError) -> str:
+    if isinstance(e, PermissionError):
+        return "permission denied (another user's process: needs root or CAP_SYS_PTRACE)"
+    return e.strerror or str(e)
+
+
+def inspect_process(
+    pid: int, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+) -> ProcessReport:
+    """Everything /proc tells about ``pid`` without touching it (no ptrace).
+
+    Raises NoSuchProcess, or NotInspectable for a kernel thread, a zombie, or a process
+    that exits while being read. Parts that cannot be read are listed in ``unknowns``.
+    """
+    if pid <= 0:
+        raise InspectError(f"not a process id: {pid}")
+    proc = Proc(pid, proc_root)
+    if proc.stat.kernel_thread:
+        raise NotInspectable(
+            f"process {pid} is a kernel thread ({proc.stat.command}): no user memory"
+        )
+    if proc.stat.state in ("Z", "X"):
+        raise NotInspectable(f"process {pid} is a zombie ({proc.stat.command}): it has exited")
+    unknowns: list[Unknown] = []
+
+    def attempt(part: str, read: Any) -> Any:
+        try:
+            return read()
+        except OSError as e:
+            proc.check_alive(e)
+            unknowns.append(Unknown(part, _why(e)))
+            return None
+
+    cmdline = attempt("cmdline", lambda: proc.raw("cmdline"))
+    exe = attempt("exe", lambda: proc.link("exe"))
+    raw_env = attempt("environ", lambda: proc.raw("environ"))
+    env = environ(raw_env) if raw_env is not None else None
+    maps_text = attempt("maps", lambda: proc.text("maps"))
+    maps = parse_maps(maps_text) if maps_text is not None else None
+
+    alloc = None
+    if maps is not None:
+        alloc = loader.who_serves(proc, maps, env)
+    else:
+        unknowns.append(Unknown("allocator", "the maps cannot be read"))
+
+    try:
+        mem: memory.Memory | None = memory.read(proc_root, pid)
+    except ProbeError as e:
+        proc.check_alive()
+        mem = None
+        unknowns.append(Unknown("memory", str(e)))
+    glibc = (
+        facts.glibc_heaps(maps) if maps is not None and alloc and alloc.name == "glibc" else None
+    )
+    counters = _counters_note(alloc.name if alloc else "unknown")
+
+    crypto = facts.crypto(maps, env, proc_root) if maps is not None else None
+    cgroup_text = attempt("container", lambda: proc.text("cgroup"))
+    box = None
+    if cgroup_text is not None:
+        box, problems = facts.container(cgroup_text, cgroup_root)
+        unknowns += [Unknown("container", p) for p in problems]
+    proc.check_alive()  # the process may have exited after we read some parts
+    return ProcessReport(
+        schema=SCHEMA,
+        allocscope_version=__version__,
+        time=utc_now(),
+        pid=pid,
+        ppid=proc.stat.ppid,
+        command=proc.stat.command,
+        cmdline=tuple(os.fsdecode(a) for a in cmdline.split(b"\0")[:-1]) if cmdline else (),
+        exe=exe,
+        state=proc.stat.state,
+        allocator=alloc,
+        memory=ProcessMemory(mem, glibc, counters),
+        crypto=crypto,
+        container=box,
+        unknowns=tuple(unknowns),
+    )
+
+
+def _counters_note(name: str) -> str:
+    if name == "jemalloc":
+        return (
+            "jemalloc's own counters (allocated, active, retained) need --attach "
+            "(a Python target) or the application's own exporter"
+        )
+    if name == "glibc":
+        return (
+            "glibc's mallinfo2 (in use, free) needs --attach; from outside: heap and arena mappings"
+        )
+    return f"{name}'s own counters cannot be read from outside the process"
