@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocscope.inspect import InspectError, process_tree
 from allocscope.probe import procfs
 from allocscope.probe.errors import ProbeError
 
@@ -32,30 +33,12 @@ def _stat_fields(proc_root: str, pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()
 
 
-def parents(proc_root: str = procfs.DEFAULT_ROOT) -> dict[int, int]:
-    """Every visible pid -> its parent pid."""
-    out = {}
-    for name in os.listdir(proc_root):
-        if not name.isdigit():
-            continue
-        try:
-            out[int(name)] = int(_stat_fields(proc_root, int(name))[1])
-        except (ProbeError, ValueError, IndexError):
-            continue  # gone while we looked
-    return out
-
-
 def descendants(root: int, proc_root: str = procfs.DEFAULT_ROOT) -> list[int]:
-    """``root`` and every process below it, parents before children."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents(proc_root).items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop(0)
-        out.append(pid)
-        todo += sorted(children.get(pid, []))
-    return out
+    """``root`` and every process below it, parents before children; [] once it is gone."""
+    try:
+        return process_tree(root, proc_root)
+    except InspectError:
+        return []
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,8 @@ class Watch:
         for p in self.proofs.values():
             if p.allocator is None and p.pid == self.proc.pid:
                 problems.append(f"process {p.pid} ({p.exe}): allocator unknown: {p.detail}")
+            elif p.conflict:
+                problems.append(f"process {p.pid} ({p.exe}): {p.conflict}")
             elif p.allocator is not None and not p.matches(expected):
                 name = self.tree.names.get(p.pid, "?")
                 problems.append(
@@ -202,7 +204,7 @@ class Watch:
             "allocator": root.allocator if root else None,
             "version": (root.version if root else None) or _inside_version(inside),
             "path": root.path if root else None,
-            "method": root.method if root else None,
+            "method": "inspect (symbols, from outside)",
             "processes": [p.to_dict() for p in self.proofs.values()],
             "inside": [{"pid": e.get("pid"), **(e.get("inside") or {})} for e in inside],
         }
