@@ -46,13 +46,13 @@ def test_every_default_variant_proves_its_allocator() -> None:
     assert [r.variant for r in runs] == [v.name for v in chosen]
     for v, r in zip(chosen, runs, strict=True):
         assert r.ok, (v.name, r.failures, r.stderr)
-        proof = r.proof or {}
-        assert proof["allocator"] == v.allocator and proof["ok"], proof
-        assert all(c["passed"] for c in proof["checks"])
+        proof = r.proof
+        assert proof is not None and proof.allocator == v.allocator and proof.ok, proof
+        assert all(c.passed for c in proof.checks)
         if v.allocator == "jemalloc":
-            conf = proof["malloc_conf"]
+            conf = proof.malloc_conf
             assert conf and all(k["in_effect"] for k in conf)
-            assert proof["version"] == "5.3.0" and proof["source"] == "LD_PRELOAD"
+            assert proof.version == "5.3.0" and proof.source == "LD_PRELOAD"
         assert [m.event for m in r.marks] == [
             "ready", "work_start", "work_end", "freed", "settle", "purged"
         ]  # fmt: skip
@@ -79,8 +79,8 @@ def test_the_parents_ld_preload_never_reaches_a_glibc_child(
     monkeypatch.setenv("LD_PRELOAD", jemalloc)
     monkeypatch.setenv("MALLOC_CONF", "narenas:1")
     (r,) = run_all(spec(variants.builtin("glibc")))
-    assert r.ok and (r.proof or {})["allocator"] == "glibc"
-    assert (r.proof or {})["declared"]["ld_preload"] is None
+    assert r.ok and r.proof is not None and r.proof.allocator == "glibc"
+    assert r.proof.declared["ld_preload"] is None
 
 
 def test_a_refused_preload_fails_that_run_only(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_malloc_conf_that_no_allocator_reads_fails_the_run() -> None:
 def test_wrong_allocator_claim_fails_the_run(mimalloc: str) -> None:
     v = Variant("liar", "jemalloc", mimalloc)
     (r,) = run_all(spec(v))
-    assert not r.ok and (r.proof or {})["allocator"] == "mimalloc"
+    assert not r.ok and r.proof is not None and r.proof.allocator == "mimalloc"
     assert any("expected jemalloc, but mimalloc" in f for f in r.failures)
 
 
@@ -153,10 +153,9 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
     s = RunSpec(v, "http", params, (0.2,), 1, timeout=90)
     (r,) = Runner(interval=0.05).run([s])
     assert r.ok, (r.failures, r.stderr)
-    proof = r.proof or {}
-    server = proof["server"]
-    assert server["allocator"] == "jemalloc" and server["version"] == "5.3.0"
-    assert {c["name"] for c in server["checks"]} >= {"server allocator", "server malloc_conf"}
+    server = r.proof.server if r.proof else None
+    assert server is not None and server.allocator == "jemalloc" and server.version == "5.3.0"
+    assert {c.name for c in server.checks} >= {"server allocator", "server malloc_conf"}
     measured = r.marks[0].info["measured_pid"]
     assert measured != r.marks[0].info["pid"] and gone(measured)
     assert r.metrics["rss_work_end"] > 20 * MB and "client_cpu_s" in r.metrics

@@ -34,7 +34,7 @@ def test_compare_writes_results_table_and_charts(tmp_path: Path) -> None:
     assert len(measured) == 12 and all(r.counts for r in measured)
     expected = {v["name"]: v["allocator"] for v in results.variants}
     for r in results.runs:  # every run carries the proof of its allocator
-        assert r.proof is not None and r.proof["allocator"] == expected[r.variant]
+        assert r.proof is not None and r.proof.allocator == expected[r.variant]
     assert results.host["thp_enabled"] and results.host["kernel"]
     assert results.host["libraries"]  # versions of what the children ran on
 

@@ -12,6 +12,7 @@ from allocscope.bench import results
 from allocscope.bench.results import (
     MB,
     Mark,
+    Proof,
     Results,
     ResultsError,
     Run,
@@ -44,7 +45,7 @@ def run(variant: str, repeat: int, work_s: float, retained: float, ok: bool = Tr
         metrics=metrics if ok else {},
         marks=list(MARKS),
         timeline=list(TIMELINE),
-        proof={"allocator": variant.split("-")[0], "version": "1.0", "checks": [], "ok": ok},
+        proof=Proof(variant.split("-")[0], "1.0", ok=ok),
         heap=None,
         exit_code=0,
         stderr="",
@@ -197,9 +198,11 @@ def test_version_0_as_jq_slurped_list_and_as_concatenated_objects() -> None:
     assert len(listed.runs) == 2
 
 
-def test_version_1_loads_as_it_is() -> None:
+def test_version_1_migrates_to_2_unchanged() -> None:
     r = parse(json.dumps(V1))
-    assert r.migrated_from is None and r.host == {"kernel": "6.1"}
+    assert r.migrated_from == 1 and r.host == {"kernel": "6.1"}
+    assert r.runs[0].counts and r.runs[0].proof is not None
+    assert r.runs[0].kind == "workload" and r.runs[0].noise is None
     assert r.runs[0].timeline == [(0.2, MB), (0.3, 2 * MB)]
     assert r.runs[0].marks[0].event == "work_start"
     assert r.to_dict()["runs"][0]["metrics"] == V1["runs"][0]["metrics"]
@@ -208,7 +211,7 @@ def test_version_1_loads_as_it_is() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (json.dumps({**V1, "version": 99}), "unknown schema version 99.*reads versions 0 to 1"),
+        (json.dumps({**V1, "version": 99}), "unknown schema version 99.*reads versions 0 to 2"),
         (json.dumps({**V1, "version": "one"}), "schema version 'one' is not a positive integer"),
         (json.dumps({**V1, "schema": "someone.else"}), "schema 'someone.else' is not"),
         (json.dumps(V1)[:200], "truncated JSON"),

@@ -6,8 +6,12 @@ Version history (``"schema": "allocscope.results"``, ``"version": N``):
   ``bench_alloc.py`` print them (``time_s``, ``rss_before_mb``, ``rss_after_mb``, ...), or
   a list of them (``jq -s``). Loads as runs with the few metrics it has.
 - 1: this module's format: host, config, variants, runs with marks, timeline and proof.
-- 2: runs of any command or service carry ``target`` (process tree, load, slopes) and
-  ``params["kind"]`` (``command`` or ``service``); version-1 runs load unchanged.
+- 2: each run is a typed :class:`~allocscope.bench.record.RunRecord` (checked types, no
+  impossible values), with its ``kind``, its ``order`` within an interleaved repeat and
+  the ``noise`` it was measured under; the session records ``seed`` and ``noise``. A
+  version-1 file has the same fields minus the new ones, so it migrates unchanged.
+  Runs of a user's command (``kind: command``) or service (``kind: service``) carry
+  ``target``: the process tree per process, the load's figures, growth slopes, trims.
 
 :func:`load` reads any of them and migrates it, step by step, to the current version. A
 newer version than this allocscope knows, or a file that is not JSON, is a
@@ -22,11 +26,14 @@ import platform
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from allocscope import __version__
+from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
+
+__all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
 SCHEMA = "allocscope.results"
 VERSION = 2
@@ -37,57 +44,7 @@ class ResultsError(ValueError):
     """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
 
 
-@dataclass(frozen=True)
-class Mark:
-    """A phase boundary, with the child's RSS and peak read from outside at that moment."""
-
-    event: str  # ready, work_start, work_end, freed, settle, purged
-    t: float  # seconds since the child was started
-    rss: int | None
-    hwm: int | None
-    info: dict[str, Any] = field(default_factory=dict)  # work_s, after_s, ...
-
-
-@dataclass(frozen=True)
-class Run:
-    variant: str
-    workload: str
-    repeat: int  # 1..N; 0 is a warm-up and never counts
-    ok: bool
-    failures: list[str]
-    metrics: dict[str, float]  # see METRICS; only for runs that count
-    marks: list[Mark]
-    timeline: list[tuple[float, int]]  # (seconds since start, RSS bytes)
-    proof: dict[str, Any] | None
-    heap: dict[str, Any] | None
-    exit_code: int | None
-    stderr: str
-    duration_s: float
-    params: dict[str, Any]
-    # Commands and services (version 2): the tree's per-process timelines, the load's
-    # figures, slope fits, trims. None for the built-in workloads.
-    target: dict[str, Any] | None = None
-
-    @property
-    def counts(self) -> bool:
-        return self.ok and self.repeat > 0
-
-    @property
-    def detected(self) -> str | None:
-        """'jemalloc 5.3.0', as the child proved it."""
-        if not self.proof:
-            return None
-        name, version = self.proof.get("allocator"), self.proof.get("version")
-        return f"{name} {version}" if version else str(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Run:
-        marks = [Mark(**m) for m in doc.get("marks", [])]
-        timeline = [(float(t), int(r)) for t, r in doc.get("timeline", [])]
-        return cls(**{**doc, "marks": marks, "timeline": timeline})
+Run = RunRecord  # the name older code uses
 
 
 # Metric keys: RSS in bytes, times in seconds. "rss_settle_<s>" exists per settle period.
@@ -175,6 +132,8 @@ class Results:
     runs: list[Run]
     allocscope_version: str = __version__
     migrated_from: int | None = None  # the version the file was written in, if older
+    # How the session ran: seed of the shuffled order, why the repeats stopped, noise.
+    session: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +144,7 @@ class Results:
             "host": self.host,
             "config": self.config,
             "variants": self.variants,
+            "session": self.session,
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -285,12 +245,11 @@ def libraries_seen(runs: Iterable[Run]) -> dict[str, dict[str, Any]]:
     """Each allocator library the children proved they ran on, with its version."""
     seen: dict[str, dict[str, Any]] = {}
     for run in runs:
-        proof = run.proof or {}
-        path = proof.get("path")
-        if run.ok and path and path not in seen:
+        path = run.proof.path if run.proof else None
+        if run.ok and run.proof and path and path not in seen:
             seen[path] = {
-                "allocator": proof.get("allocator"),
-                "version": proof.get("version"),
+                "allocator": run.proof.allocator,
+                "version": run.proof.version,
                 "realpath": os.path.realpath(path),
             }
     return seen
@@ -353,8 +312,9 @@ def _v0_to_v1(doc: Any) -> dict[str, Any]:
     }
 
 
-def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
-    return {**doc, "version": 2}  # only added an optional field
+def _v1_to_v2(doc: Any) -> dict[str, Any]:
+    """Version 2 only adds fields (kind, order, noise, seed) that have defaults."""
+    return {**doc, "version": 2}
 
 
 MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _v0_to_v1, 1: _v1_to_v2}
@@ -383,17 +343,48 @@ def from_document(doc: Any) -> Results:
         doc = MIGRATIONS[version](doc)
         version += 1
     try:
-        return Results(
+        variants = [dict(v) for v in doc.get("variants") or []]
+        for v in variants:
+            if not isinstance(v.get("name"), str):
+                raise RecordError(f"a variant without a name: {v!r:.80}")
+        runs = doc.get("runs", [])
+        if not isinstance(runs, list):
+            raise RecordError("runs: expected a list")
+        results = Results(
             created=str(doc.get("created", "")),
             host=dict(doc.get("host") or {}),
             config=dict(doc.get("config") or {}),
-            variants=list(doc.get("variants") or []),
-            runs=[Run.from_dict(r) for r in doc.get("runs", [])],
+            variants=variants,
+            runs=[RunRecord.from_dict(r) for r in runs],
             allocscope_version=str(doc.get("allocscope_version", "")),
             migrated_from=original if original != VERSION else None,
+            session=dict(doc.get("session") or {}),
         )
     except (TypeError, ValueError, AttributeError) as e:
-        raise ResultsError(f"malformed version-{VERSION} results: {e}") from None
+        raise ResultsError(f"malformed version-{original} results: {e}") from None
+    return recheck(results)
+
+
+def recheck(results: Results) -> Results:
+    """Count a run only if its proof, read back now, proves its variant's allocator: a file
+    says ``ok``, but the reader judges (a hand-edited or foreign file may lie)."""
+    expected = {str(v["name"]): v.get("allocator") for v in results.variants}
+    runs = []
+    for run in results.runs:
+        problems: list[str] = []
+        if run.ok and run.repeat > 0:
+            expect = expected.get(run.variant)
+            if expect is None:
+                problems.append(f"variant {run.variant} is not described in the file")
+            elif run.proof is None and results.migrated_from != 0:
+                problems.append("no proof of its allocator")
+            elif run.proof is not None:
+                problems += run.proof.problems(str(expect))
+        if problems:
+            failures = [*run.failures, *(f"rejected on reading: {p}" for p in problems)]
+            run = replace(run, ok=False, failures=failures, metrics={})
+        runs.append(run)
+    return replace(results, runs=runs)
 
 
 def parse(text: str, where: str = "results") -> Results:

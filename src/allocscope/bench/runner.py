@@ -35,7 +35,8 @@ from typing import IO, Any
 
 import psutil
 
-from allocscope.bench.results import Mark, Run, metrics_of
+from allocscope.bench.record import PROTOCOL, Mark, Proof, RecordError, RunRecord, number
+from allocscope.bench.results import metrics_of
 from allocscope.bench.variants import Variant
 from allocscope.bench.worker import Spec
 from allocscope.bench.workloads import Params
@@ -136,7 +137,7 @@ class _Child:
     buffer: bytes = b""
     marks: list[Mark] = field(default_factory=list)
     timeline: list[tuple[float, int]] = field(default_factory=list)
-    proof: dict[str, Any] | None = None
+    proof: Proof | None = None
     heap: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
     freed: bool = False  # past its timed work: the next child may start
@@ -151,7 +152,7 @@ class _Child:
         return self.stderr.read().decode(errors="replace")
 
 
-Progress = Callable[[str, RunSpec, Run | None], None]
+Progress = Callable[[str, RunSpec, RunRecord | None], None]
 
 
 class Runner:
@@ -174,11 +175,11 @@ class Runner:
         self.python = python
         self.progress = progress or (lambda kind, spec, run: None)
 
-    def run(self, specs: Sequence[RunSpec]) -> list[Run]:
+    def run(self, specs: Sequence[RunSpec]) -> list[RunRecord]:
         """Every spec's run, in the order of ``specs`` (they may finish in another)."""
         pending = deque(enumerate(specs))
         live: list[_Child] = []
-        done: dict[int, Run] = {}
+        done: dict[int, RunRecord] = {}
         sel = selectors.DefaultSelector()
         try:
             next_sample = time.monotonic()
@@ -273,16 +274,22 @@ class Runner:
             return
         rss, hwm = self._memory(child)
         if event == "ready":
-            child.proof = msg.get("proof")
+            problems = self._read_proof(child, msg)
             target = msg.get("measure_pid")
             if isinstance(target, int) and target != child.proc.pid:
                 child.ps, child.tree = _process(target), True
                 rss, hwm = self._memory(child)
             msg = {"pid": child.proc.pid, "measured_pid": target}
-            problems = self._proof_problems(child)
             if problems:
                 child.failures += problems
                 child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
+                self._answer(child, "stop")
+                return
+        for key in ("work_s", "cpu_s", "free_s", "after_s"):
+            try:
+                number(msg.get(key), f"{event}.{key}", optional=True)
+            except RecordError as e:
+                child.failures.append(f"the child sent an impossible figure: {e}")
                 self._answer(child, "stop")
                 return
         if event == "freed":
@@ -294,19 +301,19 @@ class Runner:
             child.timeline.append((child.since(now), rss))
         self._answer(child, "go")
 
-    def _proof_problems(self, child: _Child) -> list[str]:
+    def _read_proof(self, child: _Child, msg: dict[str, Any]) -> list[str]:
+        """The child's proof, typed and checked against the variant: what is wrong with it."""
         problems = stderr_problems(child.read_stderr())
-        proof = child.proof or {}
-        checks = proof.get("checks") or []
-        problems += [f"{c['name']}: {c['detail']}" for c in checks if not c.get("passed")]
-        if proof.get("allocator") != child.spec.variant.allocator and not any(
-            c.get("name") == "allocator" for c in checks
-        ):
-            problems.append(
-                f"expected {child.spec.variant.allocator}, the child runs on "
-                f"{proof.get('allocator')}"
-            )
-        return problems
+        if msg.get("protocol") != PROTOCOL:
+            return [
+                *problems,
+                f"the child speaks protocol {msg.get('protocol')!r}, this runner {PROTOCOL}",
+            ]
+        try:
+            child.proof = Proof.from_dict(msg.get("proof"))
+        except RecordError as e:
+            return [*problems, f"the child's proof is malformed: {e}"]
+        return problems + child.proof.problems(child.spec.variant.allocator)
 
     def _answer(self, child: _Child, word: str) -> None:
         if child.proc.stdin is None:
@@ -357,7 +364,7 @@ class Runner:
             return True
         return False
 
-    def _reap(self, child: _Child) -> Run:
+    def _reap(self, child: _Child) -> RunRecord:
         code = _kill(child.proc)  # exited already; this also ends anything it left behind
         if child.proc.stdin is not None:
             with contextlib.suppress(OSError):
@@ -375,7 +382,7 @@ class Runner:
         if not stopped and not child.result:
             failures.append("the child did not report its result")
         marks = child.marks
-        return Run(
+        return RunRecord(
             variant=child.spec.variant.name,
             workload=child.spec.workload,
             repeat=child.spec.repeat,

@@ -7,8 +7,9 @@ the child's RSS from outside at exactly that moment. The last line is the result
 
 Messages (child -> parent), each ``{"event": ..., "t": CLOCK_MONOTONIC seconds, ...}``:
 
-- ``ready``: the proof (allocator, version, effective options, expectation checks) and
-  ``measure_pid``: the process whose RSS counts (a workload's server), or null for this one
+- ``ready``: ``protocol`` (:data:`~allocscope.bench.record.PROTOCOL`, checked by the
+  runner), the proof (a :class:`~allocscope.bench.record.Proof`) and ``measure_pid``:
+  the process whose RSS counts (a workload's server), or null for this one
 - ``work_start``: set up and warmed up; the timed work begins after the answer
 - ``work_end``: ``work_s`` (wall time of the work alone) and ``cpu_s``
 - ``freed``: everything the workload kept is dropped and collected; ``free_s``
@@ -32,12 +33,11 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from allocscope.bench import workloads
+from allocscope.bench.record import PROTOCOL, Proof
 from allocscope.expectations import Expectations, check
 from allocscope.probe import allocator as allocator_mod
 from allocscope.probe import glibc, purge
 from allocscope.probe.snapshot import Snapshot, jemalloc_report, snapshot
-
-PROTOCOL = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,25 +66,25 @@ class Spec:
         )
 
 
-def proof(snap: Snapshot, expect: str) -> dict[str, Any]:
+def proof(snap: Snapshot, expect: str) -> Proof:
     """What the child really runs on, and whether that is what the variant promised."""
     alloc = snap.allocator
-    checks = check(snap, Expectations(allocator=expect, malloc_conf=True, preload=True))
+    checks = tuple(check(snap, Expectations(allocator=expect, malloc_conf=True, preload=True)))
     je = snap.jemalloc
-    return {
-        "allocator": alloc.name,
-        "version": alloc.version,
-        "path": alloc.path,
-        "source": alloc.source,
-        "confirmed_by": alloc.confirmed_by,
-        "python_allocator": alloc.python_allocator,
-        "declared": dataclasses.asdict(alloc.declared),
-        "warnings": list(alloc.warnings),
-        "jemalloc_options": je.options if je else None,
-        "malloc_conf": [dataclasses.asdict(k) for k in je.malloc_conf] if je else None,
-        "checks": [dataclasses.asdict(c) for c in checks],
-        "ok": all(c.passed for c in checks),
-    }
+    return Proof(
+        allocator=alloc.name,
+        version=alloc.version,
+        path=alloc.path,
+        source=alloc.source,
+        confirmed_by=alloc.confirmed_by,
+        python_allocator=alloc.python_allocator,
+        declared=dataclasses.asdict(alloc.declared),
+        warnings=tuple(alloc.warnings),
+        jemalloc_options=je.options if je else None,
+        malloc_conf=[dataclasses.asdict(k) for k in je.malloc_conf] if je else None,
+        checks=checks,
+        ok=all(c.passed for c in checks),
+    )
 
 
 def heap(info: allocator_mod.AllocatorInfo) -> dict[str, Any] | None:
@@ -130,14 +130,11 @@ def run(spec: Spec, chan: Channel) -> None:
         # that process must prove its allocator as well.
         target = setup(spec.params, spec.expect) if setup is not None else None
         if target is not None:
-            server = target["proof"]
-            evidence["server"] = server
-            evidence["checks"] += server["checks"]
-            evidence["ok"] = evidence["ok"] and all(c["passed"] for c in server["checks"])
+            evidence = evidence.with_server(Proof.from_dict(target["proof"], "server proof"))
         chan.mark(
             "ready",
             protocol=PROTOCOL,
-            proof=evidence,
+            proof=evidence.to_dict(),
             pid=os.getpid(),
             measure_pid=target["pid"] if target else None,
         )

@@ -1,0 +1,344 @@
+"""One typed record of a run, from the child's pipe to the results file and the report.
+
+The child (``bench.worker``) writes its :class:`Proof` in the ``ready`` event together with
+:data:`PROTOCOL`; the runner checks the protocol and reads the proof back with
+:meth:`Proof.from_dict`; the runner builds a :class:`RunRecord`; ``results.json`` stores
+``RunRecord.to_dict()``; the report reads it back with :meth:`RunRecord.from_dict`. Every
+reader goes through these classes, so a field cannot silently change meaning between the
+writer and the reader: a wrong type or an impossible value (a negative RSS, a NaN time) is
+a :class:`RecordError`, never a number in a table.
+
+A record on its own (outside a results file) is ``RunRecord.to_json()``:
+``{"schema": "allocscope.run", "version": RECORD_VERSION, ...the fields...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from allocscope.expectations import Check
+
+PROTOCOL = 2  # the worker <-> runner event protocol (1: untyped proof, never checked)
+RECORD_SCHEMA = "allocscope.run"
+RECORD_VERSION = 2  # the same number as the results file that first carried it
+
+# What produced a run: a built-in workload in a worker child, a user's command (any
+# language, its whole process tree), or a user's service under load.
+RunKind = Literal["workload", "command", "service"]
+KINDS: tuple[str, ...] = ("workload", "command", "service")
+
+
+class RecordError(ValueError):
+    """A record that does not hold what it claims: wrong types, impossible values."""
+
+
+# --- small checked readers -----------------------------------------------------------
+
+
+def _mapping(doc: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(doc, Mapping):
+        raise RecordError(f"{what}: expected an object, not {type(doc).__name__}")
+    return doc
+
+
+def _str(doc: Mapping[str, Any], key: str, what: str, *, optional: bool = False) -> Any:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"{what}.{key}: expected text, not {value!r:.60}")
+    return value
+
+
+def _bool(doc: Mapping[str, Any], key: str, what: str, default: bool | None = None) -> bool:
+    value = doc.get(key, default)
+    if not isinstance(value, bool):
+        raise RecordError(f"{what}.{key}: expected true or false, not {value!r:.60}")
+    return value
+
+
+def number(value: Any, what: str, *, optional: bool = False) -> float | None:
+    """A finite, non-negative number (RSS, seconds, counts): anything else is impossible."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{what}: expected a number, not {value!r:.60}")
+    if not math.isfinite(value) or value < 0:
+        raise RecordError(f"{what}: impossible value {value!r}")
+    return float(value)
+
+
+def _int(value: Any, what: str, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{what}: expected a whole number, not {value!r:.60}")
+    return value
+
+
+def _list(doc: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    value = doc.get(key, [])
+    if isinstance(value, tuple):
+        return list(value)
+    if not isinstance(value, list):
+        raise RecordError(f"{what}.{key}: expected a list, not {type(value).__name__}")
+    return value
+
+
+# --- the proof -----------------------------------------------------------------------
+
+
+def _check(doc: Any, what: str) -> Check:
+    d = _mapping(doc, what)
+    return Check(
+        name=_str(d, "name", what),
+        passed=_bool(d, "passed", what),
+        detail=str(d.get("detail", "")),
+    )
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What a child (or a workload's server) really runs on, and the checks it passed."""
+
+    allocator: str | None  # the allocator that serves malloc, as the probe found it
+    version: str | None = None
+    path: str | None = None
+    source: str | None = None  # LD_PRELOAD, linked, ...
+    confirmed_by: str | None = None
+    python_allocator: str | None = None
+    declared: dict[str, str | None] = field(default_factory=dict)  # LD_PRELOAD, ...
+    warnings: tuple[str, ...] = ()
+    jemalloc_options: dict[str, Any] | None = None
+    malloc_conf: list[dict[str, Any]] | None = None  # ConfKey per MALLOC_CONF key
+    checks: tuple[Check, ...] = ()
+    ok: bool = False  # every check passed
+    server: Proof | None = None  # a workload's own server proves itself too
+    worker_pid: int | None = None  # the server's worker process
+    migrated: bool = False  # read from demo output: only name and version are known
+
+    @property
+    def detected(self) -> str:
+        """'jemalloc 5.3.0'."""
+        return f"{self.allocator} {self.version}" if self.version else str(self.allocator)
+
+    def problems(self, expect: str) -> list[str]:
+        """Why this proof does not prove ``expect`` (empty: it does)."""
+        out = [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+        if self.allocator != expect and not any(c.name == "allocator" for c in self.checks):
+            out.append(f"expected {expect}, the child runs on {self.allocator}")
+        if not self.ok and not out and not self.migrated:
+            out.append("the proof says it failed")
+        if self.server is not None and self.server.allocator != expect:
+            out.append(f"expected {expect}, the server runs on {self.server.allocator}")
+        return out
+
+    def with_server(self, server: Proof) -> Proof:
+        checks = self.checks + server.checks
+        return replace(self, server=server, checks=checks, ok=all(c.passed for c in checks))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "proof") -> Proof:
+        d = _mapping(doc, what)
+        declared = _mapping(d.get("declared") or {}, f"{what}.declared")
+        options = d.get("jemalloc_options")
+        conf = d.get("malloc_conf")
+        server = d.get("server")
+        checks = tuple(_check(c, f"{what}.checks[]") for c in _list(d, "checks", what))
+        return cls(
+            allocator=_str(d, "allocator", what, optional=True),
+            version=_str(d, "version", what, optional=True),
+            path=_str(d, "path", what, optional=True),
+            source=_str(d, "source", what, optional=True),
+            confirmed_by=_str(d, "confirmed_by", what, optional=True),
+            python_allocator=_str(d, "python_allocator", what, optional=True),
+            declared={str(k): None if v is None else str(v) for k, v in declared.items()},
+            warnings=tuple(str(w) for w in _list(d, "warnings", what)),
+            jemalloc_options=dict(_mapping(options, f"{what}.jemalloc_options"))
+            if options is not None
+            else None,
+            malloc_conf=[dict(_mapping(k, f"{what}.malloc_conf[]")) for k in conf]
+            if isinstance(conf, list | tuple)
+            else None,
+            checks=checks,
+            ok=_bool(d, "ok", what, default=all(c.passed for c in checks)),
+            server=cls.from_dict(server, f"{what}.server") if server is not None else None,
+            worker_pid=_int(d.get("worker_pid"), f"{what}.worker_pid", optional=True),
+            migrated=_bool(d, "migrated", what, default=False),
+        )
+
+
+# --- noise ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What else the machine did while a run (or a session) measured."""
+
+    load1: float  # 1-minute load average at the start (it includes our own children)
+    steal: float  # fraction of CPU time stolen by the hypervisor (/proc/stat)
+    other_cpu: float  # CPUs' worth of time used by processes not ours (0.5: half a CPU)
+    busy: tuple[str, ...] = ()  # other processes that used a quarter CPU or more
+    marked: bool = False  # busy enough that this run's times are suspect
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "noise") -> Noise:
+        d = _mapping(doc, what)
+        return cls(
+            load1=number(d.get("load1"), f"{what}.load1") or 0.0,
+            steal=number(d.get("steal"), f"{what}.steal") or 0.0,
+            other_cpu=number(d.get("other_cpu"), f"{what}.other_cpu") or 0.0,
+            busy=tuple(str(b) for b in _list(d, "busy", what)),
+            marked=_bool(d, "marked", what, default=False),
+        )
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A phase boundary, with the child's RSS and peak read from outside at that moment."""
+
+    event: str  # ready, work_start, work_end, freed, settle, purged
+    t: float  # seconds since the child was started
+    rss: int | None
+    hwm: int | None
+    info: dict[str, Any] = field(default_factory=dict)  # work_s, after_s, ...
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "mark") -> Mark:
+        d = _mapping(doc, what)
+        event = _str(d, "event", what)
+        info = dict(_mapping(d.get("info") or {}, f"{what}.info"))
+        for key in ("work_s", "cpu_s", "free_s", "after_s", "server_cpu_s"):
+            if key in info:
+                number(info[key], f"{what}.info.{key}", optional=True)
+        return cls(
+            event=event,
+            t=number(d.get("t"), f"{what}.t") or 0.0,
+            rss=_int(d.get("rss"), f"{what}.rss", optional=True),
+            hwm=_int(d.get("hwm"), f"{what}.hwm", optional=True),
+            info=info,
+        )
+
+    def __post_init__(self) -> None:
+        for key in ("rss", "hwm"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise RecordError(f"mark {self.event}.{key}: impossible value {value}")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: where it ran, whether it proved itself, its figures and its evidence."""
+
+    variant: str
+    workload: str
+    repeat: int  # 1..N; 0 is a warm-up and never counts
+    ok: bool
+    failures: list[str]
+    metrics: dict[str, float]  # see results.METRICS; only for runs that count
+    marks: list[Mark]
+    timeline: list[tuple[float, int]]  # (seconds since start, RSS bytes)
+    proof: Proof | None
+    heap: dict[str, Any] | None
+    exit_code: int | None
+    stderr: str
+    duration_s: float
+    params: dict[str, Any]
+    kind: str = "workload"  # see KINDS
+    order: int = 0  # position within its repeat (variants are shuffled per repeat)
+    noise: Noise | None = None
+    # command and service runs: the process tree (totals and per process), the load's
+    # figures, growth slopes with their errors, trims; None for built-in workloads.
+    target: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for key, value in self.metrics.items():
+            number(value, f"run {self.variant}/{self.workload}: metric {key}")
+        for t, rss in self.timeline:
+            if not (math.isfinite(t) and t >= 0 and rss >= 0):
+                raise RecordError(f"run {self.variant}: impossible timeline point ({t}, {rss})")
+        if self.repeat < 0:
+            raise RecordError(f"run {self.variant}: impossible repeat {self.repeat}")
+
+    @property
+    def counts(self) -> bool:
+        return self.ok and self.repeat > 0
+
+    @property
+    def detected(self) -> str | None:
+        """'jemalloc 5.3.0', as the child proved it."""
+        return self.proof.detected if self.proof else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        doc = {"schema": RECORD_SCHEMA, "version": RECORD_VERSION, **self.to_dict()}
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRecord:
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise RecordError(f"a run record that is not JSON: {e}") from None
+        d = _mapping(doc, "run record")
+        if d.get("schema") != RECORD_SCHEMA or d.get("version") != RECORD_VERSION:
+            raise RecordError(
+                f"run record schema {d.get('schema')!r} version {d.get('version')!r}: "
+                f"this allocscope reads {RECORD_SCHEMA!r} version {RECORD_VERSION}"
+            )
+        return cls.from_dict({k: v for k, v in d.items() if k not in ("schema", "version")})
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "run") -> RunRecord:
+        d = _mapping(doc, what)
+        variant = _str(d, "variant", what)
+        what = f"run {variant}"
+        metrics = _mapping(d.get("metrics") or {}, f"{what}.metrics")
+        timeline = []
+        for point in _list(d, "timeline", what):
+            if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
+                raise RecordError(f"{what}.timeline: expected [seconds, bytes] pairs")
+            t = number(point[0], f"{what}.timeline") or 0.0
+            rss = _int(point[1], f"{what}.timeline") or 0
+            if rss < 0:
+                raise RecordError(f"{what}.timeline: impossible RSS {rss}")
+            timeline.append((t, rss))
+        proof, noise, heap = d.get("proof"), d.get("noise"), d.get("heap")
+        kind = d.get("kind", "workload")
+        if kind not in KINDS:
+            raise RecordError(f"{what}: unknown run kind {kind!r} (known: {', '.join(KINDS)})")
+        return cls(
+            variant=variant,
+            workload=_str(d, "workload", what),
+            repeat=_int(d.get("repeat"), f"{what}.repeat") or 0,
+            ok=_bool(d, "ok", what),
+            failures=[str(f) for f in _list(d, "failures", what)],
+            metrics={str(k): number(v, f"{what}.metrics.{k}") or 0.0 for k, v in metrics.items()},
+            marks=[Mark.from_dict(m, f"{what}.marks[]") for m in _list(d, "marks", what)],
+            timeline=timeline,
+            proof=Proof.from_dict(proof, f"{what}.proof") if proof is not None else None,
+            heap=dict(_mapping(heap, f"{what}.heap")) if heap is not None else None,
+            exit_code=_int(d.get("exit_code"), f"{what}.exit_code", optional=True),
+            stderr=str(d.get("stderr", "")),
+            duration_s=number(d.get("duration_s", 0.0), f"{what}.duration_s") or 0.0,
+            params=dict(_mapping(d.get("params") or {}, f"{what}.params")),
+            kind=kind,
+            order=_int(d.get("order", 0), f"{what}.order") or 0,
+            noise=Noise.from_dict(noise, f"{what}.noise") if noise is not None else None,
+            target=dict(_mapping(d["target"], f"{what}.target")) if d.get("target") else None,
+        )
