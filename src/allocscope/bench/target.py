@@ -118,7 +118,8 @@ def finish_run(
     events = watch.hook_events()
     failures = list(failures)
     failures += [p for p in watch.proof_problems() if p not in failures]
-    failures += setting_problems(variant, watch.proof(), events)
+    inside = watch.inside()
+    failures += setting_problems(variant, inside, events)
     code = watch.exit_code
     if (
         not failures
@@ -138,8 +139,9 @@ def finish_run(
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
     target = {
-        "kind": params.get("kind"),
         "tree": watch.tree.to_dict(),
+        "processes": [p.to_dict() for p in watch.proofs.values()],
+        "inside": inside,
         "stdout": stdout,
         "trims": {
             "count": len(trims),
@@ -163,5 +165,6 @@ def finish_run(
         stderr=stderr[-4000:],
         duration_s=wall,
         params=params,
+        kind=str(params["kind"]),
         target=target,
     )

@@ -382,16 +382,15 @@ def parse_lib_overrides(items: Sequence[str]) -> dict[str, str]:
 
 
 def setting_problems(
-    variant: Variant, proof: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+    variant: Variant, inside: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """Why the variant's own settings did not take effect in a command or service.
 
-    ``events`` are the injected hook's (Python processes only); ``proof["inside"]`` is
-    what each Python process saw from inside. Settings that only Python can carry out
+    ``events`` are the injected hook's (Python processes only); ``inside`` is what each
+    Python process saw from inside. Settings that only Python can carry out
     (malloc_trim from the hook, PYTHONMALLOC) fail when no Python process ran them.
     """
     problems = []
-    inside = [dict(e) for e in proof.get("inside") or []]
     starts = [e for e in events if e.get("event") == "start"]
     env = dict(variant.env)
     if variant.trim_every:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from allocscope.bench import identity, inject, tree
-from allocscope.bench.results import Mark
+from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.variants import Variant
+from allocscope.expectations import Check
 
 # A user's program needs the user's environment (its config, credentials, paths); what
 # decides the allocator comes from the variant alone, never from the parent.
@@ -196,18 +197,40 @@ class Watch:
                 )
         return problems
 
-    def proof(self) -> dict[str, Any]:
-        """The run's proof record: per process, from outside; per Python process, inside."""
+    def proof(self) -> Proof:
+        """The root's allocator, with one check per process of the tree."""
         root = self.proofs.get(self.proc.pid)
-        inside = [e for e in self.hook_events() if e.get("event") == "start"]
-        return {
-            "allocator": root.allocator if root else None,
-            "version": (root.version if root else None) or _inside_version(inside),
-            "path": root.path if root else None,
-            "method": "inspect (symbols, from outside)",
-            "processes": [p.to_dict() for p in self.proofs.values()],
-            "inside": [{"pid": e.get("pid"), **(e.get("inside") or {})} for e in inside],
-        }
+        inside = self.inside()
+        expected = self.variant.allocator
+        checks = tuple(
+            Check(
+                name=f"process {p.pid} ({self.tree.names.get(p.pid, '?')})",
+                passed=p.matches(expected),
+                detail=f"{p.allocator} {p.version or ''} {p.path or ''} {p.detail}".strip(),
+            )
+            for p in self.proofs.values()
+        )
+        return Proof(
+            allocator=root.allocator if root else None,
+            version=(root.version if root else None) or _inside_version(inside),
+            path=root.path if root else None,
+            source="inspect (symbols, from outside)",
+            checks=checks,
+            ok=bool(checks) and all(c.passed for c in checks),
+        )
+
+    def inside(self) -> list[dict[str, Any]]:
+        """What each Python process of the tree saw from inside (the injected hook)."""
+        starts = [e for e in self.hook_events() if e.get("event") == "start"]
+        return [
+            {
+                "pid": e.get("pid"),
+                "pymalloc_blocks": e.get("pymalloc_blocks"),
+                "pythonmalloc": e.get("pythonmalloc"),
+                **(e.get("inside") or {}),
+            }
+            for e in starts
+        ]
 
     def finish(self) -> None:
         self.out.close()
@@ -217,7 +240,7 @@ class Watch:
 
 def _inside_version(inside: list[dict[str, Any]]) -> str | None:
     for e in inside:
-        version = (e.get("inside") or {}).get("version")
+        version = e.get("version")
         if version:
             return str(version)
     return None
