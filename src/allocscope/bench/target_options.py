@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -49,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--duration", metavar="D", help="load for this long: 30s, 5m, 8h")
     s.add_argument("--concurrency", "-c", type=int, default=32, help="connections (default 32)")
-    s.add_argument("--load-procs", type=int, default=1, help="load generator processes (default 1)")
+    s.add_argument(
+        "--load-procs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes of the built-in load generator (default: 2, 1 on one CPU)",
+    )
     s.add_argument("--url", default="/", metavar="PATH", help="GET this path (default /)")
     s.add_argument(
         "--requests",
