@@ -424,6 +424,7 @@ def _process_main(
     go: Any,
     out: Connection,
     timeout: float,
+    ready: Any,
 ) -> None:
     try:
         import uvloop  # optional: about twice the requests per CPU second
@@ -431,6 +432,7 @@ def _process_main(
         uvloop.install()
     except ImportError:
         pass
+    ready.set()
     go.wait()
     result = asyncio.run(
         _drive(host, port, payloads, connections, count, duration, counter, timeout)
@@ -473,6 +475,7 @@ class Load:
         ]
         self._go = ctx.Event()
         self._counters = [ctx.Value("q", 0, lock=False) for _ in range(procs)]
+        self._ready = [ctx.Event() for _ in range(procs)]
         self._pipes: list[Connection] = []
         self._procs = []
         for i in range(procs):
@@ -492,6 +495,7 @@ class Load:
                     self._go,
                     send,
                     timeout,
+                    self._ready[i],
                 ),
                 daemon=True,
             )
@@ -500,6 +504,11 @@ class Load:
             self._pipes.append(recv)
             self._procs.append(p)
         self.started: float | None = None
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Every load process is up (interpreter started, loop chosen)."""
+        end = time.monotonic() + timeout
+        return all(e.wait(max(0.0, end - time.monotonic())) for e in self._ready)
 
     def go(self) -> None:
         self.started = time.monotonic()
