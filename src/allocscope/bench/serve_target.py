@@ -181,7 +181,8 @@ def run_service(
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     params = {"kind": "service", "serve": opts.template, "argv": argv}
-    label = f"serve: {shlex.join(argv[:1] + [a.replace(str(port), '{port}') for a in argv[1:]])}"
+    shown = [os.path.basename(argv[0]), *(a.replace(str(port), "{port}") for a in argv[1:])]
+    label = f"serve: {shlex.join(shown)}"
     workload = label if len(label) <= 48 else label[:47] + "…"
 
     def record(extra_failures: tuple[str, ...] = ()) -> Run:
