@@ -35,13 +35,18 @@ def ours(port: int, seconds: float, procs: int, connections: int) -> tuple[float
     return float(s["rps"]), float(s["p50_ms"]), float(s["p99_ms"])
 
 
+def loadavg() -> list[str]:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--app", default="service", choices=("service", "constant"))
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    print(f"loadavg before: {open('/proc/loadavg').read().split()[:3]}  cpus: {os.cpu_count()}")
+    print(f"loadavg before: {loadavg()}  cpus: {os.cpu_count()}")
     with server("glibc", app=args.app) as srv:
         url = srv.url("/")
         rows = []
@@ -58,7 +63,7 @@ def main() -> None:
     print(f"{'generator':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x wrk':>6}")
     for name, rps, p50, p99 in rows:
         print(f"{name:18} {rps:9.0f} {p50:8.2f} {p99:8.2f} {rps / wrk_rate:6.2f}")
-    print(f"loadavg after: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"loadavg after: {loadavg()}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def prove(pid: int, proc_root: str = procfs.DEFAULT_ROOT) -> ProcessProof:
         return ProcessProof(pid, exe, None, None, None, f"cannot inspect: {e}")
     alloc = report.allocator
     if alloc is None:
-        why = "; ".join(f"{u.what}: {u.why}" for u in report.unknowns) or "unknown"
+        why = "; ".join(f"{u.part}: {u.reason}" for u in report.unknowns) or "unknown"
         return ProcessProof(pid, exe, None, None, None, f"allocator unknown: {why}")
     detail = "; ".join([*([alloc.conflict] if alloc.conflict else []), *alloc.warnings])
     return ProcessProof(

@@ -21,7 +21,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -47,9 +47,9 @@ class Request:
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}"]
         names = {k.lower() for k, _ in self.headers}
         lines += [f"{k}: {v}" for k, v in self.headers]
-        if self.body or self.method in ("POST", "PUT", "PATCH"):
-            if "content-length" not in names:
-                lines.append(f"Content-Length: {len(self.body)}")
+        wants_length = self.body or self.method in ("POST", "PUT", "PATCH")
+        if wants_length and "content-length" not in names:
+            lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
 
 
@@ -96,7 +96,7 @@ def read_requests(path: str) -> list[Request]:
             continue
         try:
             doc = json.loads(line)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise LoadError(f"--requests {path} line {number}: not JSON: {e.msg}") from None
         out.append(_request(doc, f"--requests {path} line {number}"))
     if not out:
@@ -215,6 +215,13 @@ class _Shared:
         self.clients: set[_Client] = set()
         self.done = asyncio.get_running_loop().create_future()
         self.stopping = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task kept referenced until it ends (the loop holds only weak references)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def more(self) -> bool:
         if self.over or self.stopping:
@@ -367,7 +374,7 @@ class _Client(asyncio.Protocol):
             self.busy = False
             self.s.error("reset" if exc is not None else "closed by server")
         if self in self.s.clients and not self.s.exhausted():
-            asyncio.get_running_loop().create_task(self.connect())
+            self.s.spawn(self.connect())
         else:
             self.s.finished(self)
 
@@ -393,7 +400,7 @@ async def _drive(
     clients = [_Client(shared, host, port) for _ in range(connections)]
     shared.clients = set(clients)
     for c in clients:
-        loop.create_task(c.connect())
+        shared.spawn(c.connect())
     while not shared.done.done():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(shared.done), 0.25)

@@ -175,7 +175,7 @@ def _make(
     env: Mapping[str, str],
     description: str,
     libs: Libraries,
-    trim_every: float | None = None,
+    trim_every: float | str | None = None,
 ) -> Variant:
     if not _NAME.match(name):
         raise VariantError(f"variant name {name!r}: use letters, digits and . _ + -")
@@ -393,30 +393,29 @@ def setting_problems(
     problems = []
     starts = [e for e in events if e.get("event") == "start"]
     env = dict(variant.env)
+    no_hook = "no Python process loaded allocscope's hook"
     if variant.trim_every:
-        trims = [e for e in events if e.get("event") == "trim"]
         if not starts:
+            problems.append(f"{variant.name}: malloc_trim runs inside Python only; {no_hook}")
+        elif not any(e.get("event") == "trim" for e in events):
             problems.append(
-                f"{variant.name}: malloc_trim runs inside Python only; no Python process loaded allocscope's hook"
-            )
-        elif not trims:
-            problems.append(
-                f"{variant.name}: no malloc_trim ran (the run ended within {variant.trim_every:g} s?)"
+                f"{variant.name}: no malloc_trim ran "
+                f"(did the run end within {variant.trim_every:g} s?)"
             )
     if env.get("PYTHONMALLOC") == "malloc":
         if not starts:
-            problems.append(
-                f"{variant.name}: PYTHONMALLOC needs a Python target; no Python process loaded allocscope's hook"
-            )
-        for e in starts:
-            if e.get("pymalloc_blocks"):
-                problems.append(
-                    f"{variant.name}: process {e.get('pid')} still allocates through pymalloc ({e.get('pymalloc_blocks')} blocks)"
-                )
+            problems.append(f"{variant.name}: PYTHONMALLOC needs a Python target; {no_hook}")
+        problems += [
+            f"{variant.name}: process {e.get('pid')} still allocates through pymalloc "
+            f"({e.get('pymalloc_blocks')} blocks)"
+            for e in starts
+            if e.get("pymalloc_blocks")
+        ]
     for doc in inside:
-        for key in doc.get("malloc_conf") or []:
-            if not key.get("in_effect"):
-                problems.append(
-                    f"process {doc.get('pid')}: MALLOC_CONF {key.get('key')} not in effect: {key.get('reason')}"
-                )
+        problems += [
+            f"process {doc.get('pid')}: MALLOC_CONF {key.get('key')} not in effect: "
+            f"{key.get('reason')}"
+            for key in doc.get("malloc_conf") or []
+            if not key.get("in_effect")
+        ]
     return problems

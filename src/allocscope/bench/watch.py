@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from allocscope.bench import identity, inject, tree
+from allocscope.bench import identity, inject
+from allocscope.bench import tree as proctree
 from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.variants import Variant
@@ -55,7 +56,7 @@ class Watch:
     err: IO[bytes]
     hook_dir: str
     started: float
-    tree: tree.Tree
+    tree: proctree.Tree
     proofs: dict[int, identity.ProcessProof] = field(default_factory=dict)
     marks: list[Mark] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -85,14 +86,14 @@ class Watch:
             start_new_session=True,  # its own process group: stopped as a whole
         )
         now = time.monotonic()
-        watch = cls(variant, proc, out, err, hook_dir, now, tree.Tree(proc.pid))
+        watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
         watch.mark("start", argv=list(argv))
         return watch
 
     def now(self) -> float:
         return round(time.monotonic() - self.started, 4)
 
-    def tick(self) -> list[tree.ProcSample]:
+    def tick(self) -> list[proctree.ProcSample]:
         """Sample the tree; prove every process not proved yet (or that exec'd since)."""
         samples = self.tree.take(self.now())
         for s in samples:
@@ -249,7 +250,7 @@ def _inside_version(inside: list[dict[str, Any]]) -> str | None:
 def _alive_in_tree(pid: int, ppid: int | None) -> bool:
     """Is ``pid`` still the process we saw (same parent, or reparented), not a zombie?"""
     try:
-        sample = tree.sample(pid, pss=False)
+        sample = proctree.sample(pid, pss=False)
     except Exception:
         return False
     return ppid is None or sample.ppid in (ppid, 1) or sample.ppid > 0

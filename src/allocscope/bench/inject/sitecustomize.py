@@ -15,12 +15,13 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 _DIR = os.environ.get("ALLOCSCOPE_INJECT_DIR", "")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _chain():
+def _chain() -> None:
     """Import the sitecustomize this one shadows, if there is one."""
     me = sys.modules.get("sitecustomize")
     saved = list(sys.path)
@@ -37,7 +38,7 @@ def _chain():
             sys.modules["sitecustomize"] = me
 
 
-def _emit(event, **fields):
+def _emit(event: str, **fields: Any) -> None:
     if not _DIR:
         return
     line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), **fields})
@@ -55,12 +56,12 @@ def _emit(event, **fields):
         pass
 
 
-def _rss():
+def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _inside():
+def _inside() -> dict[str, Any]:
     """The allocator as the probe sees it from inside this process."""
     try:
         from allocscope.probe import allocator
@@ -89,7 +90,7 @@ def _inside():
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _trim_loop(every, pid):
+def _trim_loop(every: float, pid: int) -> None:
     import ctypes
 
     libc = ctypes.CDLL(None)
@@ -114,7 +115,7 @@ def _trim_loop(every, pid):
         )
 
 
-def _start():
+def _start() -> None:
     _emit(
         "start",
         ppid=os.getppid(),
@@ -138,7 +139,7 @@ def _start():
             ).start()
 
 
-def _exit():
+def _exit() -> None:
     _emit("exit", rss=_rss())
 
 
