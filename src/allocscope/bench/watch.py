@@ -181,7 +181,8 @@ class Watch:
 
     def proof_problems(self) -> list[str]:
         """Every process not on the variant's allocator, and what stderr said."""
-        problems = stderr_problems(self.output()[1])
+        # Each process of the tree says it again: once is enough.
+        problems = list(dict.fromkeys(stderr_problems(self.output()[1])))
         expected = self.variant.allocator
         root = self.proofs.get(self.proc.pid)
         if root is None:
