@@ -391,6 +391,7 @@ async def _drive(
     duration: float | None,
     counter: Any,
     timeout: float,
+    halt: Any = None,
 ) -> LoadResult:
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + duration if duration else None
@@ -409,7 +410,8 @@ async def _drive(
         for c in list(shared.clients):
             if c.overdue(now, timeout):
                 c._broken("timeout")
-        if deadline is not None and time.monotonic() > deadline + timeout:
+        late = deadline is not None and time.monotonic() > deadline + timeout
+        if late or (halt is not None and halt.is_set()):
             shared.stopping = True
             for c in list(shared.clients):
                 if c.transport is not None:
@@ -432,6 +434,7 @@ def _process_main(
     out: Connection,
     timeout: float,
     ready: Any,
+    halt: Any,
 ) -> None:
     try:
         import uvloop  # optional: about twice the requests per CPU second
@@ -442,7 +445,7 @@ def _process_main(
     ready.set()
     go.wait()
     result = asyncio.run(
-        _drive(host, port, payloads, connections, count, duration, counter, timeout)
+        _drive(host, port, payloads, connections, count, duration, counter, timeout, halt)
     )
     out.send(
         {
@@ -483,6 +486,7 @@ class Load:
         self._go = ctx.Event()
         self._counters = [ctx.Value("q", 0, lock=False) for _ in range(procs)]
         self._ready = [ctx.Event() for _ in range(procs)]
+        self._halt = ctx.Event()  # end the load early, keeping its figures
         self._pipes: list[Connection] = []
         self._procs = []
         for i in range(procs):
@@ -503,6 +507,7 @@ class Load:
                     send,
                     timeout,
                     self._ready[i],
+                    self._halt,
                 ),
                 daemon=True,
             )
@@ -527,8 +532,13 @@ class Load:
     def running(self) -> bool:
         return any(p.is_alive() for p in self._procs)
 
+    def halt(self) -> None:
+        """Ask the load to end within a tick (the server died): its figures are kept."""
+        self._go.set()
+        self._halt.set()
+
     def stop(self) -> None:
-        """End the load now (the server died, or we were interrupted)."""
+        """Kill what is still running (after :meth:`result`, or when interrupted)."""
         for p in self._procs:
             if p.is_alive() and p.pid is not None:
                 with contextlib.suppress(ProcessLookupError):

@@ -225,6 +225,9 @@ def run_service(
                 count=None,
                 starting=lambda: watch.mark("warmup_start"),
             )
+            if watch.exited():
+                failures.append(f"the server exited with status {_code(watch)} during warm-up")
+                return record()
         begun = time.monotonic()
         saved = [begun]
 
@@ -323,7 +326,7 @@ def _builtin_load(
         gen.go()
         while gen.running():
             if not phases.wait(phases.interval):
-                gen.stop()  # the server died: the load ends now
+                gen.halt()  # the server died: the load ends now, its errors are kept
                 break
             if during is not None:
                 during(gen.completed())

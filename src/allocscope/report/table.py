@@ -150,6 +150,10 @@ def _notes(results: Results, workload: str) -> list[str]:
         if run.workload == workload:
             which = "warm-up" if run.repeat == 0 else f"run {run.repeat}"
             notes.append(f"FAILED {run.variant} {which}: {'; '.join(run.failures)}")
+    for run in results.runs:
+        warnings = (run.target or {}).get("warnings") or []
+        if run.workload == workload and warnings:
+            notes.append(f"NOTE {run.variant} run {run.repeat}: {'; '.join(warnings)}")
     return notes
 
 
