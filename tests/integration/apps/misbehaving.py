@@ -1,6 +1,6 @@
 """Servers that misbehave, for the --serve lifecycle tests (standard library only).
 
-    python misbehaving.py PORT never-ready | die-after N | ignore-sigterm | not-found
+python misbehaving.py PORT never-ready | die-after N | ignore-sigterm | not-found
 """
 
 import os
