@@ -209,7 +209,8 @@ def test_mitigation_variants_prove_their_setting(tmp_path: Path) -> None:
 
 def test_a_setting_that_does_not_take_effect_fails_the_run(tmp_path: Path) -> None:
     code, text, results = compare(
-        tmp_path, "-V", "name=trim,trim=0.2", "-V", "name=typo,lib=jemalloc,env=MALLOC_CONF=dirty_decy_ms:5",
+        tmp_path, "-V", "name=trim,trim=0.2",
+        "-V", "name=typo,lib=jemalloc,env=MALLOC_CONF=dirty_decy_ms:5",
         "--", "sh", "-c", "sleep 0.6",
     )  # fmt: skip
     assert code == exitcodes.RUN_FAILED, text

@@ -16,7 +16,7 @@ served = 0
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         global served
         served += 1
         if mode == "die-after" and served > int(sys.argv[3]):
