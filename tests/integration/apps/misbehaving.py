@@ -21,7 +21,7 @@ class Handler(BaseHTTPRequestHandler):
         served += 1
         if mode == "die-after" and served > int(sys.argv[3]):
             os._exit(7)  # dies under load
-        status = 404 if mode == "not-found" else 200
+        status = 404 if mode == "not-found" or self.path.startswith("/nope") else 200
         body = b"ok"
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
