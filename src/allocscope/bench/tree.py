@@ -71,23 +71,34 @@ def sample(pid: int, proc_root: str = procfs.DEFAULT_ROOT, *, pss: bool = True) 
 
 
 class Series:
-    """(t, value, ...) points, at most ``cap`` of them: full, it merges neighbours."""
+    """(t, value, ...) points, at most ``cap`` of them, evenly spread over the whole run.
+
+    Each kept point stands for ``stride`` samples (the one with the largest value, so a
+    peak is never smoothed away). When full, neighbours merge and the stride doubles.
+    """
 
     def __init__(self, cap: int = SERIES_CAP) -> None:
         self.cap = max(4, cap)
-        self.points: list[tuple[float, ...]] = []
+        self.kept: list[tuple[float, ...]] = []
         self.stride = 1  # samples per kept point
+        self._group: tuple[float, ...] | None = None  # the largest of the current stride
+        self._count = 0
+
+    @property
+    def points(self) -> list[tuple[float, ...]]:
+        return self.kept + ([self._group] if self._group is not None else [])
 
     def add(self, point: tuple[float, ...]) -> None:
-        self.points.append(point)
-        if len(self.points) > self.cap:
-            # Keep the larger of each pair (by the first value): peaks survive.
-            pts = self.points
-            self.points = [
-                max(pts[i], pts[i + 1], key=lambda p: p[1]) for i in range(0, len(pts) - 1, 2)
-            ]
-            if len(pts) % 2:
-                self.points.append(pts[-1])
+        if self._group is None or point[1] > self._group[1]:
+            self._group = point
+        self._count += 1
+        if self._count < self.stride:
+            return
+        self.kept.append(self._group)
+        self._group, self._count = None, 0
+        if len(self.kept) >= self.cap:
+            pts = self.kept
+            self.kept = [max(pts[i : i + 2], key=lambda p: p[1]) for i in range(0, len(pts), 2)]
             self.stride *= 2
 
 
