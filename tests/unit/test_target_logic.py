@@ -4,9 +4,9 @@ timelines, latency histograms, requests files, durations, settings proofs."""
 from __future__ import annotations
 
 import argparse
-import re
 import math
 import random
+import re
 import statistics
 from pathlib import Path
 
