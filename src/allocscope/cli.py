@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(given)
+    # `compare --` with nothing after it is an empty command, not "no command".
+    args.dashdash = "--" in given
     try:
         return int(args.run(args))
     except AllocscopeError as e:  # the one error path: one line, its own exit code

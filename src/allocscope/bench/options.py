@@ -107,8 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     for name in PARAM_FLAGS:
         w.add_argument(f"--{name}", type=int, help=f"override the workloads' {name}")
     m = parser.add_argument_group("measurement")
-    m.add_argument("--repeats", "-r", type=int, default=3, help="measured runs (default 3)")
-    m.add_argument("--warmup", type=int, default=1, help="warm-up runs, not counted (default 1)")
+    m.add_argument(
+        "--repeats", "-r", type=int, help="measured runs (default 3; 1 for a command or service)"
+    )
+    m.add_argument(
+        "--warmup", type=int, help="warm-up runs, not counted (default 1; 0 for a command/service)"
+    )
     m.add_argument(
         "--settle",
         default="0.5,2",
@@ -152,6 +156,8 @@ def parse_settle(text: str) -> tuple[float, ...]:
 
 def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan:
     """The plan from parsed flags; PlanError for anything invalid."""
+    args.repeats = 3 if args.repeats is None else args.repeats
+    args.warmup = 1 if args.warmup is None else args.warmup
     _positive("scale", args.scale)
     _positive("repeats", args.repeats, integer=True)
     _positive("warmup", args.warmup, integer=True, zero=True)

@@ -26,10 +26,10 @@ PROTOCOL = 2  # the worker <-> runner event protocol (1: untyped proof, never ch
 RECORD_SCHEMA = "allocscope.run"
 RECORD_VERSION = 2  # the same number as the results file that first carried it
 
-# What produced a run: a built-in workload in a worker child. Other kinds (a user's
-# command, a service under load) add their name here.
-RunKind = Literal["workload"]
-KINDS: tuple[str, ...] = ("workload",)
+# What produced a run: a built-in workload in a worker child, a user's command (any
+# language, its whole process tree), or a user's service under load.
+RunKind = Literal["workload", "command", "service"]
+KINDS: tuple[str, ...] = ("workload", "command", "service")
 
 
 class RecordError(ValueError):
@@ -264,6 +264,9 @@ class RunRecord:
     kind: str = "workload"  # see KINDS
     order: int = 0  # position within its repeat (variants are shuffled per repeat)
     noise: Noise | None = None
+    # command and service runs: the process tree (totals and per process), the load's
+    # figures, growth slopes with their errors, trims; None for built-in workloads.
+    target: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for key, value in self.metrics.items():
@@ -341,4 +344,5 @@ class RunRecord:
             kind=kind,
             order=_int(d.get("order", 0), f"{what}.order") or 0,
             noise=Noise.from_dict(noise, f"{what}.noise") if noise is not None else None,
+            target=dict(_mapping(d["target"], f"{what}.target")) if d.get("target") else None,
         )

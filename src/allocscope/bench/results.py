@@ -10,6 +10,8 @@ Version history (``"schema": "allocscope.results"``, ``"version": N``):
   impossible values), with its ``kind``, its ``order`` within an interleaved repeat and
   the ``noise`` it was measured under; the session records ``seed`` and ``noise``. A
   version-1 file has the same fields minus the new ones, so it migrates unchanged.
+  Runs of a user's command (``kind: command``) or service (``kind: service``) carry
+  ``target``: the process tree per process, the load's figures, growth slopes, trims.
 
 :func:`load` reads any of them and migrates it, step by step, to the current version. A
 newer version than this allocscope knows, or a file that is not JSON, is a

@@ -33,6 +33,9 @@ from allocscope.probe.allocator import allocator_of
 
 DEMO_CONF = "background_thread:true,metadata_thp:auto,dirty_decay_ms:500,muzzy_decay_ms:500"
 TUNED_CONF = "background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:100,retain:false,narenas:2"
+SHORT_DECAY_CONF = "background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0"
+LONG_DECAY_CONF = "background_thread:true,dirty_decay_ms:60000,muzzy_decay_ms:60000"
+TRIM_EVERY = 5.0  # seconds, glibc-trim's default period
 PYTHONMALLOC_SUFFIX = "+pythonmalloc"
 
 # Variables a variant may not set through env= (they have their own keys).
@@ -54,6 +57,7 @@ class Variant:
     env: tuple[tuple[str, str], ...] = ()
     description: str = ""
     unavailable: str | None = None  # why this variant cannot run here
+    trim_every: float | None = None  # glibc-trim: malloc_trim(0) every N s (Python targets)
 
     @property
     def available(self) -> bool:
@@ -75,6 +79,7 @@ class Variant:
             "description": self.description,
             "available": self.available,
             "unavailable": self.unavailable,
+            "trim_every": self.trim_every,
         }
 
 
@@ -84,6 +89,7 @@ class _Builtin:
     env: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     default: bool = True  # part of the default set
+    trim_every: float | None = None
 
 
 BUILTINS: dict[str, _Builtin] = {
@@ -99,6 +105,31 @@ BUILTINS: dict[str, _Builtin] = {
     "mimalloc": _Builtin("mimalloc", description="Microsoft mimalloc"),
     "jemalloc": _Builtin(
         "jemalloc", description="jemalloc with its defaults (10 s decay)", default=False
+    ),
+    # Mitigations people apply today; for commands and services (not in the default set).
+    "glibc-trim": _Builtin(
+        "glibc",
+        description=f"glibc, malloc_trim(0) every {TRIM_EVERY:g} s inside each Python process",
+        default=False,
+        trim_every=TRIM_EVERY,
+    ),
+    "jemalloc-pymalloc-off": _Builtin(
+        "jemalloc",
+        {"MALLOC_CONF": TUNED_CONF, "PYTHONMALLOC": "malloc"},
+        "jemalloc-tuned with PYTHONMALLOC=malloc: every Python object goes to jemalloc",
+        default=False,
+    ),
+    "jemalloc-decay-short": _Builtin(
+        "jemalloc",
+        {"MALLOC_CONF": SHORT_DECAY_CONF},
+        "jemalloc, 0 s decay: purge at once",
+        default=False,
+    ),
+    "jemalloc-decay-long": _Builtin(
+        "jemalloc",
+        {"MALLOC_CONF": LONG_DECAY_CONF},
+        "jemalloc, 60 s decay: keep pages longer",
+        default=False,
     ),
 }
 DEFAULT_NAMES = tuple(name for name, b in BUILTINS.items() if b.default)
@@ -144,6 +175,7 @@ def _make(
     env: Mapping[str, str],
     description: str,
     libs: Libraries,
+    trim_every: float | str | None = None,
 ) -> Variant:
     if not _NAME.match(name):
         raise VariantError(f"variant name {name!r}: use letters, digits and . _ + -")
@@ -182,7 +214,20 @@ def _make(
         env=tuple(sorted(env.items())),
         description=description,
         unavailable=unavailable,
+        trim_every=_trim(name, trim_every),
     )
+
+
+def _trim(name: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise VariantError(f"variant {name}: trim= must be seconds, not {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise VariantError(f"variant {name}: trim= must be greater than 0, not {value!r}")
+    return seconds
 
 
 def builtin(name: str, libs: Libraries | None = None) -> Variant:
@@ -190,10 +235,12 @@ def builtin(name: str, libs: Libraries | None = None) -> Variant:
     if spec is None:
         raise VariantError(f"unknown variant {name!r}; built in: {', '.join(BUILTINS)}")
     lib = spec.allocator if spec.allocator != "glibc" else None
-    return _make(name, spec.allocator, lib, spec.env, spec.description, libs or Libraries())
+    return _make(
+        name, spec.allocator, lib, spec.env, spec.description, libs or Libraries(), spec.trim_every
+    )
 
 
-_SPEC_KEYS = ("name", "lib", "allocator", "env", "description")
+_SPEC_KEYS = ("name", "lib", "allocator", "env", "description", "trim")
 
 
 def parse_spec(text: str, libs: Libraries | None = None) -> Variant:
@@ -233,6 +280,7 @@ def parse_spec(text: str, libs: Libraries | None = None) -> Variant:
         env,
         fields.get("description", ""),
         libs or Libraries(),
+        fields.get("trim"),
     )
 
 
@@ -272,6 +320,7 @@ def load_toml(path: str, libs: Libraries | None = None) -> list[Variant]:
                 env,
                 strings["description"] or "",
                 libs or Libraries(),
+                table.get("trim"),
             )
         )
     return variants
@@ -292,6 +341,7 @@ def with_pythonmalloc(variants: Iterable[Variant]) -> list[Variant]:
                     env=env,
                     description=f"{v.description} (PYTHONMALLOC=malloc)".strip(),
                     unavailable=v.unavailable,
+                    trim_every=v.trim_every,
                 )
             )
     return out
@@ -329,3 +379,43 @@ def parse_lib_overrides(items: Sequence[str]) -> dict[str, str]:
             raise VariantError(f"--lib {item!r}: expected NAME=PATH")
         out[name.strip()] = os.path.expanduser(path.strip())
     return out
+
+
+def setting_problems(
+    variant: Variant, inside: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Why the variant's own settings did not take effect in a command or service.
+
+    ``events`` are the injected hook's (Python processes only); ``inside`` is what each
+    Python process saw from inside. Settings that only Python can carry out
+    (malloc_trim from the hook, PYTHONMALLOC) fail when no Python process ran them.
+    """
+    problems = []
+    starts = [e for e in events if e.get("event") == "start"]
+    env = dict(variant.env)
+    no_hook = "no Python process loaded allocscope's hook"
+    if variant.trim_every:
+        if not starts:
+            problems.append(f"{variant.name}: malloc_trim runs inside Python only; {no_hook}")
+        elif not any(e.get("event") == "trim" for e in events):
+            problems.append(
+                f"{variant.name}: no malloc_trim ran "
+                f"(did the run end within {variant.trim_every:g} s?)"
+            )
+    if env.get("PYTHONMALLOC") == "malloc":
+        if not starts:
+            problems.append(f"{variant.name}: PYTHONMALLOC needs a Python target; {no_hook}")
+        problems += [
+            f"{variant.name}: process {e.get('pid')} still allocates through pymalloc "
+            f"({e.get('pymalloc_blocks')} blocks)"
+            for e in starts
+            if e.get("pymalloc_blocks")
+        ]
+    for doc in inside:
+        problems += [
+            f"process {doc.get('pid')}: MALLOC_CONF {key.get('key')} not in effect: "
+            f"{key.get('reason')}"
+            for key in doc.get("malloc_conf") or []
+            if not key.get("in_effect")
+        ]
+    return problems

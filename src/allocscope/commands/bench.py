@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from allocscope import exitcodes
-from allocscope.bench import options
+from allocscope.bench import options, target_options
+from allocscope.commands import targets
 from allocscope.commands.compare import add_output_arguments, fail, measure_and_write, prepare
 
 HELP = "benchmark one allocator variant on one workload (warm-up, repeats, proof, RSS)"
@@ -14,6 +15,7 @@ DEFAULT_WORKLOAD = ("fragment",)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, default_workloads=DEFAULT_WORKLOAD)
+    target_options.add_arguments(parser)
     add_output_arguments(parser, default_out="none: print the table only")
     parser.epilog = (
         "Without --variant, runs glibc. Exit codes: 0 done, 2 usage error, "
@@ -22,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if targets.wants_target(args):
+        return targets.run("bench", args, single=True)
     if len(args.variant) + len(args.variants_file) == 0:
         args.variant = ["glibc"]
     plan = prepare("bench", args, DEFAULT_WORKLOAD)

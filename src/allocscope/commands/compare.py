@@ -13,8 +13,9 @@ import time
 from typing import TYPE_CHECKING
 
 from allocscope import exitcodes
-from allocscope.bench import options, workloads
+from allocscope.bench import options, target_options, workloads
 from allocscope.bench.options import Plan, PlanError
+from allocscope.commands import targets
 
 if TYPE_CHECKING:
     from allocscope.bench.results import Results
@@ -30,6 +31,7 @@ EPILOG = (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
+    target_options.add_arguments(parser)
     add_output_arguments(parser, default_out="results/<timestamp>/")
     parser.epilog = EPILOG
 
@@ -103,6 +105,8 @@ def write_bundle(command: str, results: Results, out: str, **what: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if targets.wants_target(args):
+        return targets.run("compare", args, single=False)
     plan = prepare("compare", args, workloads.DEFAULT_SET)
     if isinstance(plan, int):
         return plan

@@ -23,9 +23,35 @@ def representative(runs: Sequence[Run]) -> Run | None:
     return timed[len(timed) // 2] if timed else None
 
 
+# The phases of a user's command or service drawn on its timeline (issue 11).
+PHASES = ("ready", "warmup_start", "load_start", "load_end", "idle", "stop")
+# Per run kind: the metric of the hatched memory bar and of the right-hand bars.
+SECOND_BARS: dict[str, tuple[str, str, str, str]] = {
+    "workload": ("rss_retained", "retained", "work_s", "work time, s"),
+    "command": ("rss_end", "at the end", "work_s", "wall time, s"),
+    "service": ("rss_idle", "after idle", "rps", "throughput, req/s"),
+}
+
+
+def _aligned_target(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
+    """A service's timeline in seconds since its load started (a command's since it
+    started), every phase mark kept, the whole tree's RSS in MiB."""
+    start = next((m.t for m in run.marks if m.event == "load_start"), 0.0)
+    xs = [t - start for t, _ in run.timeline]
+    ys = [rss / MB for _, rss in run.timeline]
+    phases: dict[str, float] = {}
+    for m in run.marks:
+        if m.event in PHASES:
+            key = m.event if m.event != "idle" else f"idle {m.info.get('after_s', '')}s"
+            phases[key] = m.t - start
+    return xs, ys, phases
+
+
 def _aligned(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
     """Timeline in seconds since the work started, MiB, up to the last settle reading
     (the purge after it is an intervention, not the allocator's own behaviour)."""
+    if run.kind != "workload":
+        return _aligned_target(run)
     start = next((m.t for m in run.marks if m.event == "work_start"), 0.0)
     settled = [m.t for m in run.marks if m.event in ("freed", "settle")]
     end = settled[-1] if settled else float("inf")
@@ -86,24 +112,51 @@ def _timelines(
     ax: Any, results: Results, workload: str, variants: list[str], colors: dict[str, Any]
 ) -> None:
     drawn = False
+    target = False
     for variant in variants:
         run = representative(results.counted(workload, variant))
         if run is None:
             continue
         xs, ys, phases = _aligned(run)
         ax.plot(xs, ys, label=variant, color=colors[variant], linewidth=1.4)
-        if "freed" in phases:
+        if run.kind != "workload":
+            target = True
+            _phase_lines(ax, phases, colors[variant], label=not drawn)
+        elif "freed" in phases:
             y = run.metrics.get("rss_freed", 0.0) / MB
             ax.plot([phases["freed"]], [y], marker="o", color=colors[variant], markersize=4)
         drawn = True
-    ax.set_title(f"{workload}: RSS over time (dot: everything freed)", fontsize=10)
-    ax.set_xlabel("seconds since the work started")
+    if target:
+        ax.set_title(f"{workload}: process tree RSS over time, phases marked", fontsize=10)
+        ax.set_xlabel("seconds since the load started (a command: since it started)")
+    else:
+        ax.set_title(f"{workload}: RSS over time (dot: everything freed)", fontsize=10)
+        ax.set_xlabel("seconds since the work started")
     ax.set_ylabel("RSS (MiB)")
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(fontsize=8, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no timeline in this file", ha="center", transform=ax.transAxes)
+
+
+def _phase_lines(ax: Any, phases: dict[str, float], color: Any, *, label: bool) -> None:
+    """Dotted lines at each phase boundary; the load itself shaded; names on the first."""
+    if "load_start" in phases and "load_end" in phases:
+        ax.axvspan(phases["load_start"], phases["load_end"], color=color, alpha=0.06)
+    for name, x in phases.items():
+        ax.axvline(x, color=color, linestyle=":", linewidth=0.8, alpha=0.7)
+        if label:
+            ax.text(
+                x,
+                1.0,
+                name.replace("_", " "),
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize=7,
+                transform=ax.get_xaxis_transform(),
+            )
 
 
 def _bars(
@@ -117,9 +170,11 @@ def _bars(
     shown = [v for v in variants if results.counted(workload, v)]
     xs = list(range(len(shown)))
     width = 0.4
+    kind = next((r.kind for r in results.runs if r.workload == workload), "workload")
+    kept, kept_label, right, right_title = SECOND_BARS.get(kind, SECOND_BARS["workload"])
     for offset, metric, label, hatch in (
         (-width / 2, "rss_peak", "peak", ""),
-        (width / 2, "rss_retained", "retained", "//"),
+        (width / 2, kept, kept_label, "//"),
     ):
         vals = [_error(results.summary(workload, v, metric), MB) for v in shown]
         ax_mem.bar(
@@ -133,8 +188,8 @@ def _bars(
             linewidth=0.5,
             label=label,
         )
-    ax_mem.set_title("peak and retained RSS (hatched), MiB", fontsize=10)
-    times = [_error(results.summary(workload, v, "work_s"), 1.0) for v in shown]
+    ax_mem.set_title(f"peak and {kept_label} RSS (hatched), MiB", fontsize=10)
+    times = [_error(results.summary(workload, v, right), 1.0) for v in shown]
     ax_time.bar(
         xs,
         [t[0] for t in times],
@@ -144,7 +199,7 @@ def _bars(
         edgecolor="black",
         linewidth=0.5,
     )
-    ax_time.set_title("work time, s (bars: min to max)", fontsize=10)
+    ax_time.set_title(f"{right_title} (bars: min to max)", fontsize=10)
     for ax in (ax_mem, ax_time):
         ax.set_xticks(xs)
         ax.set_xticklabels(shown, rotation=30, ha="right", fontsize=8)

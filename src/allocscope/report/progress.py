@@ -17,6 +17,17 @@ def describe(run: Run) -> str:
     m = run.metrics
     if run.repeat == 0:
         return f"ok (warm-up, {run.detected})"
+    kind = run.params.get("kind")
+    if kind == "command":
+        return (
+            f"ok {run.detected}: wall {m.get('work_s', 0):.2f} s, peak "
+            f"{m.get('rss_peak', 0) / MB:.0f} MiB, end {m.get('rss_end', 0) / MB:.0f} MiB"
+        )
+    if kind == "service":
+        return (
+            f"ok {run.detected}: {m.get('rps', 0):.0f} req/s, p99 {m.get('p99_ms', 0):.1f} ms, "
+            f"peak {m.get('rss_peak', 0) / MB:.0f} MiB, idle {m.get('rss_idle', 0) / MB:.0f} MiB"
+        )
     return (
         f"ok {run.detected}: work {m.get('work_s', 0):.3f} s, peak "
         f"{m.get('rss_peak', 0) / MB:.0f} MiB, retained {m.get('rss_retained', 0) / MB:.0f} MiB"

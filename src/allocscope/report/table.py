@@ -22,7 +22,45 @@ COLUMNS: tuple[tuple[str, str, float, int, bool], ...] = (
     ("work_s", "work s", 1.0, 3, True),
     ("cpu_s", "cpu s", 1.0, 3, False),
 )
+# A user's command or service (run kinds other than "workload") has its own figures.
+COLUMNS_BY_KIND: dict[str, tuple[tuple[str, str, float, int, bool], ...]] = {
+    "command": (
+        ("rss_peak", "peak MiB", MB, 1, True),
+        ("rss_end", "end MiB", MB, 1, True),
+        ("pss_peak", "peak PSS MiB", MB, 1, False),
+        ("work_s", "wall s", 1.0, 2, True),
+        ("cpu_s", "cpu s", 1.0, 2, False),
+    ),
+    "service": (
+        ("rps", "req/s", 1.0, 0, True),
+        ("p50_ms", "p50 ms", 1.0, 1, False),
+        ("p99_ms", "p99 ms", 1.0, 1, True),
+        ("rss_peak", "peak MiB", MB, 1, True),
+        ("rss_idle", "after idle MiB", MB, 1, True),
+        ("error_count", "errors", 1.0, 0, False),
+    ),
+}
 MISSING = "—"
+
+
+def kind_of(results: Results, workload: str) -> str:
+    return next((r.kind for r in results.runs if r.workload == workload), "workload")
+
+
+def columns(results: Results, workload: str) -> tuple[tuple[str, str, float, int, bool], ...]:
+    return COLUMNS_BY_KIND.get(kind_of(results, workload), COLUMNS)
+
+
+def growth_cell(runs: list[Any]) -> str:
+    """'+2.71 ±0.06 growing' (MiB per 10k requests) from the first run that has a fit."""
+    for run in runs:
+        fit = ((run.target or {}).get("growth") or {}).get("mib_per_10k_requests") or (
+            (run.target or {}).get("growth") or {}
+        ).get("mib_per_hour")
+        if fit:
+            unit = "/10k" if "mib_per_10k_requests" in run.target["growth"] else "/h"
+            return f"{fit['slope']:+.2f} ±{2 * fit['stderr']:.2f}{unit} {fit['verdict']}"
+    return MISSING
 
 
 @dataclass(frozen=True)
@@ -67,10 +105,14 @@ def tables(results: Results) -> list[Table]:
     out = []
     for workload in results.workloads():
         header = ["variant", "allocator", "runs"]
-        for _, heading, _, _, ratio in COLUMNS:
+        cols = columns(results, workload)
+        service = kind_of(results, workload) == "service"
+        for _, heading, _, _, ratio in cols:
             header.append(heading)
             if ratio and base:
                 header.append(f"x{base}")
+        if service:
+            header.append("growth MiB")
         rows = []
         for variant in results.variant_names():
             tried = [r for r in results.runs if r.workload == workload and r.variant == variant]
@@ -83,11 +125,13 @@ def tables(results: Results) -> list[Table]:
                 _detected(results, workload, variant),
                 f"{len(counted)}/{len(measured)}",
             ]
-            for metric, _, divisor, decimals, ratio in COLUMNS:
+            for metric, _, divisor, decimals, ratio in cols:
                 s = results.summary(workload, variant, metric)
                 row.append(_cell(s, divisor, decimals))
                 if ratio and base:
                     row.append(_ratio(s, results.summary(workload, base, metric)))
+            if service:
+                row.append(growth_cell(counted))
             rows.append(row)
         params = results.config.get("workloads", {}).get(workload)
         title = workload if not params else f"{workload} ({_params(params)})"
@@ -106,16 +150,30 @@ def _notes(results: Results, workload: str) -> list[str]:
         if run.workload == workload:
             which = "warm-up" if run.repeat == 0 else f"run {run.repeat}"
             notes.append(f"FAILED {run.variant} {which}: {'; '.join(run.failures)}")
+    for run in results.runs:
+        warnings = (run.target or {}).get("warnings") or []
+        if run.workload == workload and warnings:
+            notes.append(f"NOTE {run.variant} run {run.repeat}: {'; '.join(warnings)}")
     return notes
 
 
 def legend(results: Results) -> list[str]:
     base = results.baseline()
+    kinds = {r.kind for r in results.runs}
     lines = [
         "median of the runs that proved their allocator; ± is (max - min) / median; "
-        f"retained is {_settle_words(results)}"
+        + (
+            f"retained is {_settle_words(results)}"
+            if "workload" in kinds or not kinds
+            else "RSS is of the whole process tree"
+        )
         + (f"; x{base} is the ratio to the {base} baseline" if base else "")
     ]
+    if "service" in kinds:
+        lines.append(
+            "after idle: tree RSS at the last --idle point after the load; growth: slope of "
+            "tree RSS during the load per 10k requests, ± 2 standard errors, and its verdict"
+        )
     lines += [
         f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
         for v in results.unavailable()

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import os
+import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,13 +66,62 @@ def check_scale(scale: float) -> float:
 
 
 def load(name: str) -> ModuleType:
-    """The workload module called ``name``."""
+    """The workload module called ``name``, or a user's ``module:function``."""
+    if ":" in name:
+        return _callable(name)
     if name not in NAMES:
-        raise WorkloadError(f"unknown workload {name!r}; choose from {', '.join(NAMES)}")
+        raise WorkloadError(
+            f"unknown workload {name!r}; choose from {', '.join(NAMES)} or module:function"
+        )
     return importlib.import_module(f"allocscope.bench.workloads.{name}")
 
 
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+CALLABLE_DEFAULTS = Params(threads=1, iters=1, size=1, keep=1, rounds=1)
+
+
+def check_callable(name: str) -> str:
+    """``module:function`` if the module can be found (from the current directory too),
+    without running it: the user's code runs in the benchmark child only."""
+    module, _, function = name.partition(":")
+    if not _DOTTED.match(module) or not _DOTTED.match(function) or "." in function:
+        raise WorkloadError(f"workload {name!r}: expected module:function, e.g. myjob:build")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does in the child
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as e:
+        raise WorkloadError(f"workload {name!r}: cannot find module {module!r}: {e}") from None
+    if found is None:
+        raise WorkloadError(
+            f"workload {name!r}: no module named {module!r} (on PYTHONPATH or here)"
+        )
+    return name
+
+
+def _callable(name: str) -> ModuleType:
+    """A shim module whose ``run`` calls the user's function; it returns its live set."""
+    check_callable(name)
+    module_name, _, function = name.partition(":")
+    shim = ModuleType(f"allocscope.bench.workloads.user[{name}]")
+    shim.DESCRIPTION = f"the user's callable {name}: allocates, returns its live set"  # type: ignore[attr-defined]
+    shim.DEFAULTS = CALLABLE_DEFAULTS  # type: ignore[attr-defined]
+
+    def run(params: Params) -> Any:
+        module = importlib.import_module(module_name)
+        fn = getattr(module, function, None)
+        if not callable(fn):
+            raise WorkloadError(f"workload {name!r}: {module_name}.{function} is not callable")
+        return fn()
+
+    shim.run = run  # type: ignore[attr-defined]
+    return shim
+
+
 def defaults(name: str) -> Params:
+    if ":" in name:
+        check_callable(name)
+        return CALLABLE_DEFAULTS
     defaults: Params = load(name).DEFAULTS
     return defaults
 

@@ -1,0 +1,170 @@
+"""Any command, in any language, run under a variant and measured from outside.
+
+``allocscope compare -V glibc -V jemalloc-tuned -- python my_job.py`` runs the command
+once per variant (after warm-ups, ``--repeats`` times), samples RSS and PSS of the whole
+process tree, proves every process's allocator from outside (and, for Python processes,
+from inside through the injected hook), and judges the run: it counts only when every
+process ran on the variant's allocator, the loader and jemalloc raised no complaint, the
+variant's own setting took effect, and the command exited 0 within ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from allocscope.bench import tree
+from allocscope.bench.results import Run
+from allocscope.bench.variants import Variant, setting_problems
+from allocscope.bench.watch import Watch
+
+
+class TargetError(ValueError):
+    """A command or service that cannot be run at all (bad input, exit 3)."""
+
+
+def check_command(argv: Sequence[str]) -> tuple[str, ...]:
+    """The command, if it can be started: not empty, and its program exists."""
+    if not argv or not argv[0].strip():
+        raise TargetError("the command after -- is empty")
+    program = argv[0]
+    if "/" in program:
+        if not os.path.isfile(program):
+            raise TargetError(f"command not found: {program}")
+        if not os.access(program, os.X_OK):
+            raise TargetError(f"command is not executable: {program}")
+    elif shutil.which(program) is None:
+        raise TargetError(f"command not found: {program} (not on PATH)")
+    return tuple(argv)
+
+
+def label(argv: Sequence[str], limit: int = 48) -> str:
+    """A short name for the command in tables: ``cmd: python3 job.py``."""
+    text = shlex.join([os.path.basename(argv[0]), *argv[1:]])
+    return "cmd: " + (text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    argv: tuple[str, ...]
+    variant: Variant
+    repeat: int  # 0: warm-up
+    timeout: float
+    interval: float
+    trim_every: float | None = None
+
+    @property
+    def workload(self) -> str:
+        return label(self.argv)
+
+    @property
+    def label(self) -> str:
+        which = "warm-up" if self.repeat == 0 else f"run {self.repeat}"
+        return f"{self.workload} · {self.variant.name} · {which}"
+
+
+def run_command(spec: CommandSpec) -> Run:
+    watch = Watch.start(spec.variant, spec.argv, trim_every=spec.trim_every)
+    deadline = watch.started + spec.timeout
+    failures: list[str] = []
+    try:
+        while not watch.exited():
+            watch.tick()
+            if time.monotonic() >= deadline:
+                failures.append(f"timed out after {spec.timeout:g} s: process group killed")
+                watch.kill()
+                break
+            time.sleep(spec.interval)
+        end = watch.mark("exit")
+        watch.stop(grace=0.5)  # anything the command left behind in its group
+        wall = round(time.monotonic() - watch.started, 3)
+        return finish_run(
+            watch,
+            spec.variant,
+            spec.workload,
+            spec.repeat,
+            failures,
+            wall,
+            end.rss,
+            params={"kind": "command", "argv": list(spec.argv)},
+        )
+    finally:
+        if watch.exit_code is None:
+            watch.kill()
+        watch.finish()
+
+
+def finish_run(
+    watch: Watch,
+    variant: Variant,
+    workload: str,
+    repeat: int,
+    failures: list[str],
+    wall: float,
+    rss_end: int | None,
+    *,
+    params: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+    allow_signal: bool = False,
+) -> Run:
+    """Judge a watched run and make its record (shared with services)."""
+    stdout, stderr = watch.output()
+    events = watch.hook_events()
+    failures = list(failures)
+    failures += [p for p in watch.proof_problems() if p not in failures]
+    inside = watch.inside()
+    failures += setting_problems(variant, inside, events)
+    code = watch.exit_code
+    if (
+        not failures
+        and code not in (0, None)
+        and not (allow_signal and code is not None and code < 0)
+    ):
+        failures.append(f"the command exited with status {code}")
+    cpu = max(watch.tree.cpu_s(), round(watch.cpu_reaped_s, 3))
+    values: dict[str, float] = {
+        "rss_peak": float(watch.tree.peak_rss),
+        "pss_peak": float(watch.tree.peak_pss),
+        "cpu_s": cpu,
+        "work_s": wall,
+        **(metrics or {}),
+    }
+    if rss_end is not None:
+        values.setdefault("rss_end", float(rss_end))
+    trims = [e for e in events if e.get("event") == "trim"]
+    target = {
+        "tree": watch.tree.to_dict(),
+        "processes": [p.to_dict() for p in watch.proofs.values()],
+        "inside": inside,
+        "stdout": stdout,
+        "trims": {
+            "count": len(trims),
+            "returned_bytes": sum(int(e.get("returned") or 0) for e in trims),
+            "events": trims[-200:],
+        },
+        **(extra or {}),
+    }
+    return Run(
+        variant=variant.name,
+        workload=workload,
+        repeat=repeat,
+        ok=not failures,
+        failures=failures,
+        metrics=values if not failures else {},
+        marks=watch.marks,
+        timeline=tree.rss_timeline(watch.tree.total.points),
+        proof=watch.proof(),
+        heap=None,
+        exit_code=code,
+        stderr=stderr[-4000:],
+        duration_s=wall,
+        params=params,
+        kind=str(params["kind"]),
+        target=target,
+    )

@@ -1,0 +1,257 @@
+"""Start a user's command under a variant and watch its whole process tree from outside.
+
+Shared by :mod:`allocscope.bench.target` (any command) and
+:mod:`allocscope.bench.serve_target` (any service): the environment (the user's own,
+minus every allocator variable, plus the variant's and the Python hook's), the process
+group, the tree's samples, the proof of every process's allocator, phase marks, and
+stopping: SIGTERM to the group, SIGKILL after a grace period, every process we ever saw
+killed by pid (a daemon that left the group too), the root reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from allocscope.bench import identity, inject
+from allocscope.bench import tree as proctree
+from allocscope.bench.record import Mark, Proof
+from allocscope.bench.runner import STDERR_KEPT, stderr_problems
+from allocscope.bench.variants import Variant
+from allocscope.expectations import Check
+
+# A user's program needs the user's environment (its config, credentials, paths); what
+# decides the allocator comes from the variant alone, never from the parent.
+ALLOCATOR_ENV = re.compile(
+    r"^(LD_PRELOAD|LD_LIBRARY_PATH|MALLOC_.*|_RJEM_MALLOC_CONF|JE_MALLOC_CONF|PYTHONMALLOC"
+    r"|TCMALLOC_.*|MIMALLOC_.*|GLIBC_TUNABLES|ALLOCSCOPE_.*)$"
+)
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def target_environ(
+    variant: Variant, hook: Mapping[str, str], parent: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    source = dict(os.environ if parent is None else parent)
+    env = {k: v for k, v in source.items() if not ALLOCATOR_ENV.match(k)}
+    return {**env, **variant.environ(), **hook}
+
+
+@dataclass
+class Watch:
+    """One started command: its tree, proofs, marks and output."""
+
+    variant: Variant
+    proc: subprocess.Popen[bytes]
+    out: IO[bytes]
+    err: IO[bytes]
+    hook_dir: str
+    started: float
+    tree: proctree.Tree
+    proofs: dict[int, identity.ProcessProof] = field(default_factory=dict)
+    marks: list[Mark] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    cpu_reaped_s: float = 0.0  # from wait4: the root and every descendant it reaped
+
+    @classmethod
+    def start(
+        cls,
+        variant: Variant,
+        argv: Sequence[str],
+        *,
+        trim_every: float | None = None,
+        cwd: str | None = None,
+    ) -> Watch:
+        hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
+        hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
+        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
+        err = tempfile.TemporaryFile()  # noqa: SIM115
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=target_environ(variant, hook),
+            cwd=cwd,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        now = time.monotonic()
+        watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
+        watch.mark("start", argv=list(argv))
+        return watch
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.started, 4)
+
+    def tick(self) -> list[proctree.ProcSample]:
+        """Sample the tree; prove every process not proved yet (or that exec'd since)."""
+        samples = self.tree.take(self.now())
+        for s in samples:
+            known = self.proofs.get(s.pid)
+            if known is None or known.exe != identity.exe_of(s.pid):
+                self.proofs[s.pid] = identity.prove(s.pid)
+        return samples
+
+    def mark(self, event: str, **info: Any) -> Mark:
+        last = self.tree.last
+        rss = last[1] if last else None
+        if last:
+            info.setdefault("pss", last[2])
+        m = Mark(event, self.now(), rss, self.tree.peak_rss or None, info)
+        self.marks.append(m)
+        return m
+
+    def exited(self) -> bool:
+        """Has the root exited? Asked without reaping it (its group id stays ours)."""
+        if self.exit_code is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def stop(self, grace: float = TERM_GRACE) -> dict[str, Any]:
+        """SIGTERM the group; SIGKILL whatever is left after ``grace``; reap the root."""
+        begun = time.monotonic()
+        how = "exited"
+        if not self.exited():
+            self._signal_all(signal.SIGTERM)
+            how = "SIGTERM"
+            while time.monotonic() - begun < grace and not self._all_gone():
+                time.sleep(0.02)
+            if not self._all_gone():
+                how = "SIGKILL"
+        self._signal_all(signal.SIGKILL)
+        self._reap()
+        return {"how": how, "took_s": round(time.monotonic() - begun, 3)}
+
+    def kill(self) -> None:
+        self._signal_all(signal.SIGKILL)
+        self._reap()
+
+    def _signal_all(self, sig: int) -> None:
+        """The group (while the root is unreaped its id cannot be reused), then by pid
+        every process seen in the tree that may have left the group."""
+        if self.exit_code is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+        for pid in list(self.tree.names):
+            if pid != self.proc.pid and _alive_in_tree(pid, self.tree.parent.get(pid)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+
+    def _all_gone(self) -> bool:
+        if not self.exited():
+            return False
+        return not any(
+            _alive_in_tree(p, self.tree.parent.get(p))
+            for p in self.tree.names
+            if p != self.proc.pid
+        )
+
+    def _reap(self) -> None:
+        if self.exit_code is not None:
+            return
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.exit_code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.exit_code
+        self.cpu_reaped_s = usage.ru_utime + usage.ru_stime
+
+    def output(self) -> tuple[str, str]:
+        """The tails of stdout and stderr."""
+        texts = []
+        for f in (self.out, self.err):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return texts[0][-STDERR_KEPT:], texts[1]
+
+    def hook_events(self) -> list[dict[str, Any]]:
+        return inject.read_events(self.hook_dir)
+
+    def proof_problems(self) -> list[str]:
+        """Every process not on the variant's allocator, and what stderr said."""
+        # Each process of the tree says it again: once is enough.
+        problems = list(dict.fromkeys(stderr_problems(self.output()[1])))
+        expected = self.variant.allocator
+        root = self.proofs.get(self.proc.pid)
+        if root is None:
+            problems.append("the command exited before its allocator could be read")
+        for p in self.proofs.values():
+            if p.allocator is None and p.pid == self.proc.pid:
+                problems.append(f"process {p.pid} ({p.exe}): allocator unknown: {p.detail}")
+            elif p.conflict:
+                problems.append(f"process {p.pid} ({p.exe}): {p.conflict}")
+            elif p.allocator is not None and not p.matches(expected):
+                name = self.tree.names.get(p.pid, "?")
+                problems.append(
+                    f"process {p.pid} ({name}, {p.exe}) runs on {p.allocator}, not {expected}"
+                )
+        return problems
+
+    def proof(self) -> Proof:
+        """The root's allocator, with one check per process of the tree."""
+        root = self.proofs.get(self.proc.pid)
+        inside = self.inside()
+        expected = self.variant.allocator
+        checks = tuple(
+            Check(
+                name=f"process {p.pid} ({self.tree.names.get(p.pid, '?')})",
+                passed=p.matches(expected),
+                detail=f"{p.allocator} {p.version or ''} {p.path or ''} {p.detail}".strip(),
+            )
+            for p in self.proofs.values()
+        )
+        return Proof(
+            allocator=root.allocator if root else None,
+            version=(root.version if root else None) or _inside_version(inside),
+            path=root.path if root else None,
+            source="inspect (symbols, from outside)",
+            checks=checks,
+            ok=bool(checks) and all(c.passed for c in checks),
+        )
+
+    def inside(self) -> list[dict[str, Any]]:
+        """What each Python process of the tree saw from inside (the injected hook)."""
+        starts = [e for e in self.hook_events() if e.get("event") == "start"]
+        return [
+            {
+                "pid": e.get("pid"),
+                "pymalloc_blocks": e.get("pymalloc_blocks"),
+                "pythonmalloc": e.get("pythonmalloc"),
+                **(e.get("inside") or {}),
+            }
+            for e in starts
+        ]
+
+    def finish(self) -> None:
+        self.out.close()
+        self.err.close()
+        shutil.rmtree(self.hook_dir, ignore_errors=True)
+
+
+def _inside_version(inside: list[dict[str, Any]]) -> str | None:
+    for e in inside:
+        version = e.get("version")
+        if version:
+            return str(version)
+    return None
+
+
+def _alive_in_tree(pid: int, ppid: int | None) -> bool:
+    """Is ``pid`` still the process we saw (same parent, or reparented), not a zombie?"""
+    try:
+        sample = proctree.sample(pid, pss=False)
+    except Exception:
+        return False
+    return ppid is None or sample.ppid in (ppid, 1) or sample.ppid > 0

@@ -1,0 +1,145 @@
+"""``compare``/``bench`` on the user's own program: ``-- CMD`` or ``--serve 'CMD {port}'``.
+
+Not a subcommand of its own: compare and bench hand over here when given a command or
+``--serve``. Everything is checked before the first run (bad input: exit 3); results are
+written as they come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from allocscope import exitcodes
+from allocscope.bench import target, target_options, target_session
+from allocscope.bench.options import PlanError, _positive
+from allocscope.bench.results import Run
+from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides, select
+
+TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
+
+
+def wants_target(args: argparse.Namespace) -> bool:
+    return bool(args.command) or args.serve is not None or bool(getattr(args, "dashdash", False))
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    print(f"allocscope {command}: {message}", file=sys.stderr)
+    return code
+
+
+def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
+    if args.command and args.serve is not None:
+        return _fail(command, "give either -- CMD or --serve, not both", exitcodes.USAGE)
+    if args.workload:
+        return _fail(
+            command,
+            "-w chooses a built-in workload; with -- CMD or --serve, leave it out",
+            exitcodes.USAGE,
+        )
+    try:
+        if single and not (args.variant or args.variants_file):
+            args.variant = ["glibc"]
+        variants = select(
+            args.variant,
+            args.variants_file,
+            pythonmalloc=args.pythonmalloc,
+            libs=parse_lib_overrides(args.lib),
+            lib_dirs=args.lib_dir,
+        )
+        repeats = 1 if args.repeats is None else args.repeats
+        warmup = 0 if args.warmup is None else args.warmup
+        _positive("repeats", repeats, integer=True)
+        _positive("warmup", warmup, integer=True, zero=True)
+        _positive("timeout", args.timeout)
+        _positive("interval", args.interval)
+        serve = target_options.serve_options(args) if args.serve is not None else None
+        argv = target.check_command(args.command) if serve is None else ()
+        if serve is not None:
+            from allocscope.bench import serve_target
+
+            serve_target.check(serve)
+    except (VariantError, PlanError, target.TargetError) as e:
+        return _fail(command, str(e), exitcodes.BAD_INPUT)
+    if single and len(variants) != 1:
+        return _fail(
+            command, "bench runs one variant; use allocscope compare for more", exitcodes.BAD_INPUT
+        )
+    for v in variants:
+        if not v.available:
+            print(f"allocscope {command}: skipping {v.name}: {v.unavailable}", file=sys.stderr)
+    if not any(v.available for v in variants):
+        return _fail(command, "no variant can run here (see above)", exitcodes.BAD_INPUT)
+    out = args.out
+    if out is None and not single:
+        out = os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
+    if out is not None:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            from allocscope.report import bundle
+
+            return _fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+    interval = max(args.interval, TREE_INTERVAL)
+    config = {
+        "kind": "service" if serve else "command",
+        "argv": list(argv),
+        "serve": serve.config() if serve else None,
+        "repeats": repeats,
+        "warmup": warmup,
+        "interval_s": interval,
+        "timeout_s": args.timeout,
+    }
+    path = os.path.join(out, "results.json") if out else None
+    session = target_session.Session(variants, config, path)
+    pairs = target_session.plan(variants, repeats, warmup)
+    try:
+        for i, (variant, repeat) in enumerate(pairs, 1):
+            if serve is not None:
+                from allocscope.bench import serve_target
+
+                run_ = serve_target.run_service(
+                    serve,
+                    variant,
+                    repeat,
+                    interval=interval,
+                    session=session,
+                    quiet=args.quiet,
+                )
+            else:
+                spec = target.CommandSpec(
+                    argv, variant, repeat, args.timeout, interval, variant.trim_every
+                )
+                run_ = target.run_command(spec)
+            session.add(run_)
+            if not args.quiet:
+                _say(i, len(pairs), variant, run_)
+    except target.TargetError as e:  # found out only once running: a --ready that 404s
+        return _fail(command, str(e), exitcodes.BAD_INPUT)
+    return _finish(command, session, out, args)
+
+
+def _say(i: int, n: int, variant: Variant, run_: Run) -> None:
+    from allocscope.report.progress import describe
+
+    print(f"[{i}/{n}] {variant.name}: {describe(run_)}", file=sys.stderr, flush=True)
+
+
+def _finish(
+    command: str, session: target_session.Session, out: str | None, args: argparse.Namespace
+) -> int:
+    from allocscope.commands.compare import write_bundle
+    from allocscope.report import table
+
+    results = session.results
+    assert results is not None
+    table.print_terminal(results)
+    if out is not None:
+        code = write_bundle(command, results, out, charts=args.chart)
+        if code != exitcodes.OK:
+            return code
+    if not any(r.counts for r in results.runs):
+        return _fail(command, "no run succeeded", exitcodes.RUN_FAILED)
+    return exitcodes.OK

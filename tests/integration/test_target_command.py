@@ -1,0 +1,239 @@
+"""compare/bench -- CMD: real Python and Ruby commands under real allocators (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from allocscope import exitcodes
+from allocscope.bench.results import Results, load
+from tests.conftest import run_allocscope
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+PYTHON_JOB = """
+import subprocess, sys, time
+keep = [("y" * (700 + i % 5000)) for i in range(30000) if i % 3 == 0]
+subprocess.run([sys.executable, "-c", "x = [b'a' * 5000 for _ in range(5000)]"], check=True)
+time.sleep(0.3)
+print("done", len(keep))
+"""
+
+RUBY_JOB = """
+keep = []
+40_000.times { |i| s = "y" * (700 + i % 5000); keep << s if i % 3 == 0 }
+sleep 0.3
+puts keep.size
+"""
+
+
+def compare(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, str, Results | None]:
+    out = tmp_path / "out"
+    proc = run_allocscope("compare", "-q", "--no-chart", "-o", str(out), *args, timeout=timeout)
+    path = out / "results.json"
+    return proc.returncode, proc.stdout + proc.stderr, load(str(path)) if path.exists() else None
+
+
+def gone(results: Results) -> list[int]:
+    """Processes of any run's tree that still exist (must be none)."""
+    pids = {p["pid"] for r in results.runs for p in (r.target or {})["tree"]["processes"]}
+    return [pid for pid in pids if os.path.exists(f"/proc/{pid}/stat") and not _zombie(pid)]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> None:
+    job = tmp_path / "job.py"
+    job.write_text(PYTHON_JOB)
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "-V", "jemalloc-tuned", "--", PY, str(job)
+    )
+    assert code == exitcodes.OK, text
+    assert results is not None and [r.variant for r in results.runs] == ["glibc", "jemalloc-tuned"]
+    for run in results.runs:
+        assert run.ok and run.kind == "command", run.failures
+        expected = "glibc" if run.variant == "glibc" else "jemalloc"
+        assert run.proof is not None and run.proof.allocator == expected
+        # the command and its child, each proved from outside by its symbols
+        assert len(run.proof.checks) >= 2 and all(c.passed for c in run.proof.checks)
+        target = run.target or {}
+        assert {p["allocator"] for p in target["processes"]} == {expected}
+        # and from inside: the injected hook ran in both Python processes
+        assert len(target["inside"]) >= 2
+        assert {i["allocator"] for i in target["inside"]} == {expected}
+        assert run.metrics["rss_peak"] > 20 * 2**20 and run.metrics["cpu_s"] > 0
+        assert run.metrics["pss_peak"] > 0 and run.timeline
+        assert "done 10000" in target["stdout"]
+    assert not gone(results)
+    assert "cmd: python" in text and "end MiB" in text
+
+
+def test_ruby_command(tmp_path: Path, jemalloc: str) -> None:
+    job = tmp_path / "job.rb"
+    job.write_text(RUBY_JOB)
+    code, text, results = compare(tmp_path, "-V", "glibc", "-V", "jemalloc", "--", "ruby", str(job))
+    assert code == exitcodes.OK, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    assert by["glibc"].proof and by["glibc"].proof.allocator == "glibc"
+    je = by["jemalloc"].proof
+    assert je and (je.allocator, je.version, je.path) == ("jemalloc", "5.3.0", jemalloc)
+    assert all(not (r.target or {})["inside"] for r in results.runs)  # not Python
+
+
+def test_a_command_exiting_non_zero_fails_its_run_with_stderr_kept(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "--", PY, "-c",
+        "import sys, time; time.sleep(0.3); print('broken input', file=sys.stderr); sys.exit(3)",
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    run = results.runs[0]
+    assert not run.ok and run.exit_code == 3
+    assert "the command exited with status 3" in run.failures
+    assert "broken input" in run.stderr and "FAILED glibc" in text
+
+
+def test_a_command_that_never_ends_is_killed_with_its_group(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "--timeout", "2", "--", "sh", "-c",
+        "sleep 300 & sleep 300 & wait",
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.failures == ["timed out after 2 s: process group killed"]
+    assert len((run.target or {})["tree"]["processes"]) == 3  # sh and both sleeps were seen
+    assert not gone(results)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the command after -- is empty"),
+        (["no-such-program-here"], "command not found: no-such-program-here (not on PATH)"),
+        (["/nonexistent/bin/prog"], "command not found: /nonexistent/bin/prog"),
+        ([str(HERE / "apps" / "config.ru")], "command is not executable"),
+    ],
+)
+def test_bad_commands_exit_3_before_any_run(tmp_path: Path, argv: list[str], message: str) -> None:
+    proc = run_allocscope("compare", "-o", str(tmp_path / "out"), "--", *argv)
+    assert proc.returncode == exitcodes.BAD_INPUT
+    assert proc.stderr.startswith("allocscope compare: ") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_bench_runs_one_variant_on_a_command(tmp_path: Path) -> None:
+    proc = run_allocscope("bench", "-q", "--no-chart", "--", PY, "-c", "import time; "
+                          "time.sleep(0.3)")  # fmt: skip
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    assert "glibc" in proc.stdout and "cmd: python" in proc.stdout
+    two = run_allocscope("bench", "-V", "glibc", "-V", "jemalloc", "--", PY, "-c", "0")
+    assert two.returncode == exitcodes.BAD_INPUT and "bench runs one variant" in two.stderr
+
+
+def test_user_callable_as_a_workload(tmp_path: Path) -> None:
+    (tmp_path / "myjob.py").write_text(
+        "def build():\n"
+        "    keep, junk = [], []\n"
+        "    for i in range(100000):\n"
+        "        s = 'x' * (600 + i % 3000)\n"
+        "        (keep if i % 20 == 0 else junk).append(s)\n"
+        "        if len(junk) > 1000:\n"
+        "            junk.clear()\n"
+        "    return keep\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("LD_PRELOAD", None)
+    import subprocess
+
+    proc = subprocess.run(
+        [PY, "-m", "allocscope", "compare", "-q", "--no-chart", "-V", "glibc", "-V",
+         "jemalloc-tuned", "-w", "myjob:build", "--repeats", "1", "--warmup", "0",
+         "--settle", "0.3", "-o", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    results = load(str(tmp_path / "out" / "results.json"))
+    assert results.workloads() == ["myjob:build"]
+    for run in results.runs:
+        assert run.counts and run.metrics["rss_peak"] > run.metrics["rss_before"]
+        assert "rss_retained" in run.metrics
+    bad = run_allocscope("compare", "-w", "no_such_module_xyz:build")
+    assert bad.returncode == exitcodes.BAD_INPUT and "no module named" in bad.stderr
+
+
+TRIM_JOB = """
+import threading, time
+def churn():
+    keep = []
+    for r in range(4):
+        junk = [("z" * (600 + i % 4000)) for i in range(20000)]
+        keep += junk[::50]
+        del junk
+        time.sleep(0.25)
+ts = [threading.Thread(target=churn) for _ in range(2)]
+[t.start() for t in ts]; [t.join() for t in ts]
+time.sleep(0.6)
+"""
+
+
+def test_mitigation_variants_prove_their_setting(tmp_path: Path) -> None:
+    job = tmp_path / "trim.py"
+    job.write_text(TRIM_JOB)
+    code, text, results = compare(
+        tmp_path, "-V", "name=trim,trim=0.3", "-V", "jemalloc-pymalloc-off",
+        "-V", "jemalloc-decay-short", "--", PY, str(job),
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    trims = (by["trim"].target or {})["trims"]
+    assert trims["count"] >= 2 and all(e["event"] == "trim" for e in trims["events"])
+    assert all(i["pymalloc_blocks"] == 0 for i in (by["jemalloc-pymalloc-off"].target or {})[
+        "inside"])  # fmt: skip
+    conf = (by["jemalloc-decay-short"].target or {})["inside"][0]["malloc_conf"]
+    assert {c["key"] for c in conf if c["in_effect"]} >= {"dirty_decay_ms", "muzzy_decay_ms"}
+
+
+def test_a_setting_that_does_not_take_effect_fails_the_run(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "name=trim,trim=0.2",
+        "-V", "name=typo,lib=jemalloc,env=MALLOC_CONF=dirty_decy_ms:5",
+        "--", "sh", "-c", "sleep 0.6",
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    assert any("runs inside Python only" in f for f in by["trim"].failures)
+    assert any("jemalloc rejected MALLOC_CONF" in f for f in by["typo"].failures)
+
+
+def test_the_hook_chains_to_the_users_sitecustomize(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    marker = tmp_path / "marker"
+    (site / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    import subprocess
+
+    proc = subprocess.run(
+        [PY, "-m", "allocscope", "bench", "-q", "--no-chart", "-o", str(tmp_path / "out"),
+         "--", PY, "-c", "import sitecustomize, time; time.sleep(0.2)"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    assert marker.read_text() == "ran"  # the user's own sitecustomize still ran
+    run = load(str(tmp_path / "out" / "results.json")).runs[0]
+    assert (run.target or {})["inside"][0]["allocator"] == "glibc"  # and ours did too

@@ -1,0 +1,225 @@
+"""compare/bench --serve: real servers (gunicorn + Flask, uvicorn + FastAPI, Puma + Rack)
+under real allocators, loaded on loopback, and servers that misbehave (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from allocscope import exitcodes
+from allocscope.bench.results import Results, load
+from tests.conftest import child_env, run_allocscope
+from tests.integration.test_target_command import gone
+
+APPS = Path(__file__).resolve().parent / "apps"
+PY = sys.executable
+GUNICORN = f"{PY} -m gunicorn --chdir {APPS} -b 127.0.0.1:{{port}} -w 2"
+MISBEHAVING = f"{PY} {APPS / 'misbehaving.py'} {{port}}"
+# Seconds, not minutes: enough for every phase to happen, small for CI.
+SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurrency", "8")
+
+
+def serve(tmp_path: Path, *args: str, timeout: float = 180) -> tuple[int, str, Results | None]:
+    out = tmp_path / "out"
+    proc = run_allocscope("compare", "-q", "--no-chart", "-o", str(out), *args, timeout=timeout)
+    path = out / "results.json"
+    return proc.returncode, proc.stdout + proc.stderr, load(str(path)) if path.exists() else None
+
+
+def check_service_run(run: object, expected: str, processes: int) -> None:
+    from allocscope.bench.results import Run
+
+    assert isinstance(run, Run)
+    assert run.ok and run.kind == "service", run.failures
+    assert run.proof is not None and run.proof.allocator == expected
+    target = run.target or {}
+    proved = {p["pid"]: p["allocator"] for p in target["processes"]}
+    assert len(proved) >= processes and set(proved.values()) == {expected}
+    events = [m.event for m in run.marks]
+    for phase in ("start", "ready", "warmup_start", "load_start", "load_end", "idle", "stop"):
+        assert phase in events, (phase, events)
+    assert events.index("load_start") < events.index("load_end") < events.index("stop")
+    m = run.metrics
+    assert m["requests"] > 0 and m["rps"] > 0 and m["error_count"] == 0
+    assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= target["load"]["max_ms"] + 0.01
+    assert m["rss_peak"] >= m["rss_idle"] > 10 * 2**20
+    assert "rss_idle_0.3" in m and "rss_idle_0.6" in m
+    growth = target["growth"]["mib_per_10k_requests"]
+    assert growth["points"] >= 3 and growth["verdict"] in (
+        "growing",
+        "flat",
+        "shrinking",
+        "unclear",
+    )
+    assert target["stop"]["how"] in ("SIGTERM", "exited")
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_flask_under_gunicorn_glibc_against_jemalloc(tmp_path: Path, worker_class: str) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "-V", "jemalloc-tuned",
+        "--serve", f"{GUNICORN} -k {worker_class} --threads 2 flask_app:app",
+        "--ready", "/healthz", *SHORT,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    check_service_run(by["glibc"], "glibc", processes=3)  # the arbiter and 2 workers
+    check_service_run(by["jemalloc-tuned"], "jemalloc", processes=3)
+    assert not gone(results)
+    assert "serve: python" in text and "req/s" in text and "growth MiB" in text
+
+
+def test_fastapi_under_uvicorn_with_a_requests_file(tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        json.dumps({"method": "GET", "path": "/"}) + "\n"
+        + json.dumps({"method": "POST", "path": "/echo", "body": {"b": 1, "a": "x" * 2000}})
+        + "\n"
+    )  # fmt: skip
+    code, text, results = serve(
+        tmp_path, "-V", "jemalloc-tuned",
+        "--serve", f"{PY} -m uvicorn --app-dir {APPS} fastapi_app:app --port {{port}} "
+                   "--log-level warning",
+        "--ready", "/healthz", "--requests", str(requests), *SHORT,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    check_service_run(results.runs[0], "jemalloc", processes=1)
+
+
+def test_rack_app_under_puma_glibc_against_jemalloc(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "-V", "jemalloc",
+        "--serve", f"puma -b tcp://127.0.0.1:{{port}} -t 2:2 {APPS / 'config.ru'}",
+        "--ready", "/healthz", *SHORT,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    check_service_run(by["glibc"], "glibc", processes=1)
+    check_service_run(by["jemalloc"], "jemalloc", processes=1)
+    assert all(not (r.target or {})["inside"] for r in results.runs)  # Ruby: outside only
+    assert not gone(results)
+
+
+def test_users_own_load_generator(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--duration", "2s",
+        "--idle", "0.2", "--load-cmd", "wrk -t1 -c4 -d1s {url}/",
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.ok, run.failures
+    load_ = (run.target or {})["load"]
+    assert load_["exit_code"] == 0 and "Requests/sec" in load_["output"]
+    assert run.metrics["rps"] > 0 and run.metrics["requests"] > 0
+
+
+def test_a_server_that_never_becomes_ready(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} never-ready",
+        "--ready-timeout", "1.5s", "--duration", "1s",
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    assert results.runs[0].failures == ["the server was not ready within 1.5 s (GET /)"]
+    assert not gone(results)
+
+
+def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} die-after 200", "--warm", "0",
+        "--duration", "5s",
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.failures == ["the server exited with status 7 during the load"]
+    load_ = (run.target or {})["load"]
+    # the readiness check had one of the 200 answers; what the load saw is kept
+    assert load_["ok"] == 199 and load_["error_count"] > 0
+    assert not gone(results)
+
+
+def test_a_server_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} ignore-sigterm", "--duration", "1s",
+        "--idle", "0.2", "--grace", "1s",
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.ok and (run.target or {})["stop"]["how"] == "SIGKILL"
+    assert "ignored SIGTERM" in text
+    assert not gone(results)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--serve", f"{MISBEHAVING} fine", "--ready", "/nope"], "answered 404 Not Found"),
+        (["--serve", "python3 -m http.server"], "the command has no {port}"),
+        (["--serve", "no-such-server {port}"], "command not found: no-such-server"),
+        (["--serve", f"{MISBEHAVING} fine", "--ready", "nope"], "expected a path starting"),
+        (["--serve", f"{MISBEHAVING} fine", "--duration", "5 parsecs"], "expected a duration"),
+        (["--serve", f"{MISBEHAVING} fine", "--load-cmd", "wrk"], "--load-cmd has no {url}"),
+    ],
+)
+def test_bad_service_input_exits_3(tmp_path: Path, args: list[str], message: str) -> None:
+    if "--duration" not in args:
+        args = [*args, "--duration", "1s"]
+    proc = run_allocscope("compare", "-V", "glibc", "-o", str(tmp_path / "o"), *args)
+    assert proc.returncode == exitcodes.BAD_INPUT, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("allocscope compare: ")
+
+
+def test_a_malformed_requests_file_exits_3(tmp_path: Path) -> None:
+    bad = tmp_path / "requests.jsonl"
+    bad.write_text('{"path": "/"}\n{"path": "/x", "method": 5}\n')
+    proc = run_allocscope("compare", "--serve", f"{MISBEHAVING} fine", "--duration", "1s",
+                          "--requests", str(bad))  # fmt: skip
+    assert proc.returncode == exitcodes.BAD_INPUT
+    assert "line 2: method 5 is not an HTTP method" in proc.stderr
+
+
+def test_an_interrupted_soak_keeps_what_it_measured(tmp_path: Path) -> None:
+    out = tmp_path / "soak"
+    proc = subprocess.Popen(
+        [PY, "-m", "allocscope", "compare", "-V", "glibc", "--no-chart", "-o", str(out),
+         "--serve", f"{MISBEHAVING} fine", "--duration", "60s", "--warm", "0",
+         "--concurrency", "2", "--progress-every", "0.5s"],
+        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    path = out / "results.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (path.exists() and "in progress" in path.read_text()):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == exitcodes.INTERRUPTED, err
+    assert "load" in err and "tree RSS" in err  # progress lines were shown
+    results = load(str(path))
+    run = results.runs[-1]
+    assert not run.ok and any("interrupted" in f for f in run.failures)
+    assert run.timeline and (run.target or {})["growth"]
+    assert not gone(results)
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(int(p), str(out))]
+
+
+def _is_ours(pid: int, marker: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return marker.encode() in f.read()
+    except OSError:
+        return False

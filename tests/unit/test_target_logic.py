@@ -1,0 +1,186 @@
+"""Pure logic behind commands and services: tree sampling on a fake /proc, fits, bounded
+timelines, latency histograms, requests files, durations, settings proofs."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from allocscope.bench import load, tree
+from allocscope.bench.options import PlanError
+from allocscope.bench.target_options import add_arguments, parse_duration, serve_options
+from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
+
+
+def fake_process(root: Path, pid: int, ppid: int, name: str, rss_kb: int, pss_kb: int,
+                 ticks: tuple[int, int]) -> None:  # fmt: skip
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    # comm may hold spaces and parentheses: the parser must cut at the last ')'
+    fields = ["S", str(ppid), *["0"] * 9, str(ticks[0]), str(ticks[1]), *["0"] * 10]
+    (d / "stat").write_text(f"{pid} ({name}) " + " ".join(fields) + "\n")
+    (d / "status").write_text(f"Name:\t{name}\nVmHWM:\t{rss_kb} kB\nVmRSS:\t{rss_kb} kB\n")
+    (d / "comm").write_text(name + "\n")
+    (d / "smaps_rollup").write_text(f"Rss:  {rss_kb} kB\nPss:  {pss_kb} kB\n")
+
+
+def test_a_process_tree_is_sampled_whole_from_a_fake_proc(tmp_path: Path) -> None:
+    fake_process(tmp_path, 100, 1, "gunicorn: master (x)", 20_000, 15_000, (50, 10))
+    fake_process(tmp_path, 101, 100, "gunicorn", 30_000, 22_000, (200, 40))
+    fake_process(tmp_path, 102, 100, "gunicorn", 31_000, 23_000, (100, 20))
+    fake_process(tmp_path, 103, 101, "sh", 1_000, 500, (1, 1))
+    fake_process(tmp_path, 200, 1, "unrelated", 99_999, 99_999, (9, 9))
+    assert tree.descendants(100, str(tmp_path)) == [100, 101, 102, 103]
+    t = tree.Tree(100, proc_root=str(tmp_path))
+    samples = t.take(0.5)
+    assert [s.name for s in samples] == ["gunicorn: master (x)", "gunicorn", "gunicorn", "sh"]
+    assert t.peak_rss == (20_000 + 30_000 + 31_000 + 1_000) * 1024
+    assert t.peak_pss == (15_000 + 22_000 + 23_000 + 500) * 1024
+    assert t.cpu_s() == pytest.approx((60 + 240 + 120 + 2) / tree.CLOCK_TICKS, abs=0.01)
+    doc = t.to_dict()
+    assert doc["timeline"] == [[0.5, t.peak_rss, t.peak_pss, 4]]
+    assert {p["pid"]: p["ppid"] for p in doc["processes"]} == {100: 1, 101: 100, 102: 100, 103: 101}
+    assert tree.descendants(999, str(tmp_path)) == []  # gone: nothing, no exception
+
+
+def test_a_series_stays_bounded_and_keeps_the_peak() -> None:
+    s = tree.Series(cap=100)
+    for i in range(10_000):
+        s.add((float(i), 500 if i == 7777 else i % 10))
+    assert len(s.points) <= 100 and s.stride >= 64
+    assert max(p[1] for p in s.points) == 500  # the single spike survived
+    assert s.points[0][0] < 100 and s.points[-1][0] > 9_800  # the whole span is covered
+
+
+def test_the_fit_matches_statistics_and_its_error_shrinks_with_points() -> None:
+    rng = random.Random(1)
+    xs = [i / 10 for i in range(200)]
+    ys = [3.0 + 0.5 * x + rng.gauss(0, 0.2) for x in xs]
+    fit = tree.Fit()
+    for x, y in zip(xs, ys, strict=True):
+        fit.add(x, y)
+    found = fit.slope()
+    assert found is not None
+    slope, err = found
+    assert slope == pytest.approx(statistics.linear_regression(xs, ys).slope, rel=1e-9)
+    assert 0 < err < 0.01 and abs(slope - 0.5) < 3 * err + 0.01
+    few = tree.Fit()
+    for x, y in zip(xs[:2], ys[:2], strict=True):
+        few.add(x, y)
+    assert few.slope() is None  # two points: no error estimate, no verdict
+
+
+@pytest.mark.parametrize(
+    ("slope", "err", "verdict"),
+    [(2.7, 0.06, "growing"), (-2.8, 0.2, "shrinking"), (0.01, 0.02, "flat"),
+     (0.0, 0.0, "flat"), (0.3, 0.5, "unclear")],
+)  # fmt: skip
+def test_verdicts(slope: float, err: float, verdict: str) -> None:
+    assert tree.verdict(slope, err, noise=0.1) == verdict
+
+
+def test_histogram_percentiles_are_within_a_few_percent() -> None:
+    rng = random.Random(2)
+    values = [rng.expovariate(1 / 0.004) for _ in range(20_000)]
+    h = load.Histogram()
+    for v in values:
+        h.add(v)
+    values.sort()
+    for q in (50, 90, 99):
+        exact = values[math.ceil(q / 100 * len(values)) - 1]
+        assert h.percentile(q) == pytest.approx(exact, rel=0.02)
+    assert h.max_s == values[-1] and h.n == len(values)
+    back = load.Histogram.from_dict(h.to_dict())
+    back.merge(h)
+    assert back.n == 2 * h.n and back.percentile(50) == h.percentile(50)
+    assert load.Histogram().percentile(50) is None
+
+
+def test_requests_are_encoded_once_with_host_and_length() -> None:
+    reqs = load.single("/x?y=1")
+    assert reqs[0].encode("127.0.0.1:80") == b"GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"
+    post = load._request({"method": "post", "path": "/e", "body": {"a": 1}}, "line 1")
+    raw = post.encode("h")
+    assert raw.startswith(b"POST /e HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n")
+    assert raw.endswith(b"Content-Length: 8\r\n\r\n" + b'{"a": 1}')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no requests in the file"),
+        ('{"path": "/"}\n{oops\n', "line 2: not JSON"),
+        ('["GET", "/"]\n', "line 1: expected a JSON object"),
+        ('{"path": "x"}\n', "must start with /"),
+        ('{"path": "/", "verb": "GET"}\n', "unknown keys verb"),
+        ('{"path": "/", "headers": {"A": 1}}\n', "headers must be an object"),
+        ('{"method": "GE T", "path": "/"}\n', "is not an HTTP method"),
+    ],
+)
+def test_malformed_requests_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(text)
+    with pytest.raises(load.LoadError, match=message):
+        load.read_requests(str(path))
+
+
+def test_load_refuses_anything_but_loopback() -> None:
+    with pytest.raises(load.LoadError, match="only on loopback"):
+        load.Load("10.0.0.1", 80, load.single("/"), concurrency=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("60s", 60), ("5m", 300), ("8h", 28800), ("1.5", 1.5), ("250ms", 0.25)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--duration") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5 parsecs", "-3s", "0s", "1e9999h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(PlanError, match="--duration"):
+        parse_duration(text, "--duration")
+
+
+def _serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_serve_options() -> None:
+    opts = serve_options(_serve_args("--serve", "srv -p {port}", "--duration", "8h"))
+    assert (opts.duration, opts.ready, opts.idle, opts.grace) == (28800, "/", (1.0, 5.0), 5.0)
+    with pytest.raises(PlanError, match=re.escape("has no {port}")):
+        serve_options(_serve_args("--serve", "srv", "--duration", "1s"))
+    with pytest.raises(PlanError, match="needs --load N, --duration D or --load-cmd"):
+        serve_options(_serve_args("--serve", "srv {port}"))
+    with pytest.raises(PlanError, match="the command is empty"):
+        serve_options(_serve_args("--serve", " ", "--duration", "1s"))
+
+
+def test_trim_and_pythonmalloc_must_show_inside_python() -> None:
+    trim = parse_spec("name=t,trim=2")
+    assert (trim.allocator, trim.trim_every) == ("glibc", 2.0)
+    assert builtin("glibc-trim").trim_every == 5.0
+    assert setting_problems(trim, [], []) == [
+        "t: malloc_trim runs inside Python only; no Python process loaded allocscope's hook"
+    ]
+    start = {"event": "start", "pid": 1, "pymalloc_blocks": 10}
+    assert "no malloc_trim ran" in setting_problems(trim, [], [start])[0]
+    assert setting_problems(trim, [], [start, {"event": "trim", "pid": 1}]) == []
+    off = builtin("jemalloc-pymalloc-off")
+    assert "still allocates through pymalloc (10 blocks)" in setting_problems(off, [], [start])[0]
+    assert setting_problems(off, [], [{**start, "pymalloc_blocks": 0}]) == []
+    inside = [{"pid": 3, "malloc_conf": [{"key": "narenas", "in_effect": False, "reason": "r"}]}]
+    assert setting_problems(builtin("jemalloc-tuned"), inside, []) == [
+        "process 3: MALLOC_CONF narenas not in effect: r"
+    ]
+    with pytest.raises(VariantError, match="trim= must be greater than 0"):
+        parse_spec("name=t,trim=0")
