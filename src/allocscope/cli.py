@@ -9,8 +9,17 @@ from collections.abc import Sequence
 
 from allocscope import __version__, exitcodes
 
-# Subcommand -> module under allocscope.commands (imported only when chosen).
+# Subcommand -> module under allocscope.commands (each imports its heavy parts when run).
 COMMANDS = ("info", "verify", "serve", "bench", "compare", "report")
+
+# Modules outside the standard library -> the extra that installs them (pyproject.toml).
+EXTRAS = {
+    "psutil": "bench",
+    "rich": "report",
+    "matplotlib": "report",
+    "prometheus_client": "prometheus",
+    "granian": "service",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
+    except ModuleNotFoundError as e:
+        module = (e.name or "").partition(".")[0]
+        if module not in EXTRAS:
+            raise
+        print(
+            f"allocscope {args.command}: needs {module}, which is not installed: "
+            f"pip install 'allocscope[{EXTRAS[module]}]'",
+            file=sys.stderr,
+        )
+        return exitcodes.MISSING_EXTRA
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `allocscope info | head`: not an error
         return exitcodes.OK

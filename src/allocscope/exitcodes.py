@@ -7,6 +7,7 @@ CHECK_FAILED = 1  # verify: at least one expectation is unmet
 USAGE = 2  # bad command line (argparse uses 2 as well)
 BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
+MISSING_EXTRA = 5  # the command needs an optional extra (pip install 'allocscope[...]')
 INTERRUPTED = 130
 
 # Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.

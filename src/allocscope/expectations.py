@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from allocscope.probe.snapshot import Snapshot
+from allocscope.probe.snapshot import BACKGROUND_THREAD_LOST, Snapshot
 
 ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc", "glibc")
 FIPS_LEVELS = ("off", "on", "enforced")
@@ -96,7 +96,20 @@ def check(snap: Snapshot, want: Expectations) -> list[Check]:
         checks.append(Check("preload", not missing, detail))
     if want.malloc_conf and alloc.declared.malloc_conf:
         checks.append(_malloc_conf_check(snap))
+    if snap.jemalloc is not None:
+        requested = bool(snap.jemalloc.options.get("background_thread"))
+        checks += background_thread_check(requested, snap.jemalloc.stats.background_thread)
     return checks
+
+
+def background_thread_check(requested: bool, live: bool) -> list[Check]:
+    """Asked for, yet off (fork() drops it): opt.background_thread alone reads as in effect."""
+    if not requested:
+        return []
+    if live:
+        return [Check("background_thread", True, "background_thread requested and running")]
+    fix = "call allocscope.forksafe.after_fork() in each worker after fork"
+    return [Check("background_thread", False, f"{BACKGROUND_THREAD_LOST}: {fix}")]
 
 
 def _malloc_conf_check(snap: Snapshot) -> Check:

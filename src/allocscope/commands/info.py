@@ -102,6 +102,6 @@ def render(snap: Snapshot) -> str:
     )
     r = snap.runtime
     lines.append(f"runtime      {r.implementation} {r.python_version} ({r.soabi}), pid {r.pid}")
-    lines += [f"warning      {w}" for w in a.warnings]
+    lines += [f"warning      {w}" for w in (*a.warnings, *snap.warnings)]
     lines += [f"error        {e}" for e in (*snap.errors, *f.errors)]
     return "\n".join(lines)

@@ -7,8 +7,8 @@ import json
 import sys
 
 from allocscope import exitcodes
-from allocscope.expectations import ALLOCATORS, FIPS_LEVELS, Expectations, check
-from allocscope.probe.snapshot import snapshot
+from allocscope.api import verify
+from allocscope.expectations import ALLOCATORS, FIPS_LEVELS, Expectations
 
 HELP = "check the allocator and FIPS state against expectations (for CI gates, health checks)"
 
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"allocscope verify: {e}", file=sys.stderr)
         return exitcodes.USAGE
-    checks = check(snapshot(), want)
-    failed = [c for c in checks if not c.passed]
+    verdict = verify(want)
+    checks = verdict.checks
     if args.json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
@@ -68,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{'ok  ' if c.passed else 'FAIL'} {c.name}: {c.detail}")
         if not checks and not args.quiet:
             print("ok   nothing to check: pass --allocator or --fips, or set MALLOC_CONF")
-    return exitcodes.CHECK_FAILED if failed else exitcodes.OK
+    return exitcodes.OK if verdict.passed else exitcodes.CHECK_FAILED

@@ -42,9 +42,26 @@ class Snapshot:
     fips: fips_mod.FipsInfo
     runtime: runtime_mod.Runtime
     errors: tuple[str, ...]  # facts that could not be read, and why
+    warnings: tuple[str, ...]  # facts that were read and look wrong (see faults())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+BACKGROUND_THREAD_LOST = "background_thread requested but not running (lost at fork)"
+
+
+def background_thread_lost(report: JemallocReport | None) -> bool:
+    """jemalloc was asked for its purging thread and runs without it: fork() dropped it."""
+    return bool(
+        report is not None
+        and report.options.get("background_thread")
+        and not report.stats.background_thread
+    )
+
+
+def faults(report: JemallocReport | None) -> tuple[str, ...]:
+    return (BACKGROUND_THREAD_LOST,) if background_thread_lost(report) else ()
 
 
 def utc_now() -> str:
@@ -97,4 +114,5 @@ def snapshot(
         fips=fips or fips_mod.probe(proc_root),
         runtime=runtime or runtime_mod.read(),
         errors=tuple(errors),
+        warnings=faults(je),
     )

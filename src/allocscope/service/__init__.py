@@ -1,1 +1,1 @@
-"""The allocscope HTTP service: a WSGI app on granian, its metrics, and its launcher."""
+"""The allocscope HTTP service: a WSGI app on granian (built on the library), and its launcher."""

@@ -23,10 +23,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from allocscope import facts, forksafe
 from allocscope.expectations import Expectations, check
-from allocscope.probe import allocator, fips, jemalloc, runtime, snapshot
+from allocscope.probe import snapshot
+from allocscope.prometheus import AllocscopeCollector
 from allocscope.service.launch import Settings, log_event
-from allocscope.service.metrics import ServiceCollector
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -117,46 +118,29 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pid = os.getpid()
-        self.allocator = allocator.detect()
-        self.fips = fips.probe()
-        self.runtime = runtime.read()
+        detected = facts.current()  # the same record the collector reads
+        self.pid = detected.pid
+        self.allocator, self.fips, self.runtime = (
+            detected.allocator,
+            detected.fips,
+            detected.runtime,
+        )
         self.expectations = Expectations.from_environ()
         self.rss = Rss()
-        self.jemalloc = (
-            jemalloc.bind(self.allocator.path)
-            if self.allocator.name == "jemalloc" and self.allocator.path
-            else None
-        )
-        self.restored_background_thread = self._restore_background_thread()
+        # Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked.
+        self.after_fork = forksafe.after_fork()
+        if self.after_fork.action == "failed":
+            log_event("background_thread_failed", pid=self.pid, error=self.after_fork.detail)
         # Every expectation is about facts fixed for the process's life (the allocator, its
         # opt.* values, FIPS as probed above): judged once, not on every readiness probe.
         self.checks = tuple(check(self.snapshot(), self.expectations))
         self.server = f"granian {self.runtime.packages.get('granian', 'unknown')}"
 
-    def _restore_background_thread(self) -> bool:
-        """Threads do not survive fork(): turn jemalloc's back on if MALLOC_CONF asked."""
-        je = self.jemalloc
-        if je is None or not je.read("opt.background_thread", "bool"):
-            return False
-        if je.read("background_thread", "bool"):
-            return False
-        try:
-            je.set_background_thread(True)
-        except OSError as e:
-            log_event("background_thread_failed", pid=self.pid, error=str(e))
-            return False
-        return True
-
     def background_thread(self) -> BackgroundThread | None:
-        je = self.jemalloc
-        if je is None:
+        bt = forksafe.background_thread()
+        if bt is None:
             return None
-        return BackgroundThread(
-            requested=bool(je.read("opt.background_thread", "bool")),
-            live=bool(je.read("background_thread", "bool")),
-            restored=self.restored_background_thread,
-        )
+        return BackgroundThread(bt.requested, bt.live, self.after_fork.restored)
 
     def snapshot(self) -> snapshot.Snapshot:
         return snapshot.snapshot(allocator=self.allocator, fips=self.fips, runtime=self.runtime)
@@ -224,7 +208,7 @@ class App:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ServiceCollector(worker))
+        self.registry.register(AllocscopeCollector(server=worker.server))
         self._prefix = worker.info_prefix()
         self._clock, self._rss = UtcClock(), worker.rss
         self._get: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {

@@ -1,0 +1,1 @@
+"""Small real applications the integration tests serve with gunicorn and uvicorn."""

@@ -1,0 +1,73 @@
+"""AllocscopeCollector: labels, a fake /proc tree, and failures that never escape collect()."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from allocscope import facts
+from allocscope.prometheus import AllocscopeCollector
+
+Families = dict[str, list[tuple[dict[str, str], float]]]
+
+STATUS = "Name:\tpython3\nVmHWM:\t   50000 kB\nVmRSS:\t   40000 kB\nRssAnon:\t   30000 kB\n"
+
+
+def scrape(collector: AllocscopeCollector) -> Families:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {
+        f.name: [(s.labels, s.value) for s in f.samples if not s.name.endswith("_created")]
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def errors(fams: Families) -> dict[str, float]:
+    return {labels["part"]: v for labels, v in fams["allocscope_collector_errors"]}
+
+
+@pytest.fixture
+def fake_proc(tmp_path: Path) -> Path:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "status").write_text(STATUS)
+    return tmp_path
+
+
+def test_every_series_names_this_pid_and_memory_comes_from_proc_root(fake_proc: Path) -> None:
+    fams = scrape(AllocscopeCollector(proc_root=str(fake_proc), server=""))
+    pid = str(os.getpid())
+    assert all(labels["pid"] == pid for samples in fams.values() for labels, _ in samples)
+    assert fams["allocscope_process_resident_memory_bytes"] == [({"pid": pid}, 40000 * 1024.0)]
+    assert fams["allocscope_process_anonymous_memory_bytes"][0][1] == 30000 * 1024.0
+    [(build, _)] = fams["allocscope_build_info"]
+    assert build["server"] == ""  # no server it does not know
+    assert set(errors(fams).values()) == {0.0}
+
+
+def test_server_label_is_the_server_this_process_imported(fake_proc: Path) -> None:
+    [(build, _)] = scrape(AllocscopeCollector(proc_root=str(fake_proc)))["allocscope_build_info"]
+    assert build["server"] == facts.server()
+    assert "granian" not in build["server"]  # pytest imported no server
+
+
+def test_unreadable_memory_is_a_missing_series_and_a_counted_error(tmp_path: Path) -> None:
+    collector = AllocscopeCollector(proc_root=str(tmp_path))  # no status file
+    first, second = scrape(collector), scrape(collector)
+    assert "allocscope_process_resident_memory_bytes" not in second
+    assert "allocscope_allocator_info" in second  # the other parts still answer
+    assert errors(first)["memory"] == 1 and errors(second)["memory"] == 2
+    assert errors(second)["allocator"] == 0
+
+
+def test_facts_that_cannot_be_detected_leave_only_the_error_counter() -> None:
+    def broken() -> facts.ProcessFacts:
+        raise OSError("cannot read /proc/self/maps")
+
+    fams = scrape(AllocscopeCollector(current=broken))
+    assert set(fams) == {"allocscope_collector_errors"}
+    assert errors(fams)["facts"] == 1
