@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from allocscope import exitcodes
+from allocscope.prometheus import AllocscopeCollector
 from allocscope.service import launch
 from allocscope.service.app import Worker, transform
-from allocscope.service.metrics import ServiceCollector
 
 
 def test_exit_codes_mirror_the_package() -> None:
@@ -105,7 +105,7 @@ def test_transform_rebuilds_the_document() -> None:
 
 def test_collector_labels_every_series_with_the_pid() -> None:
     worker = Worker(launch.Settings())
-    families = list(ServiceCollector(worker).collect())
+    families = list(AllocscopeCollector(server=worker.server).collect())
     names = {f.name for f in families}
     assert {"allocscope_allocator", "allocscope_fips_state", "allocscope_build"} <= names
     assert "allocscope_allocator_bytes" in names

@@ -42,7 +42,7 @@ class Snapshot:
     fips: fips_mod.FipsInfo
     runtime: runtime_mod.Runtime
     errors: tuple[str, ...]  # facts that could not be read, and why
-    warnings: tuple[str, ...]  # facts that were read and look wrong (see faults())
+    warnings: tuple[str, ...] = ()  # facts that were read and look wrong (see faults())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
