@@ -75,6 +75,7 @@ image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 debian_stamp() {
     {
         sha256sum "$here/base/build-bases.sh" "$repo_root/scripts/build-fips-provider.sh" | cut -d' ' -f1
+        printf '%s\n' "${ALLOCSCOPE_PY_SOURCE:-}" "${ALLOCSCOPE_PY_SUITE:-}" "${ALLOCSCOPE_PY_FROM:-}"
         image_id "$1"
         image_id "$2"
     } | sha256sum | cut -d' ' -f1
@@ -83,7 +84,7 @@ debian_stamp() {
 debian_bases() {
     builder=$BASE_REPO/builder:$BASE_TAG
     runtime=$BASE_REPO/runtime-fips:$BASE_TAG
-    local stamp_file=$CACHE/bases.stamp
+    local stamp_file=$CACHE/bases-${BASE_REPO//\//_}-$BASE_TAG.stamp
     if [[ ${ALLOCSCOPE_REBUILD_BASES:-0} != 1 ]] && have_image "$builder" && have_image "$runtime" &&
         [[ -f $stamp_file && $(<"$stamp_file") == "$(debian_stamp "$builder" "$runtime")" ]]; then
         log "Debian bases are current: $builder, $runtime"

@@ -5,7 +5,7 @@
 # Usage:
 #   container/fetch-wheels.sh [--python X.Y] [--arch ARCH]
 #       Download the wheels pinned in container/requirements.lock for CPython X.Y (default
-#       3.13) on manylinux ARCH (default: this machine's) into container/wheels/deps/
+#       3.14) on manylinux ARCH (default: this machine's) into container/wheels/deps/
 #       (hash-checked), build allocscope's own wheel from this checkout into
 #       container/wheels/app/ and write its hash to container/wheels/app/allocscope.lock,
 #       then check offline that the whole set installs hash-checked for that target.
@@ -32,7 +32,7 @@ if [[ -z $PYTHON ]]; then
 fi
 
 mode=fetch
-py=3.13
+py=3.14
 arch=$(uname -m)
 while (($#)); do
     case $1 in

@@ -21,9 +21,10 @@
 # Both: USER 65532 (nonroot, like Chainguard), CMD ["/usr/bin/python"] and no ENTRYPOINT
 # (so `docker run IMAGE /usr/bin/python -c ...` works; Chainguard's set ENTRYPOINT python).
 #
-# CPython comes from Debian's python3.13 source package of a newer suite (trixie by default,
-# found through a deb-src entry derived from the host's own apt sources in a private apt
-# state; the host's apt configuration is not changed), with Debian's bug and security fix
+# CPython comes from Debian's python3.14 source package of a newer suite (sid by default;
+# python3.13 from trixie with ALLOCSCOPE_PY_SOURCE=python3.13), found through a deb-src
+# entry derived from the host's own apt sources in a private apt state (the host's apt
+# configuration is not changed), with Debian's bug and security fix
 # patches applied (Debian integration patches skipped), configured with
 # --with-builtin-hashlib-hashes=blake2 so hashlib has no built-in md5/sha1/sha2/sha3 to fall
 # back on when OpenSSL's FIPS provider refuses. It is built on the host once and cached.
@@ -33,8 +34,9 @@
 #                            $ALLOCSCOPE_CACHE/cpython/<debian-version>-<arch>/
 #   ALLOCSCOPE_BASE_REPO     image repository prefix (default allocscope-base)
 #   ALLOCSCOPE_BASE_TAG      image tag (default latest)
-#   ALLOCSCOPE_PY_SOURCE     Debian source package (default python3.13)
-#   ALLOCSCOPE_PY_SUITE      Debian suite to take it from (default trixie)
+#   ALLOCSCOPE_PY_SOURCE     Debian source package (default python3.14; python3.13 still builds)
+#   ALLOCSCOPE_PY_SUITE      Debian suite to take it from (default: sid for python3.14, the
+#                            newest 3.14 point release with Debian's patches; trixie for 3.13)
 #   ALLOCSCOPE_PY_PGO        1 = configure --enable-optimizations --with-lto (much slower)
 #   JOBS                     parallel make jobs (default: nproc)
 #   TMPDIR                   work space (root filesystems are assembled there)
@@ -68,8 +70,19 @@ done
 CACHE=${ALLOCSCOPE_CACHE:-${HOME:?HOME is not set}/.cache/allocscope}
 REPO=${ALLOCSCOPE_BASE_REPO:-allocscope-base}
 TAG=${ALLOCSCOPE_BASE_TAG:-latest}
-PY_SOURCE=${ALLOCSCOPE_PY_SOURCE:-python3.13}
-PY_SUITE=${ALLOCSCOPE_PY_SUITE:-trixie}
+PY_SOURCE=${ALLOCSCOPE_PY_SOURCE:-python3.14}
+# Where each CPython comes from (see "CPython" in container/base/README.md):
+#   python3.13  built here from trixie's source package (Debian's patches), on the host's suite;
+#   python3.14  Debian's own build from forky's binary packages (this machine's Debian mirror
+#               does not serve python3.14's source), with a main() of ours that leaves the
+#               built-in md5/sha1/sha2/sha3 out; both images are then forky root filesystems.
+case $PY_SOURCE in
+    python3.13) PY_FROM=source default_suite=trixie ;;
+    *) PY_FROM=debian default_suite=forky ;;
+esac
+PY_FROM=${ALLOCSCOPE_PY_FROM:-$PY_FROM}
+PY_SUITE=${ALLOCSCOPE_PY_SUITE:-$default_suite}
+[[ $PY_FROM == source || $PY_FROM == debian ]] || die "ALLOCSCOPE_PY_FROM must be source or debian"
 PY_PGO=${ALLOCSCOPE_PY_PGO:-0}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 1)}
 BUILDER_IMAGE=$REPO/builder:$TAG
@@ -116,13 +129,62 @@ RUNTIME_PACKAGES=(
     libc6 libc-bin libgcc-s1 libstdc++6 libssl3 openssl zlib1g libffi8 libbz2-1.0 liblzma5
     libsqlite3-0 libuuid1 libexpat1 ca-certificates tzdata
 )
-# Pulled in as dependencies and kept (their executables are still removed).
-RUNTIME_KEEP_EXTRA=(gcc-12-base)
+# Pulled in as dependencies and kept (their executables are still removed); globs.
+RUNTIME_KEEP_EXTRA=('gcc-*-base')
 
 BUILDER_PACKAGES=(
     ca-certificates openssl tzdata libssl3 zlib1g libffi8 libbz2-1.0 liblzma5 libsqlite3-0
     libuuid1 libexpat1 libstdc++6 libjemalloc2
 )
+
+if [[ $PY_FROM == debian ]]; then
+    # The development suites name OpenSSL's library libssl3t64 (64-bit time_t), and carry
+    # the interpreter: its standard library, and the shared libpython our main() links to.
+    RUNTIME_PACKAGES=("${RUNTIME_PACKAGES[@]/#libssl3/libssl3t64}" libzstd1
+        "lib$PY_SOURCE" "lib$PY_SOURCE-minimal" "lib$PY_SOURCE-stdlib")
+    # Like Chainguard's -dev images: a compiler, so the builder can also build sdists.
+    BUILDER_PACKAGES=("${BUILDER_PACKAGES[@]/#libssl3/libssl3t64}" libzstd1 "$PY_SOURCE"
+        "lib$PY_SOURCE-dev" python3-pip gcc libc6-dev)
+    # The runtime's standard library keeps no module whose library it does not carry, no
+    # test module, and not _hmac (HACL*'s own HMAC-MD5/SHA-1: a way around OpenSSL's
+    # FIPS provider, like the built-in hashes).
+    RUNTIME_DROP_MODULES=(_curses _curses_panel readline _dbm _gdbm _tkinter _hmac
+        '_test*' _ctypes_test _xxtestfuzz 'xx*')
+fi
+
+# Our main(): CPython's own (Py_BytesMain), with the built-in hash modules other than
+# blake2 taken out of the table of built-in modules before the interpreter starts. That is
+# what configuring with --with-builtin-hashlib-hashes=blake2 does; here it applies to
+# Debian's libpython, whose table has _md5, _sha1, _sha2 and _sha3.
+python_main_c() {
+    cat <<'C'
+#include <Python.h>
+#include <string.h>
+
+static const char *const DROPPED[] = {"_md5", "_sha1", "_sha2", "_sha3", NULL};
+
+static int dropped(const char *name) {
+    for (const char *const *d = DROPPED; *d; d++) {
+        if (strcmp(name, *d) == 0) return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static struct _inittab table[512];
+    size_t n = 0;
+    for (struct _inittab *p = PyImport_Inittab; p->name; p++) {
+        if (dropped(p->name)) continue;
+        if (n + 1 >= sizeof table / sizeof table[0]) return 120;
+        table[n++] = *p;
+    }
+    table[n].name = NULL;
+    table[n].initfunc = NULL;
+    PyImport_Inittab = table;
+    return Py_BytesMain(argc, argv);
+}
+C
+}
 
 HOST_PACKAGES=(
     mmdebstrap build-essential pkg-config dpkg-dev xz-utils patch binutils openssl
@@ -220,8 +282,9 @@ srcapt_opts=(
     -o "APT::Sandbox::User=root"
 )
 
-# Prints the Debian version of $PY_SOURCE in $PY_SUITE (network: one small index fetch).
-resolve_python_version() {
+# Prints the Debian versions of $PY_SOURCE in $PY_SUITE, newest first (network: one index
+# fetch). A development suite's index can name a version its mirror does not serve yet.
+resolve_python_versions() {
     mkdir -p "$srcapt_dir/sources.list.d" "$srcapt_dir/lists/partial" "$srcapt_dir/cache/archives/partial"
     local entry
     entry=$(host_sources deb-src "$PY_SUITE" | awk 'BEGIN{RS=""; ORS="\n\n"} /URIs:/ {print; exit}')
@@ -230,7 +293,7 @@ resolve_python_version() {
         >"$srcapt_dir/sources.list.d/src.sources"
     apt-get "${srcapt_opts[@]}" -q update >&2 || return 1
     apt-cache "${srcapt_opts[@]}" showsrc "$PY_SOURCE" 2>/dev/null |
-        awk '/^Version:/ {print $2}' | sort -V | tail -n1
+        awk '/^Version:/ {print $2}' | sort -rV
 }
 
 recipe_text() {
@@ -243,16 +306,19 @@ cpython_complete() { # $1 = dir
         [[ $(<"$1/RECIPE") == "$(recipe_text)" ]]
 }
 
-# Sets cpython_dir and cpython_version.
+# Sets cpython_dir and cpython_version: the newest version of the suite that is cached or
+# can be downloaded.
 ensure_cpython() {
+    if [[ $PY_FROM == debian ]]; then ensure_debian_python; return; fi
     mkdir -p "$CACHE/cpython"
-    local ver
-    if ! ver=$(resolve_python_version) || [[ -z $ver ]]; then
+    local ver versions=()
+    mapfile -t versions < <(resolve_python_versions || true)
+    if ((${#versions[@]} == 0)); then
         # Offline: use the newest complete build of this recipe in the cache, if any.
         local d best=
-        for d in "$CACHE/cpython/"*"-$arch"; do
+        while read -r d; do
             if [[ -d $d ]] && cpython_complete "$d"; then best=$d; fi
-        done
+        done < <(printf '%s\n' "$CACHE/cpython/"*"-$arch" | sort -V)
         [[ -n $best ]] || die "cannot resolve $PY_SOURCE in $PY_SUITE and no cached build exists"
         log "warning: could not reach the source index; using cached $best"
         cpython_dir=$best
@@ -260,25 +326,38 @@ ensure_cpython() {
         cpython_version=${cpython_version%-"$arch"}
         return 0
     fi
-    cpython_version=$ver
-    cpython_dir=$CACHE/cpython/$ver-$arch
-    exec 8>"$CACHE/cpython/.$ver-$arch.lock"
-    flock 8
-    if ((force_cpython == 0)) && cpython_complete "$cpython_dir"; then
-        log "cached CPython $ver: $cpython_dir"
+    for ver in "${versions[@]}"; do
+        cpython_version=$ver
+        cpython_dir=$CACHE/cpython/$ver-$arch
+        exec 8>"$CACHE/cpython/.$ver-$arch.lock"
+        flock 8
+        if ((force_cpython == 0)) && cpython_complete "$cpython_dir"; then
+            log "cached CPython $ver: $cpython_dir"
+            return 0
+        fi
+        if fetch_python_source "$ver"; then
+            build_cpython "$ver"
+            return 0
+        fi
+        log "warning: $PY_SOURCE $ver is in the $PY_SUITE index but its source cannot be downloaded (the mirror lags the index); trying the next older version"
+        exec 8>&-
+    done
+    die "no version of $PY_SOURCE in $PY_SUITE could be downloaded (${versions[*]})"
+}
+
+# Downloads the source of $PY_SOURCE=$1 into the cache unless it is there; sets srcdl.
+fetch_python_source() {
+    srcdl=$CACHE/src/$PY_SOURCE/$1
+    mkdir -p "$srcdl"
+    if compgen -G "$srcdl/*.orig.tar.*" >/dev/null && compgen -G "$srcdl/*.debian.tar.*" >/dev/null; then
         return 0
     fi
-    build_cpython "$ver"
+    log "downloading source $PY_SOURCE=$1 from $PY_SUITE"
+    (cd "$srcdl" && apt-get "${srcapt_opts[@]}" source --download-only -q "$PY_SOURCE=$1" >&2)
 }
 
 build_cpython() {
-    local ver=$1 start=$SECONDS srcdl src bld stage p name opt applied=() skipped=() failed=()
-    srcdl=$CACHE/src/$PY_SOURCE/$ver
-    mkdir -p "$srcdl"
-    if ! compgen -G "$srcdl/*.orig.tar.*" >/dev/null || ! compgen -G "$srcdl/*.debian.tar.*" >/dev/null; then
-        log "downloading source $PY_SOURCE=$ver from $PY_SUITE"
-        (cd "$srcdl" && apt-get "${srcapt_opts[@]}" source --download-only -q "$PY_SOURCE=$ver" >&2)
-    fi
+    local ver=$1 start=$SECONDS src bld stage p name opt applied=() skipped=() failed=()
     src=$work/cpython-src
     bld=$work/cpython-build
     mkdir -p "$src" "$bld"
@@ -378,9 +457,29 @@ for m in ("_md5", "_sha1", "_sha2", "_sha3"):
     log "CPython $ver built in ${took}s: $cpython_dir"
 }
 
-# Copy the cached CPython into a root filesystem. $1 = rootfs, $2 = builder|runtime.
+# Debian's interpreter (PY_FROM=debian): the builder root filesystem (Debian's python with
+# pip and a compiler, $work/builder-rootfs) is made first, and our main() is compiled in it
+# against Debian's libpython ($work/python-main). Sets cpython_version (Debian's version).
+ensure_debian_python() {
+    local r=$work/builder-rootfs
+    make_rootfs apt builder "$r" "${BUILDER_PACKAGES[@]}"
+    cpython_version=$(chroot "$r" dpkg-query -W -f '${Version}' "$PY_SOURCE")
+    python_main_c >"$r/tmp/python-main.c"
+    chroot "$r" gcc -O2 -Wall -Wextra -Werror -fstack-protector-strong -fcf-protection \
+        -D_FORTIFY_SOURCE=2 -I"/usr/include/$PY_SOURCE" -o /tmp/python-main /tmp/python-main.c \
+        -l"$PY_SOURCE" -Wl,-z,relro -Wl,-z,now >&2 || die "compiling our main() against Debian's lib$PY_SOURCE failed"
+    mv -- "$r/tmp/python-main" "$work/python-main"
+    rm -f -- "$r/tmp/python-main.c"
+    log "Debian's $PY_SOURCE $cpython_version from $PY_SUITE, with our main() (built-in hashes: blake2 only)"
+}
+
+# Put CPython into a root filesystem. $1 = rootfs, $2 = builder|runtime.
 install_cpython() {
     local rootfs=$1 kind=$2 excludes=()
+    if [[ $PY_FROM == debian ]]; then
+        install_debian_python "$rootfs" "$kind"
+        return
+    fi
     if [[ $kind == runtime ]]; then
         local lib=./usr/lib/python$PY_XY
         excludes=(
@@ -393,9 +492,30 @@ install_cpython() {
     tar -C "$cpython_dir/root" "${excludes[@]}" -cf - . | tar -C "$rootfs" -xf - --keep-directory-symlink
 }
 
-python_abi() { # prints "cache_tag soabi" of the cached build
-    LD_LIBRARY_PATH=$cpython_dir/root/usr/lib PYTHONHOME=$cpython_dir/root/usr \
-        "$cpython_dir/root/usr/bin/python$PY_XY" -c \
+install_debian_python() { # $1 = rootfs, $2 = builder|runtime
+    local r=$1 lib=$1/usr/lib/python$PY_XY m
+    if [[ $2 == builder ]]; then
+        # A builder installs with pip --target; Debian's guard for its own site-packages is
+        # for a system, not for an image's build stage.
+        rm -f -- "$lib/EXTERNALLY-MANAGED"
+    else
+        install -m 0755 "$work/python-main" "$r/usr/bin/python$PY_XY"
+        for m in "${RUNTIME_DROP_MODULES[@]}"; do
+            # shellcheck disable=SC2086 # $m is a glob
+            rm -f -- "$lib"/lib-dynload/$m.cpython-*.so
+        done
+        rm -rf -- "$lib"/{ensurepip,idlelib,tkinter,turtledemo,test,EXTERNALLY-MANAGED} "$lib"/config-"$PY_XY"-*
+        # Debian compiles the standard library when the package is configured; nothing is
+        # configured in an extracted root filesystem, and the image's user cannot write there.
+        chroot "$r" "/usr/bin/python$PY_XY" -m compileall -q "/usr/lib/python$PY_XY" >&2 ||
+            die "compiling the runtime's standard library failed"
+    fi
+    ln -sfn "python$PY_XY" "$r/usr/bin/python"
+    ln -sfn "python$PY_XY" "$r/usr/bin/python3"
+}
+
+python_abi() { # $1 = rootfs; prints "cache_tag soabi" of its /usr/bin/python
+    chroot "$1" /usr/bin/python -c \
         'import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))'
 }
 
@@ -407,11 +527,38 @@ mmdebstrap_common() { # prints args shared by both images
     [[ -d $hooks ]] && printf '%s\n' "--hook-dir=$hooks"
     printf '%s\n' --aptopt='Acquire::Languages "none"' --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/locale/*'
+    # A development suite's Release file expires within days; a mirror kept as a snapshot
+    # serves it expired. Its signature is still checked.
+    if [[ $PY_FROM == debian ]]; then printf '%s\n' --aptopt='Acquire::Check-Valid-Until "false"'; fi
+}
+
+# The Debian suite of both images: the host's, or the development suite Debian's
+# interpreter comes from.
+image_suite() {
+    if [[ $PY_FROM == debian ]]; then printf '%s\n' "$PY_SUITE"; else host_codename; fi
 }
 
 write_host_sources() {
-    host_sources deb "" >"$work/host.sources"
+    local suites=
+    if [[ $PY_FROM == debian ]]; then suites=$PY_SUITE; fi
+    host_sources deb "$suites" >"$work/host.sources"
     grep -q '^URIs:' "$work/host.sources" || die "no Debian 'deb' entries for $(host_codename) in the host's apt sources"
+}
+
+# mmdebstrap a root filesystem of image_suite, once per run. $1 = variant, $2 = name for
+# the logs, $3 = directory, the rest = packages.
+make_rootfs() {
+    local variant=$1 name=$2 r=$3 extra=()
+    shift 3
+    [[ -d $r ]] && return 0
+    local -a common
+    mapfile -t common < <(mmdebstrap_common)
+    write_host_sources
+    if [[ $variant == extract ]]; then extra=(--skip=cleanup/apt/cache); fi
+    log "mmdebstrap: $name root filesystem ($(image_suite), variant $variant)"
+    mmdebstrap --variant="$variant" "${extra[@]}" --include="$(IFS=,; printf '%s' "$*")" \
+        "${common[@]}" "$(image_suite)" "$r" "$work/host.sources" >"$work/mmdebstrap-$name.log" 2>&1 ||
+        { rm -rf -- "$r"; tail -n 30 "$work/mmdebstrap-$name.log" >&2; die "mmdebstrap ($name) failed"; }
 }
 
 # Users as in Chainguard's images: root and nonroot (65532), nonroot's home /home/nonroot.
@@ -436,7 +583,7 @@ add_nonroot() { # $1 = rootfs, $2 = login shell
 
 import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra --change via IMPORT_CHANGES
     local rootfs=$1 image=$2 title=$3 desc=$4 abi tag soabi created
-    abi=$(python_abi)
+    abi=$(python_abi "$rootfs")
     tag=${abi% *}
     soabi=${abi#* }
     created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -451,7 +598,7 @@ import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra 
         --change "LABEL org.opencontainers.image.created=\"$created\""
         --change "LABEL org.opencontainers.image.version=\"$cpython_version\""
         --change "LABEL org.opencontainers.image.vendor=\"allocscope\""
-        --change "LABEL org.opencontainers.image.base.name=\"debian:$(host_codename)\""
+        --change "LABEL org.opencontainers.image.base.name=\"debian:$(image_suite)\""
         --change "LABEL allocscope.base=\"debian\""
         --change "LABEL allocscope.python.version=\"$cpython_version\""
         --change "LABEL allocscope.python.cache_tag=\"$tag\""
@@ -470,13 +617,7 @@ image_size() { docker image inspect -f '{{.Size}}' "$1"; }
 
 build_builder() {
     local r=$work/builder-rootfs start=$SECONDS
-    local -a common
-    mapfile -t common < <(mmdebstrap_common)
-    write_host_sources
-    log "mmdebstrap: builder root filesystem ($(host_codename), variant apt)"
-    mmdebstrap --variant=apt --include="$(IFS=,; printf '%s' "${BUILDER_PACKAGES[*]}")" \
-        "${common[@]}" "$(host_codename)" "$r" "$work/host.sources" >"$work/mmdebstrap-builder.log" 2>&1 ||
-        { tail -n 30 "$work/mmdebstrap-builder.log" >&2; die "mmdebstrap (builder) failed"; }
+    make_rootfs apt builder "$r" "${BUILDER_PACKAGES[@]}"
     install_cpython "$r" builder
     ln -sfn pip3 "$r/usr/bin/pip"   # Chainguard's -dev images have a plain `pip`
     # The Dockerfile copies /usr/lib/libjemalloc.so.2, Wolfi's path: a real file, not a link.
@@ -488,7 +629,7 @@ build_builder() {
     ldconfig -r "$r"
     IMPORT_CHANGES=(--change 'WORKDIR /home/nonroot')
     import_image "$r" "$BUILDER_IMAGE" "allocscope builder base" \
-        "Debian $(host_codename) with CPython $cpython_version (builtin hashes: blake2 only), pip, jemalloc"
+        "Debian $(image_suite) with CPython $cpython_version, pip, jemalloc"
     log "builder image built in $((SECONDS - start))s"
 }
 
@@ -545,15 +686,9 @@ EOF
 
 build_runtime() {
     local r=$work/runtime-rootfs start=$SECONDS
-    local -a common keep
-    mapfile -t common < <(mmdebstrap_common)
-    write_host_sources
+    local -a keep
     ensure_fips_provider
-    log "mmdebstrap: runtime root filesystem ($(host_codename), variant extract)"
-    mmdebstrap --variant=extract --skip=cleanup/apt/cache \
-        --include="$(IFS=,; printf '%s' "${RUNTIME_PACKAGES[*]}")" \
-        "${common[@]}" "$(host_codename)" "$r" "$work/host.sources" >"$work/mmdebstrap-runtime.log" 2>&1 ||
-        { tail -n 30 "$work/mmdebstrap-runtime.log" >&2; die "mmdebstrap (runtime) failed"; }
+    make_rootfs extract runtime "$r" "${RUNTIME_PACKAGES[@]}"
 
     # --- prune: only the libraries and data of the wanted packages stay ---------------
     keep=("${RUNTIME_PACKAGES[@]}" "${RUNTIME_KEEP_EXTRA[@]}")
@@ -563,7 +698,8 @@ build_runtime() {
         pkg=$(dpkg-deb -f "$deb" Package)
         ver=$(dpkg-deb -f "$deb" Version)
         want=0
-        for k in "${keep[@]}"; do if [[ $k == "$pkg" ]]; then want=1; fi; done
+        # shellcheck disable=SC2053 # entries may be globs
+        for k in "${keep[@]}"; do if [[ $pkg == $k ]]; then want=1; fi; done
         if ((want)); then
             manifest+=("$pkg $ver")
             # Package metadata for image scanners, as Google's distroless images keep it.
@@ -637,7 +773,7 @@ build_runtime() {
     ln -sfn /etc/ssl/certs "$r/usr/lib/ssl/certs"
     ln -sfn /etc/ssl/certs/ca-certificates.crt "$r/usr/lib/ssl/cert.pem"
     local libssl_ver fips_ver
-    libssl_ver=$(grep -h '^Version:' "$r/var/lib/dpkg/status.d/libssl3" | awk '{print $2}')
+    libssl_ver=$(grep -h '^Version:' "$r"/var/lib/dpkg/status.d/libssl3* | awk '{print $2}')
     fips_ver=$(cat "$fips_dir/VERSION" 2>/dev/null || echo unknown)
     log "runtime libssl3 $libssl_ver, FIPS provider built from OpenSSL $fips_ver"
     [[ ${libssl_ver%%-*} == "$fips_ver" ]] ||
@@ -659,7 +795,7 @@ build_runtime() {
     IMPORT_CHANGES=(--change 'LABEL allocscope.fips.provider="OpenSSL FIPS provider '"$fips_ver"' built from source, not a validated module"'
         --change 'WORKDIR /home/nonroot')
     import_image "$r" "$RUNTIME_IMAGE" "allocscope FIPS runtime base" \
-        "Distroless-style Debian $(host_codename) runtime: CPython $cpython_version, OpenSSL FIPS provider enforced, no shell"
+        "Distroless-style Debian $(image_suite) runtime: CPython $cpython_version, OpenSSL FIPS provider enforced, no shell"
     log "runtime image built in $((SECONDS - start))s"
 }
 
@@ -701,6 +837,9 @@ ensure_engine() {
 
 # ---------------------------------------------------------------------------------------
 t0=$SECONDS
+if [[ $step == cpython && $PY_FROM == debian ]]; then
+    die "$PY_SOURCE is Debian's $PY_SUITE build here: it needs $PY_SUITE's C library and does not run on this host; run it in the builder image (docker run --rm allocscope-base/builder python -V), or build CPython from source with ALLOCSCOPE_PY_SOURCE=python3.13"
+fi
 ensure_packages "${HOST_PACKAGES[@]}"
 ensure_cpython
 case $step in

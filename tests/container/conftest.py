@@ -12,6 +12,7 @@ test starts is removed by name afterwards, whatever happens.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -107,3 +108,18 @@ def shared_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def python_tag(image_config: dict[str, Any]) -> str:
+    """The image's CPython cache tag (cpython-314), as its build labelled it."""
+    tag: str = image_config["Labels"]["allocscope.python.cache_tag"]
+    assert re.fullmatch(r"cpython-3\d+", tag), tag
+    return tag
+
+
+@pytest.fixture(scope="session")
+def python_xy(python_tag: str) -> str:
+    """'3.14' for cpython-314."""
+    digits = python_tag.removeprefix("cpython-")
+    return f"{digits[0]}.{digits[1:]}"

@@ -14,7 +14,9 @@ from tests.container.dockerlib import REPO, SLOW, docker, free_port
 pytestmark = [pytest.mark.container, SLOW]
 
 
-def test_build_refuses_a_builder_of_another_abi(image_config: dict[str, Any]) -> None:
+def test_build_refuses_a_builder_of_another_abi(
+    image_config: dict[str, Any], python_tag: str
+) -> None:
     labels = image_config["Labels"]
     builder = labels.get("allocscope.builder.name")
     runtime = labels.get("org.opencontainers.image.base.name")
@@ -35,7 +37,7 @@ def test_build_refuses_a_builder_of_another_abi(image_config: dict[str, Any]) ->
     assert proc.returncode != 0
     # The legacy builder prints a step's own output (stderr included) on stdout.
     output = proc.stdout + proc.stderr
-    assert "this Python is cpython-313 but PYTHON_TAG=cpython-399" in output, output[-3000:]
+    assert f"this Python is {python_tag} but PYTHON_TAG=cpython-399" in output, output[-3000:]
     assert "Successfully built" not in proc.stdout
 
 

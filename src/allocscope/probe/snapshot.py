@@ -49,7 +49,7 @@ class Snapshot:
     fips: fips_mod.FipsInfo
     runtime: runtime_mod.Runtime
     errors: tuple[str, ...]  # facts that could not be read, and why
-    warnings: tuple[str, ...]  # facts that were read and look wrong (see faults())
+    warnings: tuple[str, ...] = ()  # facts that were read and look wrong (see faults())
     # A declared glibc arena limit, proved by observation (only when asked: it starts threads)
     arena_limit: ArenaLimitProof | None = None
 
