@@ -9,6 +9,7 @@ constant ``mi_version`` returns), so it needs no code run in the process.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import re
@@ -78,6 +79,8 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
 
 def identify(path: str) -> Identity:
     """Identity of the ELF file at ``path``; OSError when it cannot be opened or read."""
+    if "\0" in path:  # open() raises ValueError for it; to a caller it is just unreadable
+        raise OSError(errno.EINVAL, "the path contains a NUL byte", path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         return _cached(f.fileno(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
