@@ -138,10 +138,14 @@ def finish_run(
     if rss_end is not None:
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
+    exits = [e for e in events if e.get("event") == "exit"]
     target = {
         "tree": watch.tree.to_dict(),
         "processes": [p.to_dict() for p in watch.proofs.values()],
         "inside": inside,
+        "exit_heaps": [
+            {"pid": e.get("pid"), "rss": e.get("rss"), "heap": e.get("heap")} for e in exits
+        ],
         "stdout": stdout,
         "trims": {
             "count": len(trims),
