@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from allocscope import __version__, exitcodes
 
 # Subcommand -> module under allocscope.commands (imported only when chosen).
-COMMANDS = ("info", "verify", "serve", "bench", "compare", "report")
+COMMANDS = ("info", "inspect", "agent", "verify", "serve", "bench", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

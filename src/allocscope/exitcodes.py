@@ -17,3 +17,6 @@ STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
 
 # inspect (another process); 1 also means "two allocators mapped" for info and inspect.
 NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited while being read
+ATTACH_UNSUPPORTED = 21  # --attach: not a CPython, not x86-64, or the probe failed inside it
+ATTACH_DENIED = 22  # --attach: ptrace not permitted (root / CAP_SYS_PTRACE, Yama ptrace_scope)
+ATTACH_TIMEOUT = 23  # --attach: no answer in time (main thread blocked in C code)

@@ -62,14 +62,7 @@ def render(snap: Snapshot) -> str:
         f"  confirmed  {a.confirmed_by or 'no'}",
         f"  python     {a.python_allocator}",
     ]
-    for key, value in (
-        ("LD_PRELOAD", a.declared.ld_preload),
-        ("MALLOC_CONF", a.declared.malloc_conf),
-        ("MALLOC_ARENA_MAX", a.declared.malloc_arena_max),
-        ("PYTHONMALLOC", a.declared.pythonmalloc),
-    ):
-        if value is not None:
-            lines.append(f"  {key:<17}{value}")
+    lines += [f"  {key:<17}{value}" for key, value in a.declared.set_variables()]
     if snap.jemalloc:
         s = snap.jemalloc.stats
         lines.append(

@@ -20,3 +20,15 @@ class NotInspectable(InspectError):
     """A kernel thread, a zombie, or a process that exited while being read."""
 
     exit_code = exitcodes.NOT_INSPECTABLE
+
+
+class AttachUnsupported(InspectError):
+    exit_code = exitcodes.ATTACH_UNSUPPORTED
+
+
+class AttachDenied(InspectError):
+    exit_code = exitcodes.ATTACH_DENIED
+
+
+class AttachTimeout(InspectError):
+    exit_code = exitcodes.ATTACH_TIMEOUT

@@ -83,15 +83,22 @@ def _search_dirs(machine: str) -> list[str]:
 
 
 def _objects(proc: Proc, maps: list[Mapping]) -> list[_Object]:
-    """Every executable file mapping, once, in address order."""
+    """Every executable file mapping, once, in address order.
+
+    Read through the target's root (its mount namespace); a deleted or memfd object
+    through /proc/PID/map_files (root only).
+    """
     seen: dict[str, _Object] = {}
     for m in maps:
         if "x" not in m.perms or not m.path.startswith("/") or m.path in seen:
             continue
-        try:
-            ident, error = identity.identify(proc.in_root(m.path)), None
-        except OSError as e:
-            ident, error = None, e.strerror or str(e)
+        ident, error = None, None
+        for path in (proc.in_root(m.path), proc.path(f"map_files/{m.start:x}-{m.end:x}")):
+            try:
+                ident, error = identity.identify(path), None
+                break
+            except OSError as e:
+                error = error or e.strerror or str(e)
         seen[m.path] = _Object(m.path, m.inode, ident, error)
     return list(seen.values())
 

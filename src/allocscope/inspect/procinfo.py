@@ -20,6 +20,7 @@ class Mapping:
     start: int
     end: int
     perms: str
+    offset: int
     inode: int
     path: str  # "" for anonymous memory, "[heap]", "[stack]", or a file path
 
@@ -61,7 +62,9 @@ def parse_maps(text: str) -> list[Mapping]:
             continue
         start, _, end = parts[0].partition("-")
         path = parts[5].removesuffix(" (deleted)") if len(parts) == 6 else ""
-        maps.append(Mapping(int(start, 16), int(end, 16), parts[1], int(parts[4]), path))
+        maps.append(
+            Mapping(int(start, 16), int(end, 16), parts[1], int(parts[2], 16), int(parts[4]), path)
+        )
     return maps
 
 
@@ -84,15 +87,10 @@ class Proc:
         return os.path.join(self.dir, name)
 
     def text(self, name: str) -> str:
-        """The text of /proc/PID/name; OSError for parts we may not read (EACCES...)."""
-        try:
-            with open(self.path(name), encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError as e:
-            self.check_alive(e)
-            raise
+        return self.raw(name).decode("utf-8", errors="replace")
 
     def raw(self, name: str) -> bytes:
+        """The bytes of /proc/PID/name; OSError for parts we may not read (EACCES...)."""
         try:
             with open(self.path(name), "rb") as f:
                 return f.read()

@@ -36,6 +36,17 @@ class Declared:
     pythonmalloc: str | None
     glibc_tunables: str | None
 
+    def set_variables(self) -> list[tuple[str, str]]:
+        """(variable, value) for each variable the environment set, in a fixed order."""
+        pairs = (
+            ("LD_PRELOAD", self.ld_preload),
+            ("MALLOC_CONF", self.malloc_conf),
+            ("MALLOC_ARENA_MAX", self.malloc_arena_max),
+            ("GLIBC_TUNABLES", self.glibc_tunables),
+            ("PYTHONMALLOC", self.pythonmalloc),
+        )
+        return [(k, v) for k, v in pairs if v is not None]
+
     @classmethod
     def from_environ(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Declared:
         env = os.environ if environ is None else environ

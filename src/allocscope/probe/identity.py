@@ -68,6 +68,11 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
         if marker is not None:
             version = _version(name, data, symbols.get(marker))
             return Identity(name, marker, "malloc" in symbols, version, True)
+    if "malloc" in symbols:  # a stripped executable with an allocator linked in
+        for name in ("jemalloc", "tcmalloc"):
+            version = _version(name, data, None)
+            if version is not None:
+                return Identity(name, "version string", True, version, True)
     return Identity(None, None, "malloc" in symbols, None, True)
 
 

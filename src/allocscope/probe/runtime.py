@@ -7,7 +7,6 @@ import platform
 import sys
 import sysconfig
 from dataclasses import dataclass
-from importlib import metadata
 
 # Distributions whose versions matter when reading a report.
 DISTRIBUTIONS = ("allocscope", "granian", "prometheus-client", "psutil")
@@ -27,6 +26,8 @@ class Runtime:
 
 
 def installed_versions(names: tuple[str, ...] = DISTRIBUTIONS) -> dict[str, str]:
+    from importlib import metadata  # heavy (email, zipfile): only when asked
+
     found = {}
     for name in names:
         try:
@@ -36,7 +37,8 @@ def installed_versions(names: tuple[str, ...] = DISTRIBUTIONS) -> dict[str, str]
     return found
 
 
-def read() -> Runtime:
+def read(packages: bool = True) -> Runtime:
+    """The interpreter; ``packages=False`` skips the installed versions (importlib.metadata)."""
     return Runtime(
         python_version=platform.python_version(),
         implementation=sys.implementation.name,
@@ -46,5 +48,5 @@ def read() -> Runtime:
         machine=platform.machine(),
         executable=sys.executable,
         pid=os.getpid(),
-        packages=installed_versions(),
+        packages=installed_versions() if packages else {},
     )

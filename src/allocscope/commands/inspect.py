@@ -1,0 +1,182 @@
+"""allocscope inspect: what another running process runs on, from /proc (any language)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator
+
+from allocscope import exitcodes
+from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
+from allocscope.inspect.procinfo import all_pids
+from allocscope.inspect.render import render, render_attach, timeline_line
+
+HELP = "inspect running processes (any language): allocator, memory, crypto, container"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pids", nargs="*", metavar="PID", help="process ids to inspect")
+    parser.add_argument(
+        "--all", action="store_true", help="every process in this pid namespace, by container"
+    )
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help=f"print {SCHEMA} JSON")
+    out.add_argument("--human", action="store_true", help="a readable page (the default)")
+    parser.add_argument(
+        "--watch", type=_seconds, metavar="SECONDS", help="a timeline: inspect every SECONDS"
+    )
+    parser.add_argument(
+        "--count", type=_count, metavar="N", help="with --watch: stop after N rounds"
+    )
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="CPython targets: run the probe inside (ptrace, root or CAP_SYS_PTRACE): "
+        "full snapshot, Python's view, and leak or fragmentation",
+    )
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="with --attach: release free memory, report before/after",
+    )
+    parser.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="with --attach: seconds to wait (10)"
+    )
+    parser.add_argument("--proc", default="/proc", help=argparse.SUPPRESS)  # fake trees in tests
+    parser.epilog = (
+        "Passive: reads /proc/PID only (no ptrace); another user's process needs root or "
+        "CAP_SYS_PTRACE for its maps and environ. Exit codes: 0 ok, 1 two allocators mapped "
+        "in a process (a failure), 2 usage, 3 no such process or not a pid, 20 a kernel "
+        "thread, a zombie, or a process that exited while being read; --attach: 21 not a "
+        "CPython (or not x86-64, or the probe failed inside), 22 ptrace not permitted, 23 "
+        "no answer within --timeout."
+    )
+
+
+def _pids(args: argparse.Namespace) -> list[int] | str:
+    if args.all and args.pids:
+        return "give PIDs or --all, not both"
+    if not args.all and not args.pids:
+        return "give at least one PID, or --all"
+    if args.all:
+        return all_pids(args.proc)
+    pids = []
+    for text in args.pids:
+        try:
+            pids.append(int(text))
+        except ValueError:
+            return f"not a process id: {text!r}"
+    return pids
+
+
+def _reports(
+    pids: list[int], proc_root: str, every: bool
+) -> Iterator[tuple[int, ProcessReport | InspectError]]:
+    for pid in pids:
+        try:
+            yield pid, inspect_process(pid, proc_root)
+        except InspectError as e:
+            if not every:  # --all: kernel threads, zombies, exits are expected; skip
+                yield pid, e
+
+
+def run(args: argparse.Namespace) -> int:
+    pids = _pids(args)
+    if isinstance(pids, str):
+        print(f"allocscope inspect: {pids}", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.count is not None and args.watch is None:
+        print("allocscope inspect: --count needs --watch", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.trim and not args.attach:
+        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.attach and (args.all or args.watch is not None):
+        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.attach:
+        return _attach(args, pids)
+    if args.watch is not None:
+        return _watch(args, pids)
+    results = [r for _, r in _reports(pids, args.proc, args.all)]
+    reports = [r for r in results if isinstance(r, ProcessReport)]
+    if args.all:  # grouped by container, the host's processes first
+        reports.sort(key=lambda r: ((r.container and r.container.container_id) or "", r.pid))
+    errors = [r for r in results if isinstance(r, InspectError)]
+    for e in errors:
+        print(f"allocscope inspect: {e}", file=sys.stderr)
+    if args.json:
+        doc = {"schema": SCHEMA, "processes": [r.to_dict() for r in reports]}
+        doc["errors"] = [str(e) for e in errors]
+        print(json.dumps(doc))
+    else:
+        print("\n\n".join(render(r, grouped=args.all) for r in reports))
+    if errors:
+        return errors[0].exit_code
+    return exitcodes.CHECK_FAILED if any(r.failed for r in reports) else exitcodes.OK
+
+
+def _attach(args: argparse.Namespace, pids: list[int]) -> int:
+    """Passive report and the probe run inside, per PID; the first failure's exit code."""
+    from allocscope.inspect.attach import SCHEMA as ATTACH_SCHEMA
+    from allocscope.inspect.attach import attach
+
+    code = exitcodes.OK
+    for pid in pids:
+        try:
+            report = inspect_process(pid, args.proc)
+            inside = attach(pid, trim=args.trim, timeout=args.timeout)
+        except InspectError as e:
+            print(f"allocscope inspect: {e}", file=sys.stderr)
+            code = code or e.exit_code
+            continue
+        if args.json:
+            doc = {"schema": ATTACH_SCHEMA, "inspect": report.to_dict()}
+            doc["attach"] = dataclasses.asdict(inside)
+            print(json.dumps(doc))
+        else:
+            print(render(report) + "\n" + render_attach(inside))
+        if report.failed:
+            code = code or exitcodes.CHECK_FAILED
+    return code
+
+
+def _watch(args: argparse.Namespace, pids: list[int]) -> int:
+    """One line (or JSON document) per process per round, until --count or Ctrl-C."""
+    rounds = 0
+    code = exitcodes.OK
+    live = list(pids)
+    while live and (args.count is None or rounds < args.count):
+        if rounds:
+            time.sleep(args.watch)
+        targets = all_pids(args.proc) if args.all else live
+        for pid, result in _reports(targets, args.proc, args.all):
+            if isinstance(result, InspectError):
+                print(f"allocscope inspect: {result}", file=sys.stderr)
+                live.remove(pid)  # it has gone: the others' timelines go on
+                code = code or result.exit_code
+            elif args.json:
+                print(json.dumps(result.to_dict()), flush=True)
+            else:
+                print(timeline_line(result), flush=True)
+                if result.failed:
+                    code = code or exitcodes.CHECK_FAILED
+        rounds += 1
+    return code

@@ -1,0 +1,134 @@
+"""The node's processes as Prometheus metrics: the agent's collector.
+
+A scrape reads every process's RSS from /proc/PID/statm (cheap), keeps the top N, and
+inspects only those (maps, environ, ELF symbols; identities are cached per file), so
+its cost and the series' cardinality stay bounded. prometheus_client is imported here
+only: the rest of inspect needs nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from allocscope.inspect.errors import InspectError
+from allocscope.inspect.procinfo import all_pids
+from allocscope.inspect.report import ProcessReport, inspect_process
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+LABELS = ("pid", "command", "container")
+
+
+def rss_by_pid(proc_root: str = "/proc") -> dict[int, int]:
+    """Resident bytes of every user process (kernel threads have 0 and are left out)."""
+    found = {}
+    for pid in all_pids(proc_root):
+        try:
+            with open(f"{proc_root}/{pid}/statm", encoding="ascii") as f:
+                resident = int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if resident:
+            found[pid] = resident
+    return found
+
+
+@dataclass(eq=False)  # registries key collectors by identity
+class NodeCollector(Collector):
+    top: int = 50
+    proc_root: str = "/proc"
+    cgroup_root: str = "/sys/fs/cgroup"
+
+    def reports(self) -> tuple[list[ProcessReport], int]:
+        """Reports of the top processes by RSS, and how many processes were seen."""
+        rss = rss_by_pid(self.proc_root)
+        chosen = sorted(rss, key=lambda p: rss[p], reverse=True)[: self.top]
+        reports = []
+        for pid in chosen:
+            try:
+                reports.append(inspect_process(pid, self.proc_root, self.cgroup_root))
+            except InspectError:
+                continue  # exited since, or a zombie now
+        return reports, len(rss)
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        reports, seen = self.reports()
+        info = InfoMetricFamily(
+            "allocscope_process_allocator",
+            "the allocator serving malloc in the process (by its symbols)",
+            labels=LABELS,
+        )
+        conflict = GaugeMetricFamily(
+            "allocscope_process_allocator_conflict",
+            "1 when two allocators are mapped at once in the process (a failure)",
+            labels=LABELS,
+        )
+        mem = GaugeMetricFamily(
+            "allocscope_process_memory_bytes", "process memory by kind", labels=(*LABELS, "kind")
+        )
+        heaps = GaugeMetricFamily(
+            "allocscope_process_glibc_arena_heaps",
+            "glibc arena heaps (64 MiB-aligned) mapped, when glibc serves malloc",
+            labels=LABELS,
+        )
+        heap_bytes = GaugeMetricFamily(
+            "allocscope_process_glibc_heap_bytes",
+            "glibc heap bytes mapped read-write, main ([heap]) and arenas",
+            labels=(*LABELS, "heap"),
+        )
+        fips = GaugeMetricFamily(
+            "allocscope_process_fips_provider_mapped",
+            "1 when OpenSSL's FIPS provider (fips.so) is mapped into the process",
+            labels=LABELS,
+        )
+        unknown = GaugeMetricFamily(
+            "allocscope_process_unknown_parts",
+            "parts of the process that could not be read (permission, exited)",
+            labels=LABELS,
+        )
+        for r in reports:
+            box = r.container.container_id[:12] if r.container and r.container.container_id else ""
+            labels = [str(r.pid), r.command, box]
+            a = r.allocator
+            if a is not None:
+                info.add_metric(
+                    labels,
+                    {"allocator": a.name, "version": a.version or "", "source": a.source},
+                )
+                conflict.add_metric(labels, 1.0 if a.conflict else 0.0)
+            m = r.memory.process
+            if m is not None:
+                for kind, value in (
+                    ("rss", m.rss_bytes), ("pss", m.pss_bytes), ("uss", m.uss_bytes),
+                    ("anon", m.anon_rss_bytes), ("file", m.file_rss_bytes),
+                    ("swap", m.swap_bytes), ("anon_huge_pages", m.anon_huge_pages_bytes),
+                ):  # fmt: skip
+                    if value is not None:
+                        mem.add_metric([*labels, kind], float(value))
+            g = r.memory.glibc
+            if g is not None:
+                heaps.add_metric(labels, float(g.arena_heaps))
+                heap_bytes.add_metric([*labels, "main"], float(g.main_heap_bytes))
+                heap_bytes.add_metric([*labels, "arenas"], float(g.arena_heap_bytes))
+            if r.crypto is not None:
+                fips.add_metric(labels, 1.0 if r.crypto.fips_provider else 0.0)
+            unknown.add_metric(labels, float(len(r.unknowns)))
+        yield from (info, conflict, mem, heaps, heap_bytes, fips, unknown)
+        processes = GaugeMetricFamily(
+            "allocscope_agent_processes", "processes seen and inspected", labels=("state",)
+        )
+        processes.add_metric(["seen"], float(seen))
+        processes.add_metric(["inspected"], float(len(reports)))
+        yield processes
+        yield GaugeMetricFamily(
+            "allocscope_agent_scrape_seconds",
+            "time this scrape took to inspect the processes",
+            value=time.perf_counter() - started,
+        )

@@ -1,0 +1,94 @@
+"""The code ``--attach`` hands to the target's interpreter, and the buffer it answers in.
+
+The target runs one line, ``exec(BOOT, {})``, from a pending call (so in its main thread,
+with the GIL, at a bytecode boundary). BOOT carries allocscope's probe as source and
+imports it through a meta-path finder of its own, so the target needs nothing installed;
+afterwards it removes the finder and every module it added to ``sys.modules``. The answer
+is JSON written into the same anonymous mapping the caller created:
+
+    [0:8] state (0 pending, 1 answered, 2 the caller gave up)  [8:16] length
+    [16:16+RESULT_MAX] the JSON answer  [CODE_AT:] the NUL-terminated line to run
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULT_MAX = 1 << 20
+CODE_AT = 16 + RESULT_MAX
+PACKAGE = Path(__file__).resolve().parents[1]  # src/allocscope
+
+_BOOT = """
+def _allocscope_attach(addr, size, trim, sources, packages):
+    import sys
+    before = set(sys.modules)
+    finder = None
+    try:
+        import ctypes
+        state = ctypes.c_uint64.from_address(addr)
+        if state.value == 2:  # the caller gave up waiting: free the buffer ourselves
+            libc = ctypes.CDLL(None)
+            libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+            libc.munmap(addr, size)
+            return
+        import json
+        try:
+            spec_class = type(sys.modules["sys"].__spec__)  # ModuleSpec, imported by nothing new
+
+            class Finder:
+                def find_spec(self, name, path=None, target=None):
+                    if name not in sources:
+                        return None
+                    spec = spec_class(name, self, is_package=name in packages)
+                    if name in packages:
+                        spec.submodule_search_locations = []
+                    return spec
+
+                def create_module(self, spec):
+                    return None
+
+                def exec_module(self, module):
+                    name = module.__name__
+                    exec(compile(sources[name], "<allocscope>/" + name, "exec"), module.__dict__)
+
+            if "allocscope" not in sys.modules:
+                finder = Finder()
+                sys.meta_path.insert(0, finder)
+            from allocscope.probe import inside
+            answer = inside.run(trim)
+        except BaseException as e:
+            import traceback
+            answer = {"error": "".join(traceback.format_exception_only(type(e), e)).strip()}
+        data = json.dumps(answer, default=str).encode()
+        if len(data) > RESULT_MAX:
+            data = json.dumps({"error": "answer larger than the buffer"}).encode()
+        ctypes.memmove(addr + 16, data, len(data))
+        ctypes.c_uint64.from_address(addr + 8).value = len(data)
+        state.value = 1
+    except BaseException:
+        pass  # never raise into the target's main thread
+    finally:
+        if finder is not None:
+            sys.meta_path.remove(finder)
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+"""
+
+
+def sources() -> tuple[dict[str, str], set[str]]:
+    """Module name -> source for allocscope and allocscope.probe; and the package names."""
+    found = {"allocscope": (PACKAGE / "__init__.py").read_text()}
+    for path in sorted((PACKAGE / "probe").glob("*.py")):
+        name = "allocscope.probe" if path.stem == "__init__" else f"allocscope.probe.{path.stem}"
+        found[name] = path.read_text()
+    return found, {"allocscope", "allocscope.probe"}
+
+
+def line(addr: int, size: int, trim: bool) -> bytes:
+    """The NUL-terminated statement PyRun_SimpleString runs in the target."""
+    modules, packages = sources()
+    boot = (
+        _BOOT.replace("RESULT_MAX", str(RESULT_MAX))
+        + f"\n_allocscope_attach({addr}, {size}, {trim!r}, {modules!r}, {packages!r})\n"
+    )
+    return f"exec({boot!r}, {{}})".encode() + b"\0"

@@ -1,0 +1,135 @@
+"""Readable pages and timeline lines for inspect's records (rendering only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from allocscope.inspect.report import ProcessReport
+
+if TYPE_CHECKING:
+    from allocscope.inspect.attach import AttachReport
+
+
+def _mib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+def _short(container_id: str | None) -> str:
+    return container_id[:12] if container_id else "host"
+
+
+def render(r: ProcessReport, grouped: bool = False) -> str:
+    box = r.container
+    where = (
+        f"  container {_short(box.container_id)}" if box and (grouped or box.container_id) else ""
+    )
+    lines = [f"pid {r.pid}  {r.command}  ({r.exe or 'exe unknown'}){where}"]
+    if r.cmdline:
+        lines.append(f"  cmdline     {' '.join(r.cmdline)[:160].replace(chr(10), ' ')}")
+    a = r.allocator
+    if a is not None:
+        lines.append(f"  allocator   {a.label}  {a.path or ''}  [{a.marker or 'unconfirmed'}]")
+        if a.conflict:
+            lines.append(f"  FAIL        {a.conflict}")
+        for p in a.preload:
+            lines.append(f"  {'preload':<11} {p.entry}  {p.verdict}")
+        if a.declared:
+            lines += [
+                f"  {'declared':<11} {key}={value}"
+                for key, value in a.declared.set_variables()
+                if key != "LD_PRELOAD"  # each entry is explained above
+            ]
+    m = r.memory.process
+    if m is not None:
+        lines.append(
+            f"  memory      rss {_mib(m.rss_bytes)}, pss {_mib(m.pss_bytes)}, "
+            f"uss {_mib(m.uss_bytes)}, anon {_mib(m.anon_rss_bytes)}, "
+            f"file {_mib(m.file_rss_bytes)}, swap {_mib(m.swap_bytes)}, "
+            f"thp {_mib(m.anon_huge_pages_bytes)}"
+        )
+    g = r.memory.glibc
+    if g is not None:
+        lines.append(
+            f"  glibc heap  main {_mib(g.main_heap_bytes)}, "
+            f"{g.arena_heaps} arena heaps {_mib(g.arena_heap_bytes)}"
+        )
+    lines.append(f"  counters    {r.memory.allocator_counters}")
+    c = r.crypto
+    if c is not None:
+        kernel = {True: "1", False: "0", None: "n/a"}[c.kernel_fips_enabled]
+        lines.append(
+            f"  crypto      libcrypto {c.libcrypto or 'not mapped'}, "
+            f"fips.so {c.fips_provider or 'not mapped'}, kernel fips_enabled {kernel}"
+        )
+        for key, value in (
+            ("OPENSSL_CONF", c.openssl_conf),
+            ("OPENSSL_MODULES", c.openssl_modules),
+        ):
+            if value is not None:
+                lines.append(f"  {'declared':<11} {key}={value}")
+    if box is not None:
+        limit = _mib(box.memory_max_bytes) if box.memory_max_bytes is not None else "no limit"
+        lines.append(
+            f"  cgroup      {box.cgroup}  memory {_mib(box.memory_current_bytes)} of {limit}"
+        )
+    lines += [f"  unknown     {u.part}: {u.reason}" for u in r.unknowns]
+    if a is not None:
+        lines += [f"  warning     {w}" for w in a.warnings]
+    return "\n".join(lines)
+
+
+def timeline_line(r: ProcessReport) -> str:
+    m = r.memory.process
+    g = r.memory.glibc
+    heaps = (
+        f" heaps {g.arena_heaps}+main {_mib(g.main_heap_bytes + g.arena_heap_bytes)}" if g else ""
+    )
+    rss = (
+        f"rss {_mib(m.rss_bytes)} pss {_mib(m.pss_bytes)} anon {_mib(m.anon_rss_bytes)}"
+        if m
+        else "memory n/a"
+    )
+    label = r.allocator.label if r.allocator else "allocator unknown"
+    fail = " FAIL two allocators" if r.failed else ""
+    return f"{r.time} pid {r.pid} {r.command} {label} {rss}{heaps}{fail}"
+
+
+def render_attach(a: AttachReport) -> str:
+    snap, py, v = a.snapshot, a.python, a.verdict
+    alloc = snap["allocator"]
+    lines = [
+        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip ({a.mechanism})",
+        f"  inside      {alloc['name']} {alloc['version'] or ''} serves malloc "
+        f"(confirmed by {alloc['confirmed_by'] or 'nothing'}), fips {snap['fips']['state']}",
+    ]
+    if snap.get("jemalloc"):
+        s = snap["jemalloc"]["stats"]
+        lines.append(
+            f"  jemalloc    allocated {_mib(s['allocated'])}, active {_mib(s['active'])}, "
+            f"resident {_mib(s['resident'])}, retained {_mib(s['retained'])}, "
+            f"{s['narenas']} arenas"
+        )
+    if snap.get("glibc"):
+        g = snap["glibc"]
+        lines.append(
+            f"  mallinfo2   in use {_mib(g['in_use_bytes'])}, free {_mib(g['free_bytes'])}, "
+            f"mmap {_mib(g['mmap_bytes'])}, arenas {g['arenas']}"
+        )
+    traced = (
+        f", tracemalloc {_mib(py['tracemalloc_current_bytes'])}"
+        if py["tracemalloc_tracing"]
+        else ", tracemalloc off"
+    )
+    lines.append(
+        f"  python      {py['version']}: {py['allocated_blocks']} blocks, gc counts "
+        f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
+    )
+    lines.append(f"  verdict     {v.sentence} (process anon RSS {_mib(v.held_bytes)})")
+    if a.trim is not None:
+        t = a.trim
+        lines.append(
+            f"  trim        {t.action}: rss {_mib(t.rss_before_bytes)} -> "
+            f"{_mib(t.rss_after_bytes)}, returned {_mib(t.returned_bytes)}, "
+            f"in use after {_mib(t.in_use_after_bytes)}"
+        )
+    return "\n".join(lines)

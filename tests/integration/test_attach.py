@@ -1,0 +1,140 @@
+"""inspect --attach into real CPython processes: a gunicorn worker, a fragmented glibc heap,
+and the refusals (not Python, no ptrace rights, a main thread that never comes back)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allocscope.inspect import process_tree
+from tests.conftest import child_env, run_allocscope
+from tests.integration.targets import free_port, running, serves
+
+APP = """\
+import json, os, sys, threading
+
+def app(environ, start_response):
+    body = {"modules": sorted(sys.modules), "threads": threading.active_count(),
+            "fds": sorted(os.listdir("/proc/self/fd"))}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+"""
+FRAGMENTED = """\
+import dataclasses, time
+from allocscope.bench.workloads import fragment
+kept = fragment.run(dataclasses.replace(fragment.DEFAULTS, iters=60_000))
+del kept
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def state(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+        found: dict[str, Any] = json.loads(r.read())
+    return found
+
+
+def attach_json(*args: str) -> tuple[int, dict[str, Any] | None, str]:
+    proc = run_allocscope("inspect", "--attach", "--json", *args, timeout=120)
+    doc = json.loads(proc.stdout) if proc.stdout.strip() else None
+    return proc.returncode, doc, proc.stderr
+
+
+def test_gunicorn_worker_full_snapshot_and_unchanged(tmp_path: Path, jemalloc: str) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+            "--chdir", str(tmp_path), "app:app"]  # fmt: skip
+    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+        worker = process_tree(master.pid)[1]
+        before = state(port)
+        code, doc, err = attach_json(str(worker))
+        assert code == 0, err
+        assert doc is not None and doc["schema"] == "allocscope.attach/1"
+        inside = doc["attach"]
+        snap = inside["snapshot"]
+        assert snap["pid"] == worker
+        assert snap["allocator"]["name"] == "jemalloc"
+        assert snap["allocator"]["confirmed_by"] == "mallctl"
+        assert snap["jemalloc"]["stats"]["allocated"] > 0  # mallctl, read inside the worker
+        assert snap["fips"]["state"] in ("off", "on", "enforced")
+        assert inside["python"]["allocated_blocks"] > 0
+        verdict = inside["verdict"]
+        assert verdict["kind"] in ("objects", "fragmentation")
+        assert verdict["in_use_bytes"] == snap["jemalloc"]["stats"]["allocated"]
+        assert inside["trim"] is None  # never by default
+        after = state(port)  # it still serves, with the same modules, threads and files
+        assert after == before
+
+
+def test_glibc_fragmentation_told_apart_and_trimmed() -> None:
+    argv = [sys.executable, "-c", FRAGMENTED]
+    with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
+        code, doc, err = attach_json("--trim", str(t.pid))
+        assert code == 0, err
+        assert doc is not None
+        inside = doc["attach"]
+        v = inside["verdict"]
+        assert v["kind"] == "fragmentation", v["sentence"]
+        assert v["free_held_bytes"] > 4 * v["in_use_bytes"]
+        trim = inside["trim"]
+        assert trim["action"].startswith("glibc malloc_trim(0)")
+        assert trim["returned_bytes"] > 20 * 2**20, trim  # most of the free memory came back
+        assert t.poll() is None
+
+
+def test_not_a_python_process() -> None:
+    with running(["sleep", "60"]) as target:
+        code, doc, err = attach_json(str(target.pid))
+    assert code == 21 and doc is None
+    assert f"process {target.pid} (sleep) is not a CPython" in err
+
+
+def test_a_sleeping_main_thread_answers_at_once() -> None:
+    argv = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"]
+    with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
+        code, doc, err = attach_json("--timeout", "5", str(t.pid))
+        assert code == 0, err
+        assert doc is not None and doc["attach"]["round_trip_seconds"] < 5
+        assert t.poll() is None  # its sleep goes on
+
+
+def test_a_main_thread_blocked_on_a_lock_times_out_and_survives() -> None:
+    code = (
+        "import threading\nevent = threading.Event()\nthreading.Timer(8, event.set).start()\n"
+        "print('ready', flush=True)\nevent.wait()\nprint('done', flush=True)\n"
+    )
+    argv = [sys.executable, "-c", code]
+    with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
+        rc, _, err = attach_json("--timeout", "1", str(t.pid))
+        assert rc == 23, err
+        assert "did not answer within 1 s" in err
+        assert t.poll() is None
+        assert t.wait(timeout=30) == 0  # it ran the abandoned payload (which frees itself)
+        assert t.stdout is not None and t.stdout.read() == b"done\n"
+        assert t.stderr is not None and t.stderr.read() == b""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_no_ptrace_rights() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI runs as root): it drops to nobody")
+    with running([sys.executable, "-c", "import time\nwhile True: time.sleep(0.1)"]) as target:
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "allocscope", "inspect", "--attach", str(target.pid)],
+            env=child_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert target.poll() is None
+    assert proc.returncode == 22, proc.stderr
+    assert "ptrace not permitted" in proc.stderr and "Traceback" not in proc.stderr

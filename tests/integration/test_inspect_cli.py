@@ -1,0 +1,104 @@
+"""allocscope inspect on the command line: bad input, --watch, --all, another user's view."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import child_env, run_allocscope
+from tests.integration.targets import running
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["999999999"], 3, "no such process: 999999999"),
+        (["0"], 3, "not a process id: 0"),
+        (["-5"], 3, "not a process id: -5"),
+        (["2"], 20, "process 2 is a kernel thread (kthreadd): no user memory"),
+        (["abc"], 2, "not a process id: 'abc'"),
+        ([], 2, "give at least one PID, or --all"),
+        (["--all", "1"], 2, "give PIDs or --all, not both"),
+        (["1", "--count", "2"], 2, "--count needs --watch"),
+    ],
+)
+def test_bad_input(args: list[str], code: int, message: str) -> None:
+    proc = run_allocscope("inspect", *args)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_zombie() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(f"/proc/{child.pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+            time.sleep(0.05)
+        proc = run_allocscope("inspect", str(child.pid))
+        assert proc.returncode == 20
+        assert f"process {child.pid} is a zombie" in proc.stderr
+    finally:
+        child.wait()
+
+
+def test_watch_prints_a_timeline_and_stops() -> None:
+    with running(SLEEPER) as target:
+        proc = run_allocscope("inspect", str(target.pid), "--watch", "0.2", "--count", "3")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 3 and all(f"pid {target.pid} python" in x for x in lines)
+        assert all("glibc 2." in x and "rss " in x for x in lines)
+        proc = run_allocscope(
+            "inspect", "--json", str(target.pid), "--watch", "0.1", "--count", "2"
+        )
+        docs = [json.loads(x) for x in proc.stdout.splitlines()]
+        assert [d["pid"] for d in docs] == [target.pid] * 2
+
+
+def test_watch_follows_until_the_process_exits() -> None:
+    with running([sys.executable, "-c", "import time; time.sleep(1.5)"]) as target:
+        proc = run_allocscope("inspect", str(target.pid), "--watch", "0.3", timeout=30)
+    assert proc.returncode in (3, 20), proc.stderr  # gone: no such process, or exited mid-read
+    assert len(proc.stdout.splitlines()) >= 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_all_sees_every_process_and_skips_kernel_threads() -> None:
+    with running(SLEEPER) as target:
+        proc = run_allocscope("inspect", "--all", "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    pids = {p["pid"] for p in doc["processes"]}
+    assert target.pid in pids and os.getpid() in pids and 2 not in pids
+    assert doc["errors"] == []
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_another_users_process_is_answered_in_part() -> None:
+    """As nobody, a root process's maps and environ are unreadable: unknown, with the reason."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI runs as root): it drops to nobody")
+    with running(SLEEPER) as target:
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "allocscope", "inspect", "--json", str(target.pid)],
+            env=child_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)["processes"][0]
+    unknown = {u["part"]: u["reason"] for u in report["unknowns"]}
+    assert unknown["environ"].startswith("permission denied")
+    assert unknown["maps"].startswith("permission denied")
+    assert report["allocator"] is None
+    assert report["memory"]["process"]["rss_bytes"] > 0  # status is world-readable
