@@ -111,7 +111,7 @@ def test_a_sleeping_main_thread_answers_at_once() -> None:
 
 def test_a_main_thread_blocked_on_a_lock_times_out_and_survives() -> None:
     code = (
-        "import threading\nevent = threading.Event()\nthreading.Timer(3, event.set).start()\n"
+        "import threading\nevent = threading.Event()\nthreading.Timer(8, event.set).start()\n"
         "print('ready', flush=True)\nevent.wait()\nprint('done', flush=True)\n"
     )
     argv = [sys.executable, "-c", code]
@@ -120,7 +120,7 @@ def test_a_main_thread_blocked_on_a_lock_times_out_and_survives() -> None:
         assert rc == 23, err
         assert "did not answer within 1 s" in err
         assert t.poll() is None
-        assert t.wait(timeout=10) == 0  # it ran the abandoned payload (which frees itself)
+        assert t.wait(timeout=30) == 0  # it ran the abandoned payload (which frees itself)
         assert t.stdout is not None and t.stdout.read() == b"done\n"
         assert t.stderr is not None and t.stderr.read() == b""
 

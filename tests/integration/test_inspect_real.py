@@ -125,9 +125,17 @@ def test_two_allocators_preloaded_is_a_failure(jemalloc: str, tcmalloc: str) -> 
 def test_preload_entries_explained(tmp_path: Path, jemalloc: str) -> None:
     text = tmp_path / "libnot.so"
     text.write_text("not ELF" * 20)
+    arm = tmp_path / "libarm.so"  # a 64-bit little-endian ELF header for aarch64 (183)
+    arm.write_bytes(
+        b"\x7fELF\x02\x01\x01"
+        + b"\x00" * 9
+        + b"\x03\x00"
+        + (183).to_bytes(2, "little")
+        + b"\x00" * 64
+    )
     libz = "/lib/x86_64-linux-gnu/libz.so.1"
     lib_expr = jemalloc.replace("lib/x86_64-linux-gnu", "$LIB")
-    preload = f"/nope/libtcmalloc.so.4 {text} {libz} {lib_expr}"
+    preload = f"/nope/libtcmalloc.so.4 {text} {arm} {libz} {lib_expr}"
     with running(SLEEPER, LD_PRELOAD=preload) as proc:
         a = inspect_process(proc.pid).allocator
         assert a is not None
@@ -135,10 +143,12 @@ def test_preload_entries_explained(tmp_path: Path, jemalloc: str) -> None:
         assert got == {
             "/nope/libtcmalloc.so.4": "not loaded: no such file",
             str(text): "not loaded: not an ELF file",
+            str(arm): "not loaded: wrong architecture: 64-bit aarch64, the executable is "
+            "64-bit x86_64",
             libz: "loaded: not a memory allocator",
             lib_expr: "loaded: jemalloc, serves malloc",
         }
-        assert a.name == "jemalloc" and a.preload[3].expanded == jemalloc
+        assert a.name == "jemalloc" and a.preload[4].expanded == jemalloc
 
 
 def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
@@ -161,4 +171,24 @@ def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
         doc = json.loads(cli.stdout)
         assert doc["schema"] == "allocscope.inspect/1"
         assert [p["pid"] for p in doc["processes"]] == tree
+        assert serves(port)
+
+
+def test_uvicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
+    (tmp_path / "asgi.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'ok'})\n"
+    )
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1",
+            "--port", str(port), "--app-dir", str(tmp_path), "asgi:app"]  # fmt: skip
+    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+        tree = process_tree(master.pid)
+        assert len(tree) >= 3, tree  # the supervisor and two spawned workers (and a tracker)
+        for pid in tree:
+            a = inspect_process(pid).allocator
+            assert a is not None and (a.name, a.source) == ("jemalloc", "LD_PRELOAD"), pid
         assert serves(port)

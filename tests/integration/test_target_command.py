@@ -71,6 +71,9 @@ def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> N
         # and from inside: the injected hook ran in both Python processes
         assert len(target["inside"]) >= 2
         assert {i["allocator"] for i in target["inside"]} == {expected}
+        # and at exit, the allocator's own statistics (jemalloc's stats, glibc's mallinfo2)
+        heaps = [h["heap"] for h in target["exit_heaps"]]
+        assert len(heaps) >= 2 and all(h and "error" not in h for h in heaps)
         assert run.metrics["rss_peak"] > 20 * 2**20 and run.metrics["cpu_s"] > 0
         assert run.metrics["pss_peak"] > 0 and run.timeline
         assert "done 10000" in target["stdout"]

@@ -184,3 +184,66 @@ def test_trim_and_pythonmalloc_must_show_inside_python() -> None:
     ]
     with pytest.raises(VariantError, match="trim= must be greater than 0"):
         parse_spec("name=t,trim=0")
+
+
+RESPONSES = {
+    b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"/close": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nConnection: close\r\n\r\nok",
+    b"/empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"/error": b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+}
+
+
+def _raw_server() -> tuple[int, object]:
+    """A loopback server answering fixed bytes per path, written in split pieces."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    reply = RESPONSES[head.split(b" ")[1]]
+                    conn.sendall(reply[:7])  # the client must put pieces together
+                    conn.sendall(reply[7:])
+                    if b"Connection: close" in reply:
+                        return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], listener
+
+
+@pytest.mark.parametrize("path", [p.decode() for p in RESPONSES])
+def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
+    port, listener = _raw_server()
+    try:
+        gen = load.Load("127.0.0.1", port, load.single(path), concurrency=3, procs=1, count=60)
+        assert gen.wait_ready()
+        gen.go()
+        s = gen.result().summary()
+        gen.stop()
+    finally:
+        listener.close()  # type: ignore[attr-defined]
+    assert s["requests"] == 60, s
+    if path == "/error":
+        assert s["errors"] == {"status 503": 60} and s["ok"] == 0
+    else:
+        assert s["ok"] == 60 and s["error_count"] == 0
+    assert 0 < s["p50_ms"] <= s["p99_ms"] <= s["max_ms"] + 0.01

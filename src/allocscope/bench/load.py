@@ -260,17 +260,13 @@ class _Shared:
             self.done.set_result(None)
 
 
-def _content_length(data: bytes, start: int, end: int) -> int | None:
-    at = data.find(b"ontent-Length:", start, end)
+def _content_length(head: bytes) -> int | None:
+    """From a response head already lower-cased (only the head: bodies are never copied)."""
+    at = head.find(b"\r\ncontent-length:")
     if at < 0:
-        at = data.find(b"ontent-length:", start, end)
-    if at < 0:
-        at = data.lower().find(b"content-length:", start, end)
-        if at < 0:
-            return None
-        at += 1
-    stop = data.find(b"\r\n", at, end)
-    return int(data[at + 14 : stop if stop >= 0 else end])
+        return None
+    stop = head.find(b"\r\n", at + 2)
+    return int(head[at + 17 : stop if stop >= 0 else len(head)])
 
 
 class _Client(asyncio.Protocol):
@@ -325,10 +321,11 @@ class _Client(asyncio.Protocol):
             if data[pos : pos + 5] != b"HTTP/":
                 self._broken("malformed response")
                 return
-            length = _content_length(data, pos, end)
+            head = data[pos:end].lower()
+            length = _content_length(head)
             if length is not None:
                 stop = end + 4 + length
-            elif data.lower().find(b"transfer-encoding: chunked", pos, end) >= 0:
+            elif b"\r\ntransfer-encoding: chunked" in head:
                 last = data.find(b"\r\n0\r\n\r\n", end + 2)
                 if last < 0:
                     break
@@ -338,7 +335,7 @@ class _Client(asyncio.Protocol):
             if stop > n:
                 break
             status = data[pos + 9 : pos + 12]
-            close = data.lower().find(b"\r\nconnection: close", pos, end) >= 0
+            close = b"\r\nconnection: close" in head
             pos = stop
             now = time.perf_counter()
             s = self.s

@@ -27,7 +27,7 @@ from typing import Any
 
 from allocscope.bench import load, tree
 from allocscope.bench.results import MB, Run
-from allocscope.bench.target import TargetError, check_command, finish_run
+from allocscope.bench.target import TargetError, check_command, finish_run, label
 from allocscope.bench.target_options import ServeOptions
 from allocscope.bench.target_session import Session
 from allocscope.bench.variants import Variant
@@ -181,9 +181,7 @@ def run_service(
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     params = {"kind": "service", "serve": opts.template, "argv": argv}
-    shown = [os.path.basename(argv[0]), *(a.replace(str(port), "{port}") for a in argv[1:])]
-    label = f"serve: {shlex.join(shown)}"
-    workload = label if len(label) <= 48 else label[:47] + "…"
+    workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
 
     def record(extra_failures: tuple[str, ...] = ()) -> Run:
         extra["growth"] = growth.to_dict()

@@ -43,10 +43,12 @@ def check_command(argv: Sequence[str]) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def label(argv: Sequence[str], limit: int = 48) -> str:
-    """A short name for the command in tables: ``cmd: python3 job.py``."""
-    text = shlex.join([os.path.basename(argv[0]), *argv[1:]])
-    return "cmd: " + (text if len(text) <= limit else text[: limit - 1] + "…")
+def label(argv: Sequence[str], prefix: str = "cmd", limit: int = 72) -> str:
+    """A short name for the command in tables: ``cmd: python3 job.py`` (absolute paths
+    shortened to their last part: the full command is in the run's params)."""
+    short = [os.path.basename(a) if a.startswith("/") else a for a in argv]
+    text = shlex.join(short)
+    return f"{prefix}: " + (text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -138,10 +140,14 @@ def finish_run(
     if rss_end is not None:
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
+    exits = [e for e in events if e.get("event") == "exit"]
     target = {
         "tree": watch.tree.to_dict(),
         "processes": [p.to_dict() for p in watch.proofs.values()],
         "inside": inside,
+        "exit_heaps": [
+            {"pid": e.get("pid"), "rss": e.get("rss"), "heap": e.get("heap")} for e in exits
+        ],
         "stdout": stdout,
         "trims": {
             "count": len(trims),

@@ -147,18 +147,14 @@ class Watch:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, sig)
         for pid in list(self.tree.names):
-            if pid != self.proc.pid and _alive_in_tree(pid, self.tree.parent.get(pid)):
+            if pid != self.proc.pid and _alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
     def _all_gone(self) -> bool:
         if not self.exited():
             return False
-        return not any(
-            _alive_in_tree(p, self.tree.parent.get(p))
-            for p in self.tree.names
-            if p != self.proc.pid
-        )
+        return not any(_alive(p) for p in self.tree.names if p != self.proc.pid)
 
     def _reap(self) -> None:
         if self.exit_code is not None:
@@ -248,10 +244,11 @@ def _inside_version(inside: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _alive_in_tree(pid: int, ppid: int | None) -> bool:
-    """Is ``pid`` still the process we saw (same parent, or reparented), not a zombie?"""
+def _alive(pid: int) -> bool:
+    """Is ``pid`` still a live process (not gone, not a zombie)? Asked only for pids seen
+    in the tree moments ago, so a reused pid is unlikely; the group kill covers the rest."""
     try:
-        sample = proctree.sample(pid, pss=False)
+        proctree.sample(pid, pss=False)
     except Exception:
         return False
-    return ppid is None or sample.ppid in (ppid, 1) or sample.ppid > 0
+    return True

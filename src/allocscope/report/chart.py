@@ -24,7 +24,7 @@ def representative(runs: Sequence[Run]) -> Run | None:
 
 
 # The phases of a user's command or service drawn on its timeline (issue 11).
-PHASES = ("ready", "warmup_start", "load_start", "load_end", "idle", "stop")
+PHASES = ("ready", "warmup_start", "load_start", "load_end", "idle", "stop", "exit")
 # Per run kind: the metric of the hatched memory bar and of the right-hand bars.
 SECOND_BARS: dict[str, tuple[str, str, str, str]] = {
     "workload": ("rss_retained", "retained", "work_s", "work time, s"),

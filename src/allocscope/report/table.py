@@ -52,14 +52,20 @@ def columns(results: Results, workload: str) -> tuple[tuple[str, str, float, int
 
 
 def growth_cell(runs: list[Any]) -> str:
-    """'+2.71 ±0.06 growing' (MiB per 10k requests) from the first run that has a fit."""
+    """'+2.71 ±0.12/10k +605 ±45/h growing': the first run's fits, ± 2 standard errors."""
     for run in runs:
-        fit = ((run.target or {}).get("growth") or {}).get("mib_per_10k_requests") or (
-            (run.target or {}).get("growth") or {}
-        ).get("mib_per_hour")
-        if fit:
-            unit = "/10k" if "mib_per_10k_requests" in run.target["growth"] else "/h"
-            return f"{fit['slope']:+.2f} ±{2 * fit['stderr']:.2f}{unit} {fit['verdict']}"
+        growth = (run.target or {}).get("growth") or {}
+        parts = [
+            f"{fit['slope']:+.{decimals}f} ±{2 * fit['stderr']:.{decimals}f}{unit}"
+            for key, unit, decimals in (
+                ("mib_per_10k_requests", "/10k", 2),
+                ("mib_per_hour", "/h", 0),
+            )
+            if (fit := growth.get(key))
+        ]
+        if parts:
+            verdict = (growth.get("mib_per_10k_requests") or growth["mib_per_hour"])["verdict"]
+            return " ".join([*parts, verdict])
     return MISSING
 
 

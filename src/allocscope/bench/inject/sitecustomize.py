@@ -139,8 +139,27 @@ def _start() -> None:
             ).start()
 
 
+def _heap() -> Any:
+    """The allocator's own statistics at exit (jemalloc's stats, glibc's mallinfo2)."""
+    try:
+        import dataclasses
+
+        from allocscope.probe import allocator, glibc
+        from allocscope.probe.snapshot import jemalloc_report
+
+        info = allocator.detect()
+        if info.name == "jemalloc":
+            report = jemalloc_report(info)
+            return dataclasses.asdict(report.stats) if report else None
+        if info.name == "glibc":
+            return dataclasses.asdict(glibc.heap())
+    except Exception as e:  # never break the target's exit
+        return {"error": f"{type(e).__name__}: {e}"}
+    return None
+
+
 def _exit() -> None:
-    _emit("exit", rss=_rss())
+    _emit("exit", rss=_rss(), heap=_heap())
 
 
 try:
