@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 
-from tests.conftest import child_env
+from tests.integration.pychild import run_json
 
 SCRIPT = textwrap.dedent(
     """
@@ -42,16 +39,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_a_forked_child_detects_again_and_labels_its_own_pid(jemalloc: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=child_env(LD_PRELOAD=jemalloc, MALLOC_CONF="background_thread:true"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = run_json(SCRIPT, LD_PRELOAD=jemalloc, MALLOC_CONF="background_thread:true")
     parent, child = doc["parent"], doc["child"]
     assert parent["pids"] == [str(parent["pid"])] and parent["facts_pid"] == parent["pid"]
     assert child["pids"] == [str(child["pid"])] and child["facts_pid"] == child["pid"]
