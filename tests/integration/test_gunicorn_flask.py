@@ -35,6 +35,7 @@ def test_without_the_hook_every_worker_loses_the_thread(jemalloc: str, worker_cl
         assert value(fams, "allocscope_jemalloc_background_thread", pid=str(pid)) == 0
         assert value(fams, "allocscope_jemalloc_background_thread_restores") == 0
         assert value(fams, "allocscope_check_passed", check="background_thread") == 0
+        assert value(fams, "allocscope_check_passed", check="malloc_conf") == 0
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -52,6 +53,7 @@ def test_the_gunicorn_conf_module_restores_it(jemalloc: str, worker_class: str) 
     for pid, (_, fams) in scrapes.items():
         assert value(fams, "allocscope_jemalloc_background_thread", pid=str(pid)) == 1
         assert value(fams, "allocscope_jemalloc_background_thread_restores") == 1
+        assert value(fams, "allocscope_check_passed", check="malloc_conf") == 1
         [(info, _)] = fams["allocscope_allocator_info"]
         assert (info["name"], info["source"], info["malloc_conf"]) == ("jemalloc", "LD_PRELOAD", BG)
         [(build, _)] = fams["allocscope_build_info"]
