@@ -35,7 +35,7 @@ def test_puma_with_and_without_jemalloc(config_ru: str, jemalloc: str, preload: 
     port = free_port()
     argv = ["puma", "-w", "2", "-t", "1:1", "-b", f"tcp://127.0.0.1:{port}", config_ru]
     env = {"LD_PRELOAD": jemalloc} if preload else {}
-    with running(argv, lambda p: serves(port), **env) as puma:
+    with running(argv, lambda p: serves(port) and len(process_tree(p.pid)) >= 3, **env) as puma:
         tree = process_tree(puma.pid)
         assert len(tree) >= 3, tree  # the master and its two workers
         for pid in tree:
@@ -161,7 +161,8 @@ def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
             "--chdir", str(tmp_path), "app:app"]  # fmt: skip
-    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+    ready = lambda p: serves(port) and len(process_tree(p.pid)) == 3  # noqa: E731
+    with running(argv, ready, LD_PRELOAD=jemalloc) as master:
         tree = process_tree(master.pid)
         assert len(tree) == 3, tree
         names = {pid: inspect_process(pid).allocator for pid in tree}
@@ -185,7 +186,8 @@ def test_uvicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1",
             "--port", str(port), "--app-dir", str(tmp_path), "asgi:app"]  # fmt: skip
-    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+    ready = lambda p: serves(port) and len(process_tree(p.pid)) >= 3  # noqa: E731
+    with running(argv, ready, LD_PRELOAD=jemalloc) as master:
         tree = process_tree(master.pid)
         assert len(tree) >= 3, tree  # the supervisor and two spawned workers (and a tracker)
         for pid in tree:
