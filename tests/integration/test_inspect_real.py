@@ -4,7 +4,6 @@ renamed and misnamed allocators, two allocators at once, gunicorn's workers."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,21 +89,14 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
 
 
-def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(
-    tmp_path: Path, jemalloc: str, tcmalloc: str
-) -> None:
-    renamed = tmp_path / "libfast.so"
-    shutil.copy(jemalloc, renamed)
-    liar_dir = tmp_path / "liar"
-    liar_dir.mkdir()
-    liar = liar_dir / "libjemalloc.so.2"
-    shutil.copy(tcmalloc, liar)
-    with running(SLEEPER, LD_PRELOAD=str(renamed)) as proc:
+def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(disguised: tuple[str, str]) -> None:
+    renamed, liar = disguised
+    with running(SLEEPER, LD_PRELOAD=renamed) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.path) == ("jemalloc", str(renamed))
-    with running(SLEEPER, LD_PRELOAD=str(liar)) as proc:
+        assert a is not None and (a.name, a.path) == ("jemalloc", renamed)
+    with running(SLEEPER, LD_PRELOAD=liar) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", "2.10", str(liar))
+        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", "2.10", liar)
 
 
 def test_two_allocators_preloaded_is_a_failure(jemalloc: str, tcmalloc: str) -> None:
