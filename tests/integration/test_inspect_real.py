@@ -143,6 +143,23 @@ def test_preload_entries_explained(tmp_path: Path, jemalloc: str) -> None:
         assert a.name == "jemalloc" and a.preload[4].expanded == jemalloc
 
 
+def test_bare_and_relative_preload_entries(tmp_path: Path, tcmalloc: str) -> None:
+    """Bare names are found on the search path, relative paths in the process's cwd."""
+    preload = f"./missing.so {Path(tcmalloc).name} libnope.so"
+    with running(SLEEPER, cwd=str(tmp_path), LD_PRELOAD=preload) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and a.name == "tcmalloc"
+        assert [p.verdict for p in a.preload] == [
+            "not loaded: no such file",
+            "loaded: tcmalloc, serves malloc",
+            "not loaded: not found in the library search path",
+        ]
+    (tmp_path / "missing.so").write_text("it exists, but it is not ELF")
+    with running(SLEEPER, cwd=str(tmp_path), LD_PRELOAD="./missing.so") as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and a.preload[0].verdict == "not loaded: not an ELF file"
+
+
 def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     app = tmp_path / "app.py"
     app.write_text(
