@@ -122,7 +122,7 @@ def _locate(
         for obj in objects:
             if obj.inode == ino or obj.path == path:
                 return path, obj
-        if ino is not None and "/" in entry:
+        if ino is not None:  # it exists but is not mapped
             return path, None
     return candidates[0] if "/" in entry else entry, None
 

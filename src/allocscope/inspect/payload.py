@@ -1,9 +1,10 @@
 """The code ``--attach`` hands to the target's interpreter, and the buffer it answers in.
 
 The target runs one line, ``exec(BOOT, {})``, from a pending call (so in its main thread,
-with the GIL, at a bytecode boundary). BOOT carries allocscope's probe as source and
-imports it through a meta-path finder of its own, so the target needs nothing installed;
-afterwards it removes the finder and every module it added to ``sys.modules``. The answer
+with the GIL). BOOT carries allocscope's probe as source and imports it through a
+meta-path finder of its own, so the target needs nothing installed (a target that has
+its own allocscope keeps it: those modules step aside and come back); afterwards it
+removes the finder and every module it added to ``sys.modules``. The answer
 is JSON written into the same anonymous mapping the caller created:
 
     [0:8] state (0 pending, 1 answered, 2 the caller gave up)  [8:16] length
@@ -21,6 +22,10 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/allocscope
 _BOOT = """
 def _allocscope_attach(addr, size, trim, sources, packages):
     import sys
+    # The target's own allocscope (another version, maybe) steps aside while ours runs.
+    own = {n: m for n, m in sys.modules.items() if n == "allocscope" or n.startswith("allocscope.")}
+    for name in own:
+        del sys.modules[name]
     before = set(sys.modules)
     finder = None
     try:
@@ -51,9 +56,8 @@ def _allocscope_attach(addr, size, trim, sources, packages):
                     name = module.__name__
                     exec(compile(sources[name], "<allocscope>/" + name, "exec"), module.__dict__)
 
-            if "allocscope" not in sys.modules:
-                finder = Finder()
-                sys.meta_path.insert(0, finder)
+            finder = Finder()
+            sys.meta_path.insert(0, finder)
             from allocscope.probe import inside
             answer = inside.run(trim)
         except BaseException as e:
