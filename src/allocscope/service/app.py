@@ -122,9 +122,12 @@ class BodyGate:
     holder is older, they are stalled clients and no slot will come: the POST gets 503 at
     once, without a byte of its body read, and its connection is closed. Waiting there
     instead held the one free thread 0.25 s per refused POST, and 40 stalled clients
-    starved /healthz for seconds (issue 9). (Reading on helper threads with a deadline was
-    tried: answering while a helper still waited on the body froze the worker in granian
-    2.8.)
+    starved /healthz for seconds (issue 9). There is no body deadline: reading on helper
+    threads with one was tried (answering while a helper still waited on the body froze
+    the worker in granian 2.8), and shutting the socket at a deadline needs the client's
+    port, which granian's WSGI environ does not carry (REMOTE_ADDR only). So a client that
+    stalls forever keeps its slot until its connection ends; it costs POSTs a slot, never
+    GETs a thread.
     """
 
     def __init__(self, slots: int, wait: float = 0.25, stalled: float = 0.05) -> None:
