@@ -262,7 +262,7 @@ def conf_messages(environ: Mapping[str, str] | None = None, timeout: float = 10)
             env=env,
             capture_output=True,
             text=True,
-            errors="replace",
+            errors="surrogateescape",  # as os.environ decodes MALLOC_CONF: messages match it
             timeout=timeout,
             check=False,
         )
