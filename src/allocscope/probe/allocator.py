@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from allocscope.probe import elf, native, procfs, pymem
+from allocscope.probe import elf, native, procfs
 from allocscope.probe.errors import ProbeError
 
 AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
@@ -123,6 +123,8 @@ def python_allocator(pythonmalloc: str | None) -> str:
     """What CPython uses for objects, measured (``probe.pymem``), and whether a
     ``PYTHONMALLOC`` declaration is what it runs (``python -E`` ignores it, ``-X dev``
     adds debug hooks)."""
+    from allocscope.probe import pymem
+
     measured = pymem.measure()
     wanted = pymem.declared(pythonmalloc)
     if wanted is None or wanted == (measured.name, measured.debug_hooks):
