@@ -97,6 +97,10 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, str], int, str]] = {
         ("verify", "--allocator", "jemalloc"), {"LD_PRELOAD": FAKE_JEMALLOC},
         exitcodes.CHECK_FAILED, "FAIL allocator",
     ),
+    "verify: a tab is not an LD_PRELOAD separator (ld.so agrees)": (
+        ("verify",), {"LD_PRELOAD": "/nope/a.so\t/nope/b.so"}, exitcodes.CHECK_FAILED,
+        "'/nope/a.so\\t/nope/b.so' (no such file)",
+    ),
     "verify: missing preload": (
         ("verify",), {"LD_PRELOAD": "/nope/lib.so"}, exitcodes.CHECK_FAILED, "FAIL preload"
     ),

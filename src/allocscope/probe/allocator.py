@@ -93,8 +93,9 @@ def allocator_of(path: str) -> str | None:
 
 
 def split_preload(value: str | None) -> list[str]:
-    """LD_PRELOAD entries: ld.so accepts spaces and colons as separators."""
-    return [e for e in re.split(r"[\s:]+", value or "") if e]
+    """LD_PRELOAD entries: ld.so separates them by spaces and colons, nothing else (a tab
+    is part of a file name to it; ld.so(8), glibc's rtld.c splits on " :")."""
+    return [e for e in re.split(r"[ :]+", value or "") if e]
 
 
 def _matches(entry: str, mapped: str) -> bool:
