@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # environment values may hold undecodable bytes
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     given = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(given)
     # `compare --` with nothing after it is an empty command, not "no command".
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]
         if module not in EXTRAS:
-            raise
+            return _internal(args.command, e)
         print(
             f"allocscope {args.command}: needs {module}, which is not installed: "
             f"pip install 'allocscope[{EXTRAS[module]}]'",
@@ -67,11 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a file or stream the command needs cannot be used
         _quiet_stdout()
         return _say(args.command, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
-    except Exception as e:  # a bug, still one line; ALLOCSCOPE_DEBUG=1 shows the traceback
-        if os.environ.get("ALLOCSCOPE_DEBUG") == "1":
-            raise
-        message = f"internal error: {type(e).__name__}: {e} (ALLOCSCOPE_DEBUG=1 shows where)"
-        return _say(args.command, message, exitcodes.INTERNAL)
+    except Exception as e:
+        return _internal(args.command, e)
+
+
+def _internal(command: str, e: Exception) -> int:
+    """A bug, still one line; ALLOCSCOPE_DEBUG=1 shows the traceback."""
+    if os.environ.get("ALLOCSCOPE_DEBUG") == "1":
+        raise e
+    message = f"internal error: {type(e).__name__}: {e} (ALLOCSCOPE_DEBUG=1 shows where)"
+    return _say(command, message, exitcodes.INTERNAL)
 
 
 def _quiet_stdout() -> None:

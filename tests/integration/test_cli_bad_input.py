@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from allocscope import exitcodes
-from tests.conftest import allocator_path, child_env, run_allocscope
+from tests.conftest import allocator_path, child_env
 
 JEMALLOC = "<jemalloc>"  # placeholders, resolved to real paths per test
 FAKE_JEMALLOC = "<fake-jemalloc>"
@@ -86,9 +86,20 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, str], int, str]] = {
         ("verify",), {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "narenas:x"},
         exitcodes.CHECK_FAILED, "narenas: <jemalloc>: Invalid conf value: narenas:x",
     ),
+    "verify: undecodable bytes in MALLOC_CONF": (
+        ("verify",), {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "narenas:\udcff"},
+        exitcodes.CHECK_FAILED, "narenas: <jemalloc>: Invalid conf value: narenas:\\udcff",
+    ),
+    "verify: undecodable bytes in LD_PRELOAD": (
+        ("verify",), {"LD_PRELOAD": "/tmp/\udcff.so"}, exitcodes.CHECK_FAILED, "FAIL preload"
+    ),
     "verify: a mimalloc named libjemalloc.so.2": (
         ("verify", "--allocator", "jemalloc"), {"LD_PRELOAD": FAKE_JEMALLOC},
         exitcodes.CHECK_FAILED, "FAIL allocator",
+    ),
+    "verify: a tab is not an LD_PRELOAD separator (ld.so agrees)": (
+        ("verify",), {"LD_PRELOAD": "/nope/a.so\t/nope/b.so"}, exitcodes.CHECK_FAILED,
+        "'/nope/a.so\\t/nope/b.so' (no such file)",
     ),
     "verify: missing preload": (
         ("verify",), {"LD_PRELOAD": "/nope/lib.so"}, exitcodes.CHECK_FAILED, "FAIL preload"
@@ -132,7 +143,15 @@ def test_bad_input_is_one_line_and_a_documented_code(case: str, fake_jemalloc: s
     # serve's cases all stop before binding; port 1 would be refused if one did not
     environ = child_env(HOST="127.0.0.1", PORT="1")
     environ.update(_resolve(env, fake_jemalloc))
-    proc = run_allocscope(*args, env=environ)
+    proc = subprocess.run(  # not run_allocscope: stderr may hold bytes that are not UTF-8
+        [sys.executable, "-m", "allocscope", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=60,
+        check=False,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert says in proc.stdout + proc.stderr, (proc.stdout[-2000:], proc.stderr[-2000:])

@@ -24,7 +24,8 @@ CONF = st.lists(PIECES, max_size=8).map("".join)
 @given(CONF)
 @example("background_thread:true, narenas:2")
 @example("narenas:2,bogus:3,tcache:maybe")
-@settings(max_examples=25, deadline=None)
+@example("1:2 ")  # found here: a trailing space is part of the value jemalloc quotes
+@settings(max_examples=25, deadline=None, derandomize=True)  # a child each: same cases in CI
 def test_read_conf_agrees_with_jemalloc(conf: str) -> None:
     said = conf_messages(child_env(LD_PRELOAD=allocator_path("jemalloc"), MALLOC_CONF=conf))
     r = read_conf(conf)

@@ -115,7 +115,6 @@ class Proof:
     warnings: tuple[str, ...] = ()
     jemalloc_options: dict[str, Any] | None = None
     malloc_conf: list[dict[str, Any]] | None = None  # ConfKey per MALLOC_CONF key
-    arena_limit: dict[str, Any] | None = None  # a declared glibc arena limit, observed
     checks: tuple[Check, ...] = ()
     ok: bool = False  # every check passed
     server: Proof | None = None  # a workload's own server proves itself too
@@ -167,9 +166,6 @@ class Proof:
             else None,
             malloc_conf=[dict(_mapping(k, f"{what}.malloc_conf[]")) for k in conf]
             if isinstance(conf, list | tuple)
-            else None,
-            arena_limit=dict(_mapping(d["arena_limit"], f"{what}.arena_limit"))
-            if d.get("arena_limit") is not None
             else None,
             checks=checks,
             ok=_bool(d, "ok", what, default=all(c.passed for c in checks)),

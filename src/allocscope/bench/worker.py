@@ -82,7 +82,6 @@ def proof(snap: Snapshot, expect: str) -> Proof:
         warnings=tuple(alloc.warnings),
         jemalloc_options=je.options if je else None,
         malloc_conf=[dataclasses.asdict(k) for k in je.malloc_conf] if je else None,
-        arena_limit=dataclasses.asdict(snap.arena_limit) if snap.arena_limit else None,
         checks=checks,
         ok=all(c.passed for c in checks),
     )

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from allocscope.probe import elf, identity, native, procfs, pymem
+from allocscope.probe import elf, identity, native, procfs
 from allocscope.probe.errors import ProbeError
 from allocscope.probe.identity import AllocatorName
 
@@ -115,8 +115,9 @@ def conflict_of(allocators: Iterable[tuple[str, str]]) -> str | None:
 
 
 def split_preload(value: str | None) -> list[str]:
-    """LD_PRELOAD entries: ld.so accepts spaces and colons as separators."""
-    return [e for e in re.split(r"[\s:]+", value or "") if e]
+    """LD_PRELOAD entries: ld.so separates them by spaces and colons, nothing else (a tab
+    is part of a file name to it; ld.so(8), glibc's rtld.c splits on " :")."""
+    return [e for e in re.split(r"[ :]+", value or "") if e]
 
 
 def _matches(entry: str, mapped: str) -> bool:
@@ -145,6 +146,8 @@ def python_allocator(pythonmalloc: str | None) -> str:
     """What CPython uses for objects, measured (``probe.pymem``), and whether a
     ``PYTHONMALLOC`` declaration is what it runs (``python -E`` ignores it, ``-X dev``
     adds debug hooks)."""
+    from allocscope.probe import pymem
+
     measured = pymem.measure()
     wanted = pymem.declared(pythonmalloc)
     if wanted is None or wanted == (measured.name, measured.debug_hooks):

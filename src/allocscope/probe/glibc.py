@@ -159,7 +159,8 @@ def arena_limit_proof(environ: Mapping[str, str] | None = None) -> ArenaLimitPro
     proved = arenas == limit
     verdict = "proved" if proved else "NOT in effect"
     return ArenaLimitProof(text, limit, threads, arenas, proved, (
-        f"{text}: {verdict}: {arenas} arenas after {threads} threads each held an allocation"
+        f"{text}: {verdict}: {arenas} arena{'' if arenas == 1 else 's'} after {threads} "
+        "threads each held an allocation"
     ))  # fmt: skip
 
 

@@ -267,13 +267,14 @@ def conf_messages(environ: Mapping[str, str] | None = None, timeout: float = 10)
             env=env,
             capture_output=True,
             text=True,
-            errors="replace",
+            errors="surrogateescape",  # as os.environ decodes MALLOC_CONF: messages match it
             timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as e:
         return (f"(jemalloc's messages could not be collected: {e})",)
-    lines = [ln.strip() for ln in child.stderr.splitlines() if ln.startswith(JEMALLOC_SAYS)]
+    # Not stripped: a value may end in a space ('narenas:2 '), and the line quotes it.
+    lines = [ln for ln in child.stderr.splitlines() if ln.startswith(JEMALLOC_SAYS)]
     return tuple(dict.fromkeys(lines))
 
 

@@ -54,14 +54,14 @@ class Rss:
     """Resident set size from ``/proc/self/statm``, never more than ``max_age`` old (1 ms).
 
     ``memory.read`` parses /proc/self/status (about 50 µs), which would cap GET / at a
-    fraction of the server's throughput. Profiled under granian, the rest of GET /'s cost
-    was this read: ``os.pread`` takes 2 µs alone but releases the GIL for the syscall, and
-    getting it back from granian's other request threads cost about 20 µs a request under
-    load (measured in-process: 2.2 µs idle, 23 µs with two busy threads). So the read goes
-    through ``ctypes.PyDLL``, which keeps the GIL for the ~1 µs syscall (a /proc read never
-    blocks), into a buffer per thread; and at 40k requests a second the requests within
-    the same millisecond share one read. The file is opened in the worker, after fork:
-    /proc/self opened in the parent would go on describing the parent.
+    fraction of the server's throughput. Profiled in-process, this read was most of GET /'s
+    own cost (2.7 µs a call against 0.13 µs for a constant body), so at 40k requests a
+    second the requests of one millisecond share one read: GET / then costs about 1.2 µs.
+    The read itself goes through ``ctypes.PyDLL``, which keeps the GIL for the ~1 µs
+    syscall (a /proc read never blocks): ``os.pread`` releases it, and getting it back
+    while other threads run Python took 23 µs instead of 2.4 µs (measured with two
+    threads spinning). The file is opened in the worker, after fork: /proc/self opened in
+    the parent would go on describing the parent.
     """
 
     def __init__(self, max_age: float = 0.001) -> None:
@@ -123,9 +123,12 @@ class BodyGate:
     holder is older, they are stalled clients and no slot will come: the POST gets 503 at
     once, without a byte of its body read, and its connection is closed. Waiting there
     instead held the one free thread 0.25 s per refused POST, and 40 stalled clients
-    starved /healthz for seconds (issue 9). (Reading on helper threads with a deadline was
-    tried: answering while a helper still waited on the body froze the worker in granian
-    2.8.)
+    starved /healthz for seconds (issue 9). There is no body deadline: reading on helper
+    threads with one was tried (answering while a helper still waited on the body froze
+    the worker in granian 2.8), and shutting the socket at a deadline needs the client's
+    port, which granian's WSGI environ does not carry (REMOTE_ADDR only). So a client that
+    stalls forever keeps its slot until its connection ends; it costs POSTs a slot, never
+    GETs a thread.
     """
 
     def __init__(self, slots: int, wait: float = 0.25, stalled: float = 0.05) -> None:
