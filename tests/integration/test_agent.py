@@ -36,7 +36,8 @@ def test_every_process_is_scraped_with_its_allocator(jemalloc: str) -> None:
         assert info[str(target.pid)]["allocator"] == "jemalloc"
         assert info[str(target.pid)]["source"] == "LD_PRELOAD"
         seen = dict((lb["state"], v) for lb, v in metrics["allocscope_agent_processes"])
-        assert seen["inspected"] >= seen["seen"] - 3  # only processes gone meanwhile are missing
+        # every process is inspected; only those that exit during the scrape may be missing
+        assert seen["inspected"] >= seen["seen"] - max(3, seen["seen"] // 10)
         rss = {
             lb["pid"]: v
             for lb, v in metrics["allocscope_process_memory_bytes"]
