@@ -198,7 +198,7 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
         if e.errno in (1, 13):  # EPERM, EACCES
             raise AttachDenied(
                 f"ptrace not permitted on process {pid}: {e.strerror} "
-                "(needs root or CAP_SYS_PTRACE, and Yama ptrace_scope allowing it)"
+                "(needs root or CAP_SYS_PTRACE, Yama ptrace_scope allowing it, no other tracer)"
             ) from e
         raise AttachUnsupported(f"attach to process {pid} failed: {e.strerror}") from e
     except ptrace.CallTimeout as e:
