@@ -89,6 +89,22 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
 
 
+def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
+    """Linked (DT_NEEDED, as Ruby --with-jemalloc does): jemalloc serves, source linked."""
+    source = tmp_path / "linked.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "int main(void) { void *p = malloc(64); pause(); free(p); return 0; }\n"
+    )
+    binary = tmp_path / "linked-jemalloc"
+    subprocess.run(["gcc", "-o", str(binary), str(source), "-ljemalloc"], check=True)
+    with running([str(binary)]) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and (a.name, a.source, a.version) == ("jemalloc", "linked", "5.3.0")
+        assert a.path is not None and a.path.endswith("libjemalloc.so.2")
+        assert a.conflict is None
+
+
 def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(disguised: tuple[str, str]) -> None:
     renamed, liar = disguised
     with running(SLEEPER, LD_PRELOAD=renamed) as proc:
