@@ -117,6 +117,17 @@ def test_a_sleeping_main_thread_answers_at_once() -> None:
         assert t.poll() is None  # its sleep goes on
 
 
+def test_a_busy_main_thread_answers_at_its_next_bytecode() -> None:
+    code = "print('ready', flush=True)\nn = 0\nwhile True:\n    n += sum(range(1000))\n"
+    argv = [sys.executable, "-c", code]
+    with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
+        for _ in range(2):
+            rc, doc, err = attach_json("--timeout", "10", str(t.pid))
+            assert rc == 0, err
+            assert doc is not None and doc["attach"]["python"]["allocated_blocks"] > 0
+        assert t.poll() is None
+
+
 def test_a_main_thread_blocked_on_a_lock_times_out_and_survives() -> None:
     code = (
         "import threading\nevent = threading.Event()\nthreading.Timer(8, event.set).start()\n"

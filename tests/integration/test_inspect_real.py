@@ -18,6 +18,10 @@ CONFIG_RU = 'run ->(env) { [200, {"content-type" => "text/plain"}, ["ok\\n"]] }\
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
+def maps_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 def inspect_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run_allocscope("inspect", *args)
 
@@ -87,6 +91,34 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
             )
             assert a.marker == marker
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
+
+
+def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
+    """Linked (DT_NEEDED, as Ruby --with-jemalloc does): jemalloc serves, source linked."""
+    source = tmp_path / "linked.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "int main(void) { void *p = malloc(64); pause(); free(p); return 0; }\n"
+    )
+    binary = tmp_path / "linked-jemalloc"
+    subprocess.run(["gcc", "-o", str(binary), str(source), "-ljemalloc"], check=True)
+    with running([str(binary)]) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and (a.name, a.source, a.version) == ("jemalloc", "linked", "5.3.0")
+        assert a.path is not None and a.path.endswith("libjemalloc.so.2")
+        assert a.conflict is None
+
+
+def test_a_dlopened_allocator_does_not_serve(tcmalloc: str) -> None:
+    """dlopen (RTLD_LOCAL) maps it outside the global scope: glibc still serves malloc."""
+    code = f"import ctypes, os, time; ctypes.CDLL({tcmalloc!r}, os.RTLD_LOCAL); time.sleep(60)"
+    with running([sys.executable, "-c", code], lambda p: "tcmalloc" in maps_of(p.pid)) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and (a.name, a.source) == ("glibc", "linked")
+        assert [m.name for m in a.mapped if m.name != "glibc"] == ["tcmalloc"]
+        assert any(
+            w.endswith("is mapped but does not serve malloc (glibc does)") for w in a.warnings
+        )
 
 
 def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(disguised: tuple[str, str]) -> None:

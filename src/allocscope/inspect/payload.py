@@ -28,8 +28,10 @@ def _allocscope_attach(addr, size, trim, sources, packages):
         del sys.modules[name]
     before = set(sys.modules)
     finder = None
+    data = b""
     try:
         import ctypes
+        memmove, u64 = ctypes.memmove, ctypes.c_uint64  # kept: ctypes leaves sys.modules
         state = ctypes.c_uint64.from_address(addr)
         if state.value == 2:  # the caller gave up waiting: free the buffer ourselves
             libc = ctypes.CDLL(None)
@@ -66,16 +68,18 @@ def _allocscope_attach(addr, size, trim, sources, packages):
         data = json.dumps(answer, default=str).encode()
         if len(data) > RESULT_MAX:
             data = json.dumps({"error": "answer larger than the buffer"}).encode()
-        ctypes.memmove(addr + 16, data, len(data))
-        ctypes.c_uint64.from_address(addr + 8).value = len(data)
-        state.value = 1
     except BaseException:
-        pass  # never raise into the target's main thread
+        data = b""  # never raise into the target's main thread
     finally:
         if finder is not None:
             sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:
             del sys.modules[name]
+        sys.modules.update(own)
+    if data:  # answered only once everything is as it was
+        memmove(addr + 16, data, len(data))
+        u64.from_address(addr + 8).value = len(data)
+        u64.from_address(addr).value = 1
 """
 
 
