@@ -83,9 +83,16 @@ def _allocscope_attach(addr, size, trim, sources, packages):
 """
 
 
+# The probe's imports outside allocscope.probe (tests/unit/test_attach_payload.py checks the
+# payload answers, so a new import here fails there first).
+LEAVES = ("errors", "exitcodes")
+
+
 def sources() -> tuple[dict[str, str], set[str]]:
     """Module name -> source for allocscope and allocscope.probe; and the package names."""
     found = {"allocscope": (PACKAGE / "__init__.py").read_text()}
+    for leaf in LEAVES:  # top-level modules the probe imports
+        found[f"allocscope.{leaf}"] = (PACKAGE / f"{leaf}.py").read_text()
     for path in sorted((PACKAGE / "probe").glob("*.py")):
         name = "allocscope.probe" if path.stem == "__init__" else f"allocscope.probe.{path.stem}"
         found[name] = path.read_text()
