@@ -8,6 +8,7 @@ USAGE = 2  # bad command line (argparse uses 2 as well)
 BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
 MISSING_EXTRA = 5  # the command needs an optional extra (pip install 'allocscope[...]')
+INTERNAL = 70  # a bug: allocscope failed where it should not (sysexits' EX_SOFTWARE)
 INTERRUPTED = 130
 
 # Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.
@@ -15,3 +16,6 @@ VENDOR_MISSING = 111
 SERVER_MISSING = 112
 ABI_MISMATCH = 113
 STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
+COMMAND_NOT_FOUND = 115  # the command to exec is not in the image
+APP_IMPORT_FAILED = 116  # the command's app module (module:attr) does not import
+BIND_FAILED = 117  # the address to listen on cannot be bound (in use, not ours, bad)
