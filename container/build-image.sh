@@ -2,7 +2,14 @@
 # build-image.sh: build the allocscope image (container/Dockerfile), offline, as `make image`.
 #
 # Usage:
-#   container/build-image.sh [--no-cache]
+#   container/build-image.sh [--no-cache] [--app DIR [--requirements FILE] [--command CMD]]
+#
+#   --app DIR            your app's source directory (inside this repository, the build
+#                        context; copied to /app/src); default: the demo service
+#   --requirements FILE  its hash-locked requirements (default DIR/requirements.lock)
+#   --command CMD        what the launcher execs after its checks (the image's
+#                        ALLOCSCOPE_COMMAND), e.g. 'gunicorn -c python:allocscope.gunicorn_conf app:app';
+#                        default: the first line of DIR/command, if there is one
 #
 # Steps: start a loopback-only Docker engine if none runs (scripts/docker-engine.sh; it is
 # left running for `docker run`), choose the base images, fetch the hash-locked wheels and
@@ -38,14 +45,40 @@ repo_root=$(cd -- "$here/.." && pwd)
 . "$repo_root/scripts/lib.sh"
 
 no_cache=()
+app_src=container/demo
+app_requirements=
+app_command=
 while (($#)); do
     case $1 in
         --no-cache) no_cache=(--no-cache) ;;
+        --app) app_src=${2:?--app needs a directory}; shift ;;
+        --requirements) app_requirements=${2:?--requirements needs a file}; shift ;;
+        --command) app_command=${2?--command needs a command}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage; die "unknown argument: $1" ;;
     esac
     shift
 done
+
+# Build arguments name paths in the build context: relative to the repository root.
+in_context() { # $1 = path as given; prints it relative to the repository root
+    local full
+    full=$(realpath -m -- "$1")
+    [[ $full == "$repo_root"/* ]] || die "$1 is outside the build context ($repo_root): put your app inside it"
+    printf '%s\n' "${full#"$repo_root"/}"
+}
+app_src=$(in_context "$app_src")
+[[ -d $repo_root/$app_src ]] || die "--app $app_src is not a directory"
+if [[ -z $app_requirements ]]; then
+    if [[ $app_src == container/demo ]]; then app_requirements=container/requirements.lock
+    else app_requirements=$app_src/requirements.lock; fi
+fi
+app_requirements=$(in_context "$app_requirements")
+# An app directory may carry its command in a file named command (one line).
+if [[ -z $app_command && -f $repo_root/$app_src/command ]]; then
+    app_command=$(head -n1 -- "$repo_root/$app_src/command")
+fi
+[[ -f $repo_root/$app_requirements ]] || die "the requirements $app_requirements do not exist"
 
 BASES=${ALLOCSCOPE_BASES:-auto}
 REGISTRY=${REGISTRY:-cgr.dev}
@@ -146,11 +179,11 @@ read -r runtime_tag _ < <(py_info "$runtime") || die "cannot run /usr/bin/python
 log "Python ABI of both stages: $builder_tag"
 
 arch=$(docker image inspect -f '{{.Architecture}}' "$runtime")
-"$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" >/dev/null
+"$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" --lock "$repo_root/$app_requirements" >/dev/null
 
 version=$(cut -d' ' -f1 <<<"$(sed -n 's/^allocscope==\([^ ]*\).*/\1/p' "$here/wheels/app/allocscope.lock")")
 revision=$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)
-if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src bench_alloc.py container 2>/dev/null) ]]; then
+if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src bench_alloc.py container "$app_src" "$app_requirements" 2>/dev/null) ]]; then
     revision=$revision-dirty
 fi
 
@@ -161,6 +194,8 @@ docker build --network host "${no_cache[@]}" -f "$here/Dockerfile" \
     --build-arg "BUILDER_IMAGE=$builder" --build-arg "RUNTIME_IMAGE=$runtime" \
     --build-arg "PYTHON_TAG=$builder_tag" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$revision" --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --build-arg "APP_SRC=$app_src" --build-arg "APP_REQUIREMENTS=$app_requirements" \
+    --build-arg "APP_COMMAND=$app_command" \
     -t "$IMAGE" -t "${IMAGE%:*}:$version" "$repo_root" >&2
 log "docker build took $((SECONDS - t))s"
 new=$(image_id "$IMAGE")

@@ -12,6 +12,7 @@ test starts is removed by name afterwards, whatever happens.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -66,6 +67,40 @@ def image(engine: None) -> str:
         if proc.returncode != 0:
             pytest.fail(f"container/build-image.sh failed:\n{proc.stderr[-4000:]}")
     return IMAGE
+
+
+# The example images (examples/*): built with container/build-image.sh --app when missing.
+EXAMPLES = {
+    "flask-gunicorn": os.environ.get(
+        "ALLOCSCOPE_TEST_FLASK_IMAGE", "allocscope-example-flask:latest"
+    ),
+    "fastapi-uvicorn": os.environ.get(
+        "ALLOCSCOPE_TEST_FASTAPI_IMAGE", "allocscope-example-fastapi:latest"
+    ),
+}
+
+
+def build_example(example: str, tag: str) -> None:
+    proc = subprocess.run(
+        [str(REPO / "container" / "build-image.sh"), "--app", f"examples/{example}"],
+        env={**os.environ, "ALLOCSCOPE_IMAGE": tag},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"building {tag} from examples/{example} failed:\n{proc.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session", params=sorted(EXAMPLES))
+def example_image(request: pytest.FixtureRequest, engine: None) -> tuple[str, str]:
+    """(example, image): each example's image, built when missing."""
+    example: str = request.param
+    tag = EXAMPLES[example]
+    if docker("image", "inspect", tag).returncode != 0:
+        build_example(example, tag)
+    return example, tag
 
 
 @pytest.fixture(scope="session")

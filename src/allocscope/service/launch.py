@@ -42,6 +42,8 @@ import json
 import os
 import platform
 import re
+import shlex
+import string
 import sys
 import sysconfig
 from collections.abc import Mapping, Sequence
@@ -410,19 +412,32 @@ def bind_check(environ: Mapping[str, str], known: list[tuple[str, int]] | None) 
 
 
 def launch(
-    settings: Settings, vendor_root: str | None, command: Sequence[str] | None = None
+    settings: Settings,
+    vendor_root: str | None,
+    command: Sequence[str] | None = None,
+    check_only: bool = False,
 ) -> NoReturn:
-    """Prepare, print the launch line, exec; on failure print the error line and exit."""
+    """Prepare, print the launch line, exec; on failure print the error line and exit.
+    ``check_only`` (the image build): every check but the bind, then exit 0."""
     environ = dict(os.environ)
+    if check_only:
+        environ["ALLOCSCOPE_BIND_CHECK"] = "off"
     try:
         if command:
             argv, record = prepare_command(command, vendor_root, environ)
         else:
             argv, record = prepare(settings, vendor_root, environ)
+            if check_only:
+                from allocscope.service import gate
+
+                gate.check_app(APP_FACTORY, environ, None)
     except LaunchError as e:
         fail(e)
     except Exception as e:
         fail(_as_launch_error(e))
+    if check_only:
+        log_event("launch_checked", **record)
+        sys.exit(0)
     log_event("launch", **record)
     try:
         os.execve(argv[0], argv, environ)
@@ -441,6 +456,18 @@ def _as_launch_error(e: Exception) -> LaunchError:
 def fail(e: LaunchError) -> NoReturn:
     log_event("launch_failed", error=e.error, exit_code=e.code, message=e.message, **e.details)
     sys.exit(e.code)
+
+
+def command_from_environ(environ: Mapping[str, str]) -> list[str]:
+    """ALLOCSCOPE_COMMAND (the image's APP_COMMAND): split like a shell would, with $VAR and
+    ${VAR} taken from the environment, but no shell runs (there is none in the image)."""
+    text = environ.get("ALLOCSCOPE_COMMAND", "").strip()
+    if not text:
+        return []
+    try:
+        return shlex.split(string.Template(text).safe_substitute(environ))
+    except ValueError as e:
+        raise LaunchError(USAGE, "bad_setting", f"ALLOCSCOPE_COMMAND={text!r}: {e}") from None
 
 
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -473,8 +500,18 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         default=os.environ.get("ALLOCSCOPE_VENDOR_ROOT") or DEFAULT_VENDOR_ROOT,
         help="ALLOCSCOPE_VENDOR_ROOT (default /app/vendor)",
     )
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="run every check but the bind, print the launch line, exit 0 (the image build)",
+    )
     flags, command = split_command(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(flags)
+    if not command:
+        try:
+            command = command_from_environ(os.environ)
+        except LaunchError as e:
+            fail(e)
     demo_flags = [n for n in (*_ENV, *_ENV_FLAGS, "host") if getattr(args, n, None) is not None]
     if command and demo_flags:
         fail(
@@ -489,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         settings = Settings() if command else settings_from(args)
     except LaunchError as e:
         fail(e)
-    launch(settings, args.vendor_root, command)
+    launch(settings, args.vendor_root, command, check_only=args.check_only)
 
 
 if __name__ == "__main__":
