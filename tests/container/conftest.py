@@ -57,16 +57,22 @@ def image(engine: None) -> str:
     if docker("image", "inspect", IMAGE).returncode != 0:
         if IMAGE != "allocscope:latest":
             pytest.fail(f"{IMAGE} (ALLOCSCOPE_TEST_IMAGE) does not exist")
-        proc = subprocess.run(
-            [str(REPO / "container" / "build-image.sh")],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"container/build-image.sh failed:\n{proc.stderr[-4000:]}")
+        build_image(IMAGE)
     return IMAGE
+
+
+def build_image(tag: str, *args: str) -> None:
+    """container/build-image.sh ARGS, tagged ``tag``; the test fails with its message."""
+    proc = subprocess.run(
+        [str(REPO / "container" / "build-image.sh"), *args],
+        env={**os.environ, "ALLOCSCOPE_IMAGE": tag},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"container/build-image.sh {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
 
 
 # The example images (examples/*): built with container/build-image.sh --app when missing.
@@ -80,26 +86,13 @@ EXAMPLES = {
 }
 
 
-def build_example(example: str, tag: str) -> None:
-    proc = subprocess.run(
-        [str(REPO / "container" / "build-image.sh"), "--app", f"examples/{example}"],
-        env={**os.environ, "ALLOCSCOPE_IMAGE": tag},
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"building {tag} from examples/{example} failed:\n{proc.stderr[-4000:]}")
-
-
 @pytest.fixture(scope="session", params=sorted(EXAMPLES))
 def example_image(request: pytest.FixtureRequest, engine: None) -> tuple[str, str]:
     """(example, image): each example's image, built when missing."""
     example: str = request.param
     tag = EXAMPLES[example]
     if docker("image", "inspect", tag).returncode != 0:
-        build_example(example, tag)
+        build_image(tag, "--app", f"examples/{example}")
     return example, tag
 
 
