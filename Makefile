@@ -31,7 +31,7 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests examples container/check-lock.py $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples container/check-lock.py container/sbom.py $(wildcard benchmarks bench_alloc.py)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
