@@ -163,3 +163,11 @@ def test_gunicorn_behind_the_gate_keeps_jemalloc_in_every_worker(
             "allocator": True, "preload": True, "malloc_conf": True, "background_thread": True,
         }  # fmt: skip
         assert line["bind_check"] == [f"{HOST}:{port_of(command)}"]
+
+
+def test_strict_gate_refuses_to_check_nothing(vendor_root: str) -> None:
+    """ALLOCSCOPE_VERIFY_STRICT=1 (the image sets it): a gate with no expectation fails."""
+    env = {"ALLOCSCOPE_VENDOR_ROOT": vendor_root, "MALLOC_CONF": "", "LD_PRELOAD": ""}
+    code, line = launch_fails("gunicorn", "app:app", ALLOCSCOPE_VERIFY_STRICT="1", **env)
+    assert code == exitcodes.STARTUP_CHECK_FAILED
+    assert line["message"].startswith("nothing to check")

@@ -133,3 +133,47 @@ def test_console_script_without_main_gets_a_bootstrap() -> None:
     # mypy's package has no console script named like it with a __main__ for stubgen.
     boot = gate.console_script("stubgen")
     assert boot is not None and boot[0] == "-c" and "mypy.stubgen" in boot[1]
+
+
+def test_command_from_the_environment() -> None:
+    env = {"ALLOCSCOPE_COMMAND": "gunicorn --bind ${HOST}:$PORT 'app:app'", "HOST": "::1"}
+    assert launch.command_from_environ({**env, "PORT": "81"}) == [
+        "gunicorn", "--bind", "::1:81", "app:app",
+    ]  # fmt: skip
+    # An unset variable stays as written (the server then says what it makes of it).
+    assert launch.command_from_environ(env)[2] == "::1:$PORT"
+    assert launch.command_from_environ({"ALLOCSCOPE_COMMAND": "  "}) == []
+    with pytest.raises(launch.LaunchError) as caught:
+        launch.command_from_environ({"ALLOCSCOPE_COMMAND": "gunicorn 'app:app"})
+    assert caught.value.code == exitcodes.USAGE
+
+
+def _check_lock() -> object:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "container" / "check-lock.py"
+    spec = importlib.util.spec_from_file_location("check_lock", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("flask==3.1.3\n", "flask==3.1.3 has no --hash"),
+        ("flask>=3 --hash=sha256:" + "a" * 64 + "\n", "flask>=3 is not pinned with =="),
+        ("-r other.txt\n", "includes another file (-r): inline it"),
+    ],
+)
+def test_check_lock_refuses_what_pip_could_not_verify(text: str, problem: str) -> None:
+    assert problem in _check_lock().problems(text)  # type: ignore[attr-defined]
+
+
+def test_check_lock_accepts_the_locks_in_the_repository() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    locks = [repo / "container" / "requirements.lock", *repo.glob("examples/*/requirements.lock")]
+    assert len(locks) == 3
+    for lock in locks:
+        assert _check_lock().problems(lock.read_text()) == [], lock  # type: ignore[attr-defined]

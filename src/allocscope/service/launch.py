@@ -3,7 +3,10 @@
 ``python launch.py`` starts allocscope's demo service on granian; ``python launch.py
 [--vendor-root DIR] [--] COMMAND [ARG...]`` (a first argument that is not a flag is the
 command) checks the process and then execs COMMAND with the environment unchanged, e.g.
-``launch.py gunicorn -c python:allocscope.gunicorn_conf app:app``.
+``launch.py gunicorn -c python:allocscope.gunicorn_conf app:app``. Without arguments the
+command comes from ``ALLOCSCOPE_COMMAND`` (the image's ``APP_COMMAND``; split like a shell
+would, ``$VAR`` taken from the environment, no shell), and without that it is the demo.
+``--check-only`` (the image build) runs every check but the bind and exits 0.
 
 This file is the container's entrypoint (copied to ``/app/launch.py``) and runs *before*
 the vendored packages are on the path, so it imports nothing outside the standard library
@@ -17,7 +20,8 @@ Steps, each failing with one JSON line on stderr and its own exit code:
 2. the server (granian) and the application (allocscope) must be importable from it (112);
 3. the start-up check: ``ALLOCSCOPE_EXPECT_*``, every ``LD_PRELOAD`` entry loaded and every
    ``MALLOC_CONF`` key in effect, judged by the probe in this very process, whose
-   environment the server inherits through exec (114, fail closed; an
+   environment the server inherits through exec (114, fail closed; with
+   ``ALLOCSCOPE_VERIFY_STRICT=1`` a check of nothing fails too; an
    ``ALLOCSCOPE_EXPECT_*`` value it cannot read is a bad setting, 2, checked or not);
 4. a command only (``allocscope.service.gate``): it must exist (a path, a console script
    of the vendored packages, or PATH; 115) and its ``module:attr`` app must import, in a
@@ -304,6 +308,14 @@ def startup_checks(run: bool) -> list[dict[str, Any]]:
     if not run:
         return []
     results = [asdict(c) for c in check(snapshot(), want)]
+    strict = os.environ.get("ALLOCSCOPE_VERIFY_STRICT") or "0"
+    if not results and parse_flag("ALLOCSCOPE_VERIFY_STRICT", strict):
+        raise LaunchError(
+            STARTUP_CHECK_FAILED,
+            "startup_check_failed",
+            "nothing to check, and ALLOCSCOPE_VERIFY_STRICT=1 fails a gate that checks "
+            "nothing: set ALLOCSCOPE_EXPECT_ALLOCATOR or ALLOCSCOPE_EXPECT_FIPS",
+        )
     failed = [c for c in results if not c["passed"]]
     if failed:
         raise LaunchError(
