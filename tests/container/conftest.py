@@ -86,14 +86,24 @@ EXAMPLES = {
 }
 
 
-@pytest.fixture(scope="session", params=sorted(EXAMPLES))
-def example_image(request: pytest.FixtureRequest, engine: None) -> tuple[str, str]:
-    """(example, image): each example's image, built when missing."""
-    example: str = request.param
+def example_tag(example: str) -> str:
+    """The image of ``examples/<example>``, built when missing."""
     tag = EXAMPLES[example]
     if docker("image", "inspect", tag).returncode != 0:
         build_image(tag, "--app", f"examples/{example}")
-    return example, tag
+    return tag
+
+
+@pytest.fixture(scope="session", params=sorted(EXAMPLES))
+def example_image(request: pytest.FixtureRequest, engine: None) -> tuple[str, str]:
+    """(example, image): each example's image."""
+    example: str = request.param
+    return example, example_tag(example)
+
+
+@pytest.fixture(scope="session")
+def flask_image(engine: None) -> str:
+    return example_tag("flask-gunicorn")
 
 
 @pytest.fixture(scope="session")
