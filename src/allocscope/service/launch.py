@@ -273,7 +273,7 @@ def use_vendor(directory: str, environ: dict[str, str]) -> None:
 
 def require_importable(server: str | None = SERVER) -> str:
     """The server's version; a LaunchError when the server or allocscope is missing."""
-    wanted = [("allocscope", "allocscope (the checks)")]
+    wanted = [("allocscope", "the application" if server else "the package that runs the checks")]
     if server:
         wanted.insert(0, (server, "the server"))
     for module, what in wanted:
