@@ -33,6 +33,8 @@
 #   ALLOCSCOPE_REBUILD_BASES=1 rebuild the Debian bases even if they look current
 #   ALLOCSCOPE_CACHE           cache root (default ~/.cache/allocscope), shared with
 #                              build-bases.sh
+#   ALLOCSCOPE_SOURCE_URL      the org.opencontainers.image.source label (default: the git
+#                              remote origin, if any)
 # stdout: one line "image size-in-bytes"; progress goes to stderr.
 set -euo pipefail
 
@@ -187,6 +189,10 @@ if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src
     revision=$revision-dirty
 fi
 
+# org.opencontainers.image.source: where the source is; the git remote when there is one.
+source_url=${ALLOCSCOPE_SOURCE_URL:-$(git -C "$repo_root" remote get-url origin 2>/dev/null ||
+    echo "unknown: no git remote (ALLOCSCOPE_SOURCE_URL names it)")}
+
 old=$(image_id "$IMAGE")
 log "docker build $IMAGE (builder $builder, runtime $runtime)"
 t=$SECONDS
@@ -195,6 +201,7 @@ docker build --network host "${no_cache[@]}" -f "$here/Dockerfile" \
     --build-arg "BUILDER_IMAGE=$builder" --build-arg "RUNTIME_IMAGE=$runtime" \
     --build-arg "PYTHON_TAG=$builder_tag" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+    --build-arg "SOURCE=$source_url" \
     --build-arg "APP_SRC=$app_src" --build-arg "APP_REQUIREMENTS=$app_requirements" \
     --build-arg "APP_COMMAND=$app_command" \
     -t "$IMAGE" "$repo_root" >&2
