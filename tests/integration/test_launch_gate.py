@@ -171,3 +171,24 @@ def test_strict_gate_refuses_to_check_nothing(vendor_root: str) -> None:
     code, line = launch_fails("gunicorn", "app:app", ALLOCSCOPE_VERIFY_STRICT="1", **env)
     assert code == exitcodes.STARTUP_CHECK_FAILED
     assert line["message"].startswith("nothing to check")
+
+
+def test_anything_unexpected_is_one_line_and_70(tmp_path: Path) -> None:
+    """A vendored allocscope whose checks blow up (here: on import) ends the launcher with
+    one JSON line and exit 70, not a traceback."""
+    package = tmp_path / "vendor" / TAG / "allocscope"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "expectations.py").write_text("raise RuntimeError('boom')\n")
+    proc = subprocess.run(
+        [sys.executable, "-S", str(LAUNCHER), "gunicorn", "app:app"],
+        env=child_env(ALLOCSCOPE_VENDOR_ROOT=str(tmp_path / "vendor")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == exitcodes.INTERNAL == 70
+    assert "Traceback" not in proc.stderr
+    [line] = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    assert line["error"] == "internal" and line["message"] == "RuntimeError: boom"

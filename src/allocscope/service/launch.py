@@ -379,10 +379,10 @@ def prepare_command(
     (but for the vendor directory on PYTHONPATH, which the image's PYTHONPATH already has)."""
     record = _vendor(vendor_root, environ)
     require_importable(server=None)
-    from allocscope.service import gate
-
     run = parse_flag("ALLOCSCOPE_STARTUP_CHECK", environ.get("ALLOCSCOPE_STARTUP_CHECK") or "1")
     checks = startup_checks(run)
+    from allocscope.service import gate
+
     found = gate.resolve(command, environ)
     args = command[1:]
     app = environ.get("ALLOCSCOPE_APP") or gate.app_target(args)
