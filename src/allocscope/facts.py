@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 
-from allocscope.expectations import Check, Expectations, background_thread_check, check
+from allocscope.expectations import Check, Expectations, check
 from allocscope.probe import allocator, fips, jemalloc, procfs, runtime
 from allocscope.probe import snapshot as snapshot_mod
 
@@ -32,10 +32,12 @@ class ProcessFacts:
     fips: fips.FipsInfo
     runtime: runtime.Runtime
     jemalloc: jemalloc.Jemalloc | None = field(repr=False)  # None unless jemalloc serves
-    # Judged once with ALLOCSCOPE_EXPECT_*: every check but background_thread, which can
-    # change (fork, mallctl) and is judged on each call. None when the variables are bad.
-    static_checks: tuple[Check, ...] | None
+    want: Expectations | None  # ALLOCSCOPE_EXPECT_*; None when a variable is unreadable
     expectations_error: str | None
+    # Judged once: nothing in them can change, unless jemalloc serves (its background
+    # thread can stop at fork, or by mallctl): then checks() judges again on every call.
+    base: snapshot_mod.Snapshot = field(repr=False)
+    judged: tuple[Check, ...]
 
     def snapshot(self) -> snapshot_mod.Snapshot:
         """A full snapshot without detecting again (memory and heap are read fresh)."""
@@ -43,16 +45,12 @@ class ProcessFacts:
 
     def checks(self) -> tuple[Check, ...]:
         """The readiness checks now; a bad ALLOCSCOPE_EXPECT_* value is a failed check."""
-        if self.static_checks is None:
+        if self.want is None:
             return (Check("expectations", False, self.expectations_error or "unreadable"),)
-        return self.static_checks + self.background_thread_checks()
-
-    def background_thread_checks(self) -> tuple[Check, ...]:
         if self.jemalloc is None:
-            return ()
-        requested = bool(self.jemalloc.read("opt.background_thread", "bool"))
-        live = bool(self.jemalloc.read("background_thread", "bool"))
-        return tuple(background_thread_check(requested, live))
+            return self.judged
+        now = replace(self.base, jemalloc=snapshot_mod.jemalloc_report(self.allocator))
+        return tuple(check(now, self.want))
 
 
 _servers: dict[int, str] = {}
@@ -80,23 +78,26 @@ def server() -> str:
 def detect(proc_root: str = procfs.DEFAULT_ROOT) -> ProcessFacts:
     info = allocator.detect(proc_root)
     je = jemalloc.bind(info.path) if info.name == "jemalloc" and info.path else None
-    facts = ProcessFacts(
-        pid=os.getpid(),
-        started=time.time(),
-        allocator=info,
-        fips=fips.probe(proc_root),
-        runtime=runtime.read(),
-        jemalloc=je,
-        static_checks=None,
-        expectations_error=None,
-    )
+    probed, interpreter = fips.probe(proc_root), runtime.read()
+    base = snapshot_mod.snapshot(proc_root, allocator=info, fips=probed, runtime=interpreter)
+    want: Expectations | None = None
+    error = None
     try:
         want = Expectations.from_environ()
     except ValueError as e:
-        return replace(facts, expectations_error=str(e))
-    snap = facts.snapshot()
-    judged = tuple(c for c in check(snap, want) if c.name != "background_thread")
-    return replace(facts, static_checks=judged)
+        error = str(e)
+    return ProcessFacts(
+        pid=os.getpid(),
+        started=time.time(),
+        allocator=info,
+        fips=probed,
+        runtime=interpreter,
+        jemalloc=je,
+        want=want,
+        expectations_error=error,
+        base=base,
+        judged=tuple(check(base, want)) if want is not None else (),
+    )
 
 
 _lock = threading.Lock()

@@ -4,6 +4,8 @@ reported so (readiness, metrics); the hook brings it back in every worker."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.integration.appservers import (
@@ -35,6 +37,7 @@ def test_without_the_hook_every_worker_loses_the_thread(jemalloc: str, worker_cl
         assert value(fams, "allocscope_jemalloc_background_thread", pid=str(pid)) == 0
         assert value(fams, "allocscope_jemalloc_background_thread_restores") == 0
         assert value(fams, "allocscope_check_passed", check="background_thread") == 0
+        assert value(fams, "allocscope_check_passed", check="malloc_conf") == 0
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -52,6 +55,7 @@ def test_the_gunicorn_conf_module_restores_it(jemalloc: str, worker_class: str) 
     for pid, (_, fams) in scrapes.items():
         assert value(fams, "allocscope_jemalloc_background_thread", pid=str(pid)) == 1
         assert value(fams, "allocscope_jemalloc_background_thread_restores") == 1
+        assert value(fams, "allocscope_check_passed", check="malloc_conf") == 1
         [(info, _)] = fams["allocscope_allocator_info"]
         assert (info["name"], info["source"], info["malloc_conf"]) == ("jemalloc", "LD_PRELOAD", BG)
         [(build, _)] = fams["allocscope_build_info"]
@@ -68,3 +72,17 @@ def test_the_mounted_app_answers_under_its_prefix(jemalloc: str) -> None:
     assert doc["server"].startswith("gunicorn ") and doc["background_thread"]["live"] is True
     assert metrics.status == 200 and b"allocscope_allocator_info{" in metrics.body
     assert missing.status == 404
+
+
+def test_the_three_line_snippet_in_your_own_gunicorn_conf(jemalloc: str, tmp_path: Path) -> None:
+    # The snippet as the README and allocscope.gunicorn_conf's docstring give it.
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "from allocscope.forksafe import after_fork\n\n"
+        "def post_fork(server, worker):\n"
+        "    after_fork()\n"
+    )
+    with serve(gunicorn("sync", "-c", str(conf)), LD_PRELOAD=jemalloc, MALLOC_CONF=BG) as server:
+        states = each_worker(server, "/background-thread", json_pid)
+    for _, doc in states.values():
+        assert doc["background_thread"] == {"requested": True, "live": True, "restores": 1}

@@ -150,6 +150,11 @@ class Jemalloc:
                 reason = _missing(key, e)
             if kind is None and reason is None:
                 effective, reason = self._read_any(key)
+            if key == "background_thread" and effective and reason is None:
+                # opt.* keeps saying true after fork() stopped the thread: judge the state now.
+                effective = self.read("background_thread", "bool")
+                if not effective:
+                    reason = "requested true, but the thread is not running (lost at fork)"
             in_effect = reason is None and _same(requested, effective)
             if reason is None and not in_effect:
                 reason = f"requested {requested}, in effect {_show(effective)}"
