@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_JEMALLOC := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/libjemalloc.so.2
 
-.PHONY: setup system-deps fips run info test lint typecheck pytest image clean
+.PHONY: setup system-deps fips run info test lint typecheck pytest image examples clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -31,7 +31,7 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples container/check-lock.py container/sbom.py $(wildcard benchmarks bench_alloc.py)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
@@ -49,8 +49,15 @@ pytest: setup fips
 image: setup
 	container/build-image.sh
 
-# image first: the container tests (tests/container) run against it.
-test: lint typecheck image pytest
+# The example apps' images (examples/*; container/build-image.sh --app), for the container tests.
+EXAMPLE_IMAGES := flask-gunicorn:allocscope-example-flask fastapi-uvicorn:allocscope-example-fastapi
+examples: image
+	@for e in $(EXAMPLE_IMAGES); do \
+		ALLOCSCOPE_IMAGE=$${e#*:}:latest container/build-image.sh --app examples/$${e%%:*} || exit 1; \
+	done
+
+# images first: the container tests (tests/container) run against them.
+test: lint typecheck image examples pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms

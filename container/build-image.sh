@@ -2,7 +2,14 @@
 # build-image.sh: build the allocscope image (container/Dockerfile), offline, as `make image`.
 #
 # Usage:
-#   container/build-image.sh [--no-cache]
+#   container/build-image.sh [--no-cache] [--app DIR [--requirements FILE] [--command CMD]]
+#
+#   --app DIR            your app's source directory (inside this repository, the build
+#                        context; copied to /app/src); default: the demo service
+#   --requirements FILE  its hash-locked requirements (default DIR/requirements.lock)
+#   --command CMD        what the launcher execs after its checks (the image's
+#                        ALLOCSCOPE_COMMAND), e.g. 'gunicorn -c python:allocscope.gunicorn_conf app:app';
+#                        default: the first line of DIR/command, if there is one
 #
 # Steps: start a loopback-only Docker engine if none runs (scripts/docker-engine.sh; it is
 # left running for `docker run`), choose the base images, fetch the hash-locked wheels and
@@ -26,6 +33,8 @@
 #   ALLOCSCOPE_REBUILD_BASES=1 rebuild the Debian bases even if they look current
 #   ALLOCSCOPE_CACHE           cache root (default ~/.cache/allocscope), shared with
 #                              build-bases.sh
+#   ALLOCSCOPE_SOURCE_URL      the org.opencontainers.image.source label (default: the git
+#                              remote origin, if any)
 # stdout: one line "image size-in-bytes"; progress goes to stderr.
 set -euo pipefail
 
@@ -38,14 +47,40 @@ repo_root=$(cd -- "$here/.." && pwd)
 . "$repo_root/scripts/lib.sh"
 
 no_cache=()
+app_src=container/demo
+app_requirements=
+app_command=
 while (($#)); do
     case $1 in
         --no-cache) no_cache=(--no-cache) ;;
+        --app) app_src=${2:?--app needs a directory}; shift ;;
+        --requirements) app_requirements=${2:?--requirements needs a file}; shift ;;
+        --command) app_command=${2?--command needs a command}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage; die "unknown argument: $1" ;;
     esac
     shift
 done
+
+# Build arguments name paths in the build context: relative to the repository root.
+in_context() { # $1 = path as given; prints it relative to the repository root
+    local full
+    full=$(realpath -m -- "$1")
+    [[ $full == "$repo_root"/* ]] || die "$1 is outside the build context ($repo_root): put your app inside it"
+    printf '%s\n' "${full#"$repo_root"/}"
+}
+app_src=$(in_context "$app_src")
+[[ -d $repo_root/$app_src ]] || die "--app $app_src is not a directory"
+if [[ -z $app_requirements ]]; then
+    if [[ $app_src == container/demo ]]; then app_requirements=container/requirements.lock
+    else app_requirements=$app_src/requirements.lock; fi
+fi
+app_requirements=$(in_context "$app_requirements")
+# An app directory may carry its command in a file named command (one line).
+if [[ -z $app_command && -f $repo_root/$app_src/command ]]; then
+    app_command=$(head -n1 -- "$repo_root/$app_src/command")
+fi
+[[ -f $repo_root/$app_requirements ]] || die "the requirements $app_requirements do not exist"
 
 BASES=${ALLOCSCOPE_BASES:-auto}
 REGISTRY=${REGISTRY:-cgr.dev}
@@ -146,23 +181,90 @@ read -r runtime_tag _ < <(py_info "$runtime") || die "cannot run /usr/bin/python
 log "Python ABI of both stages: $builder_tag"
 
 arch=$(docker image inspect -f '{{.Architecture}}' "$runtime")
-"$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" >/dev/null
+"$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" --lock "$repo_root/$app_requirements" >/dev/null
 
 version=$(cut -d' ' -f1 <<<"$(sed -n 's/^allocscope==\([^ ]*\).*/\1/p' "$here/wheels/app/allocscope.lock")")
 revision=$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)
-if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src bench_alloc.py container 2>/dev/null) ]]; then
+if [[ $revision != unknown && -n $(git -C "$repo_root" status --porcelain -- src bench_alloc.py container "$app_src" "$app_requirements" 2>/dev/null) ]]; then
     revision=$revision-dirty
 fi
+
+# org.opencontainers.image.source: where the source is; the git remote when there is one.
+source_url=${ALLOCSCOPE_SOURCE_URL:-$(git -C "$repo_root" remote get-url origin 2>/dev/null ||
+    echo "unknown: no git remote (ALLOCSCOPE_SOURCE_URL names it)")}
 
 old=$(image_id "$IMAGE")
 log "docker build $IMAGE (builder $builder, runtime $runtime)"
 t=$SECONDS
+created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 docker build --network host "${no_cache[@]}" -f "$here/Dockerfile" \
     --build-arg "BUILDER_IMAGE=$builder" --build-arg "RUNTIME_IMAGE=$runtime" \
     --build-arg "PYTHON_TAG=$builder_tag" --build-arg "VERSION=$version" \
-    --build-arg "REVISION=$revision" --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    -t "$IMAGE" -t "${IMAGE%:*}:$version" "$repo_root" >&2
+    --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+    --build-arg "SOURCE=$source_url" \
+    --build-arg "APP_SRC=$app_src" --build-arg "APP_REQUIREMENTS=$app_requirements" \
+    --build-arg "APP_COMMAND=$app_command" \
+    -t "$IMAGE" "$repo_root" >&2
 log "docker build took $((SECONDS - t))s"
+
+# --- SBOM (CycloneDX): the Python packages from the locks (cyclonedx-py) with the hashes of
+# the very wheels installed, the runtime base's system packages, jemalloc and the FIPS
+# provider; kept beside the image (container/sboms/) and added to it as /app/sbom.cdx.json.
+# What only the built image can tell (its interpreter, the jemalloc it preloads) is asked of it.
+IMAGE_FACTS_PY='import ctypes, json, platform
+v = ctypes.c_char_p(); n = ctypes.c_size_t(ctypes.sizeof(v))
+ctypes.CDLL("/usr/lib/libjemalloc.so.2").mallctl(b"version", ctypes.byref(v), ctypes.byref(n), None, 0)
+print(json.dumps({"python": platform.python_version(), "jemalloc_version": v.value.decode()}))'
+
+label() { docker image inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
+
+sbom() {
+    local work cyclonedx c digest
+    work=$(mktemp -d "${TMPDIR:-/tmp}/allocscope-sbom.XXXXXX")
+    cyclonedx=$repo_root/.venv/bin/cyclonedx-py
+    [[ -x $cyclonedx ]] || cyclonedx=$(command -v cyclonedx-py) ||
+        die "cyclonedx-py is missing: pip install -e '.[dev]' (cyclonedx-bom) into .venv"
+    cat "$repo_root/$app_requirements" "$here/wheels/app/allocscope.lock" >"$work/requirements.txt"
+    "$cyclonedx" requirements --of JSON --output-reproducible -i file:///wheels \
+        -o "$work/python.cdx.json" "$work/requirements.txt" >&2 || die "cyclonedx-py failed"
+    mkdir -p "$work/osdb"
+    c=$(docker create --network none "$runtime")
+    docker cp "$c:/var/lib/dpkg/status.d" "$work/osdb/status.d" >/dev/null 2>&1 ||
+        docker cp "$c:/lib/apk/db/installed" "$work/osdb/installed" >/dev/null 2>&1 ||
+        log "warning: $runtime has no dpkg status.d or apk database: the SBOM lists no system packages"
+    docker rm "$c" >/dev/null
+    docker run --rm --network none --entrypoint /usr/bin/python "$IMAGE" -c "$IMAGE_FACTS_PY" \
+        >"$work/image.json" || die "cannot read the interpreter and jemalloc versions from $IMAGE"
+    local base fips
+    base=$(label "$runtime" org.opencontainers.image.base.name)
+    fips=$(label "$runtime" allocscope.fips.provider)
+    "$PYTHON" -c 'import json, sys
+facts = json.load(open(sys.argv[1]))
+keys = ("image", "version", "revision", "created", "runtime", "builder", "app_src", "command",
+        "distro", "fips_provider")
+facts.update(zip(keys, sys.argv[2:]))
+facts["jemalloc_package"] = "copied from the builder"
+words = facts["fips_provider"].split()
+facts["fips_version"] = words[3] if words[:3] == ["OpenSSL", "FIPS", "provider"] else "unknown"
+print(json.dumps(facts))' "$work/image.json" "$IMAGE" "$version" "$revision" "$created" "$runtime" \
+        "$builder" "$app_src" "$app_command" "${base/:/-}" "${fips:-the runtime base image provides it}" \
+        >"$work/facts.json" || die "collecting the SBOM's facts failed"
+    "$PYTHON" "$here/sbom.py" "$work/python.cdx.json" "$here/wheels" "$work/osdb" \
+        "$work/facts.json" "$work/sbom.cdx.json" || die "writing the SBOM failed"
+    mkdir -p "$here/sboms"
+    sbom_file=$here/sboms/$(tr '/:' '__' <<<"$IMAGE").cdx.json
+    cp "$work/sbom.cdx.json" "$sbom_file"
+    digest=$(sha256sum "$sbom_file" | cut -d' ' -f1)
+    printf 'FROM %s\nCOPY sbom.cdx.json /app/sbom.cdx.json\nLABEL allocscope.sbom="/app/sbom.cdx.json" allocscope.sbom.sha256="%s" allocscope.sbom.format="CycloneDX 1.6 JSON"\n' \
+        "$(image_id "$IMAGE")" "$digest" >"$work/Dockerfile"
+    docker build --network none -q -t "$IMAGE" -t "${IMAGE%:*}:$version" "$work" >/dev/null ||
+        die "adding the SBOM to $IMAGE failed"
+    rm -rf -- "$work"
+    log "SBOM: $sbom_file ($(grep -c '"bom-ref"' "$sbom_file") bom-refs), also /app/sbom.cdx.json in $IMAGE"
+}
+PYTHON=${PYTHON:-$repo_root/.venv/bin/python}
+[[ -x $PYTHON ]] || PYTHON=python3
+sbom
 new=$(image_id "$IMAGE")
 # The previous build under this tag is now untagged: drop it unless something uses it.
 if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi

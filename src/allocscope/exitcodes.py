@@ -16,6 +16,9 @@ VENDOR_MISSING = 111
 SERVER_MISSING = 112
 ABI_MISMATCH = 113
 STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
+COMMAND_NOT_FOUND = 115  # the command to exec is not in the image
+APP_IMPORT_FAILED = 116  # the command's app module (module:attr) does not import
+BIND_FAILED = 117  # the address to listen on cannot be bound (in use, not ours, bad)
 
 # inspect (another process); 1 also means "two allocators mapped" for info and inspect.
 NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited while being read

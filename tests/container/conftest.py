@@ -12,6 +12,7 @@ test starts is removed by name afterwards, whatever happens.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,16 +57,53 @@ def image(engine: None) -> str:
     if docker("image", "inspect", IMAGE).returncode != 0:
         if IMAGE != "allocscope:latest":
             pytest.fail(f"{IMAGE} (ALLOCSCOPE_TEST_IMAGE) does not exist")
-        proc = subprocess.run(
-            [str(REPO / "container" / "build-image.sh")],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"container/build-image.sh failed:\n{proc.stderr[-4000:]}")
+        build_image(IMAGE)
     return IMAGE
+
+
+def build_image(tag: str, *args: str) -> None:
+    """container/build-image.sh ARGS, tagged ``tag``; the test fails with its message."""
+    proc = subprocess.run(
+        [str(REPO / "container" / "build-image.sh"), *args],
+        env={**os.environ, "ALLOCSCOPE_IMAGE": tag},
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"container/build-image.sh {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+
+
+# The example images (examples/*): built with container/build-image.sh --app when missing.
+EXAMPLES = {
+    "flask-gunicorn": os.environ.get(
+        "ALLOCSCOPE_TEST_FLASK_IMAGE", "allocscope-example-flask:latest"
+    ),
+    "fastapi-uvicorn": os.environ.get(
+        "ALLOCSCOPE_TEST_FASTAPI_IMAGE", "allocscope-example-fastapi:latest"
+    ),
+}
+
+
+def example_tag(example: str) -> str:
+    """The image of ``examples/<example>``, built when missing."""
+    tag = EXAMPLES[example]
+    if docker("image", "inspect", tag).returncode != 0:
+        build_image(tag, "--app", f"examples/{example}")
+    return tag
+
+
+@pytest.fixture(scope="session", params=sorted(EXAMPLES))
+def example_image(request: pytest.FixtureRequest, engine: None) -> tuple[str, str]:
+    """(example, image): each example's image."""
+    example: str = request.param
+    return example, example_tag(example)
+
+
+@pytest.fixture(scope="session")
+def flask_image(engine: None) -> str:
+    return example_tag("flask-gunicorn")
 
 
 @pytest.fixture(scope="session")

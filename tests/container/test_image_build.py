@@ -85,3 +85,43 @@ def test_auto_prefers_chainguard_bases_present_locally(image_config: dict[str, A
     finally:
         for tag in tags:
             docker("rmi", tag)
+
+
+def test_requirements_without_hashes_fail_the_build(image_config: dict[str, Any]) -> None:
+    """On the host (build-image.sh, through fetch-wheels.sh) and in the builder stage (a
+    docker build given such a file directly): one clear line, no image."""
+    app = REPO / "examples" / f".test-nohash-{os.getpid()}"
+    app.mkdir()
+    try:
+        (app / "requirements.lock").write_text("flask==3.1.3\ngunicorn\n")
+        (app / "app.py").write_text("app = None\n")
+        proc = subprocess.run(
+            [str(REPO / "container" / "build-image.sh"), "--app", str(app), "--command", "x"],
+            env={**os.environ, "ALLOCSCOPE_IMAGE": "allocscope-test-nohash:x"},
+            capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0
+        assert "not a hash-locked requirements file (flask==3.1.3 has no --hash" in proc.stderr
+        labels = image_config["Labels"]
+        relative = app.relative_to(REPO) / "requirements.lock"
+        proc = subprocess.run(
+            [
+                "docker", "build", "--network", "host", "--force-rm",
+                "-f", str(REPO / "container" / "Dockerfile"),
+                "--build-arg", f"BUILDER_IMAGE={labels['allocscope.builder.name']}",
+                "--build-arg", f"RUNTIME_IMAGE={labels['org.opencontainers.image.base.name']}",
+                "--build-arg", f"PYTHON_TAG={labels['allocscope.python.cache_tag']}",
+                "--build-arg", f"APP_REQUIREMENTS={relative}", str(REPO),
+            ],
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0
+        output = proc.stdout + proc.stderr
+        assert f"APP_REQUIREMENTS={relative}: not a hash-locked requirements file" in output
+        assert "Successfully built" not in proc.stdout
+    finally:
+        for f in app.iterdir():
+            f.unlink()
+        app.rmdir()
+    assert docker("image", "inspect", "allocscope-test-nohash:x").returncode != 0

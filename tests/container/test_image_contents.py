@@ -97,6 +97,8 @@ def test_image_config(image_config: dict[str, Any], python_tag: str) -> None:
     for key in ("version", "revision", "created", "licenses", "base.name", "description"):
         value = labels.get(f"org.opencontainers.image.{key}")
         assert value and value != "unknown", key
+    assert labels["org.opencontainers.image.source"]  # the git remote, or why there is none
+    assert labels["allocscope.sbom"] == "/app/sbom.cdx.json"
 
 
 def test_builder_and_runtime_share_the_abi(image: str) -> None:

@@ -53,7 +53,9 @@ def test_serves_jemalloc_and_fips_enforced(image: str, python_tag: str, python_x
         )
         assert launch["checks"] == {
             "allocator": True, "fips": True, "preload": True, "malloc_conf": True,
+            "background_thread": True,
         }  # fmt: skip
+        assert launch["bind_check"] == [f"127.0.0.1:{c.port}"]
         assert launch["vendor"] == f"/app/vendor/{python_tag}"
         assert launch["vendor_match"] == "exact"
         assert launch["host"] == "127.0.0.1"

@@ -14,7 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Settings come from the environment (HOST, PORT, WEB_CONCURRENCY, ALLOCSCOPE_*), "
         "flags override them. Exit codes: 2 bad setting, 112 granian missing, "
-        "114 start-up check failed; otherwise the process becomes granian."
+        "114 start-up check failed, 117 HOST:PORT cannot be bound; otherwise the process "
+        "becomes granian."
     )
 
 

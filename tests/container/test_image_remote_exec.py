@@ -1,0 +1,44 @@
+"""CPython 3.14 in the image: ``sys.remote_exec`` (PEP 768) runs code inside the running,
+containerised server with no debugger: the way ``inspect --attach`` can reach it.
+
+The caller is the same image in a sidecar that joins the server's pid namespace, as root
+with CAP_SYS_PTRACE (the server itself keeps running as 65532 with no capabilities); both
+see the script at the same path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.container.dockerlib import SLOW, run_once, service
+
+pytestmark = [pytest.mark.container, SLOW]
+
+SCRIPT = """import os, sys
+from allocscope import forksafe
+bt = forksafe.background_thread()
+sys.stderr.write(f"remote_exec: pid {os.getpid()} uid {os.getuid()} live {bt and bt.live}\\n")
+sys.stderr.flush()
+"""
+
+
+def test_remote_exec_into_the_running_server(flask_image: str, shared_dir: Path) -> None:
+    image = flask_image
+    (shared_dir / "probe.py").write_text(SCRIPT)
+    (shared_dir / "probe.py").chmod(0o644)
+    with service(image, "-v", f"{shared_dir}:/probe:ro") as c:
+        c.wait_serving(deadline_s=90)
+        proc = run_once(
+            "--pid", f"container:{c.name}", "--user", "0", "--cap-add", "SYS_PTRACE",
+            "-v", f"{shared_dir}:/probe:ro", "--entrypoint", "/usr/bin/python", image,
+            "-c", "import sys; sys.remote_exec(1, '/probe/probe.py'); print('sent')",
+        )  # fmt: skip
+        assert proc.returncode == 0 and proc.stdout.strip() == "sent", proc.stderr
+        deadline = time.monotonic() + 20
+        while "remote_exec:" not in c.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [line] = [ln for ln in c.logs().splitlines() if ln.startswith("remote_exec:")]
+        # pid 1 is gunicorn's arbiter, still the unprivileged user, jemalloc's thread alive.
+        assert line == "remote_exec: pid 1 uid 65532 live True"
