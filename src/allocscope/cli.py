@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="See, prove and measure the allocator and FIPS crypto of a Python process.",
     )
     parser.add_argument("--version", action="version", version=f"allocscope {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"allocscope.commands.{name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
@@ -51,15 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except AllocscopeError as e:  # the one error path: one line, its own exit code
-        return _say(args.command, str(e), e.exit_code)
+        return _say(args.subcommand, str(e), e.exit_code)
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]
         if module not in EXTRAS:
-            return _internal(args.command, e)
+            return _internal(args.subcommand, e)
         print(
-            f"allocscope {args.command}: needs {module}, which is not installed: "
+            f"allocscope {args.subcommand}: needs {module}, which is not installed: "
             f"pip install 'allocscope[{EXTRAS[module]}]'",
             file=sys.stderr,
         )
@@ -69,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.OK
     except OSError as e:  # a file or stream the command needs cannot be used
         _quiet_stdout()
-        return _say(args.command, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
+        return _say(args.subcommand, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
     except Exception as e:
-        return _internal(args.command, e)
+        return _internal(args.subcommand, e)
 
 
 def _internal(command: str, e: Exception) -> int:

@@ -153,3 +153,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         grace=parse_duration(args.grace, "--grace"),
         progress_every=parse_duration(args.progress_every, "--progress-every"),
     )
+
+
+def wants_target(args: argparse.Namespace) -> bool:
+    """A user's command (`-- CMD`) or service (`--serve`) rather than built-in workloads."""
+    return bool(args.command) or args.serve is not None or bool(getattr(args, "dashdash", False))

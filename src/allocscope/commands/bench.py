@@ -6,7 +6,6 @@ import argparse
 
 from allocscope import exitcodes
 from allocscope.bench import options, target_options
-from allocscope.commands import targets
 from allocscope.commands.compare import add_output_arguments, fail, measure_and_write, prepare
 
 HELP = "benchmark one allocator variant on one workload (warm-up, repeats, proof, RSS)"
@@ -24,7 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if targets.wants_target(args):
+    if target_options.wants_target(args):
+        # Imported here: it needs psutil ([bench]); the parser must not (a core-only install).
+        from allocscope.commands import targets
+
         return targets.run("bench", args, single=True)
     if len(args.variant) + len(args.variants_file) == 0:
         args.variant = ["glibc"]

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from allocscope import exitcodes
 from allocscope.bench import options, target_options, workloads
 from allocscope.bench.options import Plan, PlanError
-from allocscope.commands import targets
 
 if TYPE_CHECKING:
     from allocscope.bench.results import Results
@@ -105,7 +104,10 @@ def write_bundle(command: str, results: Results, out: str, **what: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if targets.wants_target(args):
+    if target_options.wants_target(args):
+        # Imported here: it needs psutil ([bench]); the parser must not (a core-only install).
+        from allocscope.commands import targets
+
         return targets.run("compare", args, single=False)
     plan = prepare("compare", args, workloads.DEFAULT_SET)
     if isinstance(plan, int):

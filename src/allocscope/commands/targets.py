@@ -21,10 +21,6 @@ from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
 
 
-def wants_target(args: argparse.Namespace) -> bool:
-    return bool(args.command) or args.serve is not None or bool(getattr(args, "dashdash", False))
-
-
 def _fail(command: str, message: str, code: int) -> int:
     print(f"allocscope {command}: {message}", file=sys.stderr)
     return code
