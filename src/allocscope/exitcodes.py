@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import signal
+
 OK = 0
 CHECK_FAILED = 1  # verify: at least one expectation is unmet
 USAGE = 2  # bad command line (argparse uses 2 as well)
 BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
-INTERRUPTED = 130
+INTERRUPTED = 130  # SIGINT; any stop signal N is 128 + N (SIGHUP 129, SIGTERM 143)
 
 # Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.
 VENDOR_MISSING = 111
 SERVER_MISSING = 112
 ABI_MISMATCH = 113
 STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
+
+
+def stopped_by(name: str) -> int:
+    """The exit code after a stop signal, by its name ('SIGTERM' -> 143)."""
+    return 128 + int(signal.Signals[name])

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from allocscope import __version__
+from allocscope.bench import stats
 from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
@@ -58,6 +59,24 @@ METRICS = {
     "client_cpu_s": "http only: the load generator's CPU time",
     "free_s": "time to drop and collect what the work kept",
 }
+
+
+# Figures derived from a run's metrics when read (never stored: they may be negative).
+DERIVED = {"rss_kept": "RSS after the last settle period minus RSS when the work started"}
+# The figures every ratio carries an interval and a verdict for. Time: CPU time of the
+# work, not wall time: on a shared machine other processes stretch wall time, while CPU
+# time counts only our own work (its spread is a third to half of wall time's here).
+# Memory: retained RSS (what the process holds, which is what a container is billed
+# for); rss_kept (above the interpreter's own RSS) is shown beside it with its ratio.
+VERDICT_METRICS = ("rss_peak", "rss_retained", "rss_kept", "cpu_s")
+HEADLINE = ("rss_retained", "rss_peak", "cpu_s")  # --repeats auto narrows these
+
+
+def value(run: RunRecord, metric: str) -> float | None:
+    if metric == "rss_kept":
+        retained, before = run.metrics.get("rss_retained"), run.metrics.get("rss_before")
+        return None if retained is None or before is None else retained - before
+    return run.metrics.get(metric)
 
 
 def settle_key(after: float) -> str:
@@ -143,6 +162,7 @@ class Results:
             "config": self.config,
             "variants": self.variants,
             "session": self.session,
+            "comparisons": self.comparisons(),  # derived from the runs; recomputed on reading
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -158,9 +178,52 @@ class Results:
             r for r in self.runs if r.workload == workload and r.variant == variant and r.counts
         ]
 
+    def values(self, workload: str, variant: str, metric: str) -> list[float]:
+        """One figure per counted run, in run order; ``rss_kept`` is derived (see DERIVED)."""
+        return [v for r in self.counted(workload, variant) if (v := value(r, metric)) is not None]
+
     def summary(self, workload: str, variant: str, metric: str) -> Summary | None:
-        runs = self.counted(workload, variant)
-        return summarize(r.metrics[metric] for r in runs if metric in r.metrics)
+        return summarize(self.values(workload, variant, metric))
+
+    @property
+    def seed(self) -> int:
+        """The session's seed (shuffled order, bootstrap); 0 for files that have none."""
+        seed = self.session.get("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+    def interval(self, workload: str, variant: str, metric: str) -> stats.Interval | None:
+        """The median of a figure and its bootstrap interval."""
+        key = f"{workload}/{variant}/{metric}"
+        return stats.median_interval(
+            self.values(workload, variant, metric), seed=self.seed, key=key
+        )
+
+    def comparison(self, workload: str, variant: str, metric: str) -> stats.Comparison | None:
+        """``variant`` against the baseline on one figure, with its interval and verdict."""
+        base = self.baseline()
+        if base is None or variant == base:
+            return None
+        return stats.compare(
+            self.values(workload, variant, metric),
+            self.values(workload, base, metric),
+            seed=self.seed,
+            key=f"{workload}/{variant}/{metric}",
+            kind="time" if metric.endswith("_s") else "memory",
+        )
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """Every ratio against the baseline on the VERDICT_METRICS, for the JSON."""
+        out = []
+        for workload in self.workloads():
+            for variant in self.variant_names():
+                for metric in VERDICT_METRICS:
+                    c = self.comparison(workload, variant, metric)
+                    if c is not None:
+                        out.append(
+                            {"workload": workload, "variant": variant, "metric": metric,
+                             "baseline": self.baseline(), **c.to_dict()}
+                        )  # fmt: skip
+        return out
 
     def baseline(self) -> str | None:
         """The glibc variant the others are compared with."""
