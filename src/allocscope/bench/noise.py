@@ -24,6 +24,10 @@ from allocscope.bench.record import Noise
 BUSY_SHARE = 0.25
 BUSY_STEAL = 0.05
 BUSY_PROCESS = 0.25  # a process using this many CPUs (averaged over the window) is named
+# The load average counts what psutil cannot see (other containers' processes) but also our
+# own children: a 4-thread workload alone loads 2 CPUs to about 2.5 per CPU. Beyond 3 per
+# CPU, others are at work.
+BUSY_LOAD = 3.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def close_window(window: Window, sessions: Iterable[int], *, cpus: int | None = 
         steal=round(max(0.0, steal), 4),
         other_cpu=round(other, 3),
         busy=busy[:5],
-        marked=other >= BUSY_SHARE * n or steal >= BUSY_STEAL,
+        marked=other >= BUSY_SHARE * n or steal >= BUSY_STEAL or window.load1 >= BUSY_LOAD * n,
     )
 
 

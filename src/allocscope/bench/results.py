@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 
 from allocscope import __version__
 from allocscope.bench import stats
-from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
+from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
@@ -404,10 +405,8 @@ def from_document(doc: Any) -> Results:
         doc = MIGRATIONS[version](doc)
         version += 1
     try:
-        variants = [dict(v) for v in doc.get("variants") or []]
-        for v in variants:
-            if not isinstance(v.get("name"), str):
-                raise RecordError(f"a variant without a name: {v!r:.80}")
+        variants = [_variant(v) for v in _seq(doc.get("variants") or [], "variants")]
+        _check_meta(doc)
         runs = doc.get("runs", [])
         if not isinstance(runs, list):
             raise RecordError("runs: expected a list")
@@ -424,6 +423,60 @@ def from_document(doc: Any) -> Results:
     except (TypeError, ValueError, AttributeError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
+
+
+def _seq(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RecordError(f"{what}: expected a list, not {type(value).__name__}")
+    return value
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(f"{what}: expected an object, not {type(value).__name__}")
+    return value
+
+
+def _variant(doc: Any) -> dict[str, Any]:
+    v = dict(_obj(doc, "variant"))
+    if not isinstance(v.get("name"), str):
+        raise RecordError(f"a variant without a name: {doc!r:.80}")
+    for key in ("allocator", "unavailable", "description"):
+        if v.get(key) is not None and not isinstance(v[key], str):
+            raise RecordError(f"variant {v['name']}.{key}: expected text, not {v[key]!r:.40}")
+    if not isinstance(v.get("available", True), bool):
+        raise RecordError(f"variant {v['name']}.available: expected true or false")
+    return v
+
+
+def _numbers(value: Any, what: str) -> None:
+    for x in _seq(value, what):
+        number(x, what)
+
+
+def _check_meta(doc: dict[str, Any]) -> None:
+    """The fields the report reads besides the runs: right types, possible values."""
+    config = _obj(doc.get("config") or {}, "config")
+    if config.get("settle_s") is not None:
+        _numbers(config["settle_s"], "config.settle_s")
+    for name, params in _obj(config.get("workloads") or {}, "config.workloads").items():
+        _obj(params, f"config.workloads.{name}")
+    host = _obj(doc.get("host") or {}, "host")
+    for key in ("cpus", "cpus_usable"):
+        if host.get(key) is not None:
+            number(host[key], f"host.{key}")
+    for key in ("loadavg_before", "loadavg_after"):
+        if host.get(key) is not None:
+            _numbers(host[key], f"host.{key}")
+    session = _obj(doc.get("session") or {}, "session")
+    if session.get("noise") is not None:
+        Noise.from_dict(session["noise"], "session.noise")
+    for key, value in _obj(session.get("repeats_auto") or {}, "session.repeats_auto").items():
+        if not isinstance(value, str):
+            raise RecordError(f"session.repeats_auto.{key}: expected text")
+    stopped = session.get("interrupted")
+    if stopped is not None and stopped not in signal.Signals.__members__:
+        raise RecordError(f"session.interrupted: {stopped!r:.40} is not a signal")
 
 
 def recheck(results: Results) -> Results:
@@ -479,10 +532,18 @@ def _concatenated(text: str) -> list[Any] | None:
 
 
 def load(paths: str | Sequence[str]) -> Results:
-    """Read one results file, or several demo-output files into one document."""
+    """Read one results file, or several into one document (demo output: one per variant).
+
+    Refuses (ResultsError) what must not be pooled: the same file twice, the same run in
+    two files, or one workload run with different parameters."""
     names = [paths] if isinstance(paths, str) else list(paths)
+    seen: dict[str, str] = {}
     loaded = []
     for path in names:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ResultsError(f"{path}: given twice (as {seen[real]}): its runs would count twice")
+        seen[real] = path
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -491,7 +552,42 @@ def load(paths: str | Sequence[str]) -> Results:
         except UnicodeDecodeError:
             raise ResultsError(f"{path}: not a text file") from None
         loaded.append(parse(text, path))
-    return loaded[0] if len(loaded) == 1 else merge(loaded)
+    results = loaded[0] if len(loaded) == 1 else merge(loaded)
+    check_pooling(results)
+    return results
+
+
+def _describe(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(params.items())) or "no parameters"
+
+
+def check_pooling(results: Results) -> None:
+    """One workload, one set of parameters: a median of threads-2 and threads-4 runs means
+    nothing. And no run twice (the same file under two names)."""
+    params: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in results.runs:
+        key = json.dumps(run.params, sort_keys=True, default=str)
+        params.setdefault(run.workload, {}).setdefault(key, run.params)
+    for workload, kinds in params.items():
+        if len(kinds) > 1:
+            found = "; ".join(_describe(p) for p in kinds.values())
+            raise ResultsError(
+                f"workload {workload} was run with different parameters ({found}): their "
+                "runs must not be pooled; report each set separately"
+            )
+    fingerprints: dict[str, RunRecord] = {}
+    for run in results.runs:
+        if not run.counts:
+            continue  # a failed run has no figures to count twice
+        doc = run.to_dict()
+        doc.pop("repeat")  # demo files number their runs from 1 each
+        key = json.dumps(doc, sort_keys=True, default=str)
+        if key in fingerprints:
+            raise ResultsError(
+                f"the same run appears twice ({run.workload} {run.variant}, runs "
+                f"{fingerprints[key].repeat} and {run.repeat}): a file given twice?"
+            )
+        fingerprints[key] = run
 
 
 def merge(parts: Sequence[Results]) -> Results:

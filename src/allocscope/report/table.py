@@ -165,8 +165,8 @@ def legend(results: Results) -> list[str]:
     if base:
         lines.append(
             f"x{base}: ratio of medians to {base}, [{CONFIDENCE:.0%} interval], verdict: "
-            "sig = significant "
-            f"(interval excludes 1 and the difference is at least "
+            "sig = significant (the interval excludes 1, a rank test agrees and the "
+            "difference is at least "
             f"{MIN_EFFECT['memory']:.0%} for memory, {MIN_EFFECT['time']:.0%} for time), "
             f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict"
         )
@@ -195,7 +195,8 @@ def _noise_lines(results: Results) -> list[str]:
         marked = sum(1 for r in measured if r.noise and r.noise.marked)
         out.append(
             f"noise: {marked} of {len(measured)} measured runs were busy (other processes "
-            "used a quarter of the CPUs or more, or the hypervisor stole 5%)"
+            "used a quarter of the CPUs or more, the hypervisor stole 5%, or the load was "
+            "3 per CPU or more)"
         )
     noise = session.get("noise")
     if isinstance(noise, dict):
