@@ -52,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except AllocscopeError as e:  # the one error path: one line, its own exit code
         return _say(args.subcommand, str(e), e.exit_code)
-    except KeyboardInterrupt:
-        return exitcodes.INTERRUPTED
+    except KeyboardInterrupt as e:  # bench.runner.Interrupted carries its signal's code
+        return int(getattr(e, "exit_code", exitcodes.INTERRUPTED))
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]
         if module not in EXTRAS:

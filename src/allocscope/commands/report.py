@@ -25,18 +25,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write report.md, chart.png and chart.svg here (default: print only)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite report.md and charts already in --out"
+    )
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
     parser.epilog = (
         "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
-        "not JSON, unknown schema version) or an --out directory that cannot be written."
+        "not JSON, unknown schema version, impossible or mistyped values, one workload with "
+        "different parameters, a file or run given twice) or an --out directory that cannot "
+        "be written or already holds a report (without --force). Every run's proof is "
+        "re-checked against its variant: a run that does not prove it does not count."
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from allocscope.bench.results import ResultsError, load
-    from allocscope.commands.compare import write_bundle
+    from allocscope.commands.compare import check_out, write_bundle
     from allocscope.report import table
 
+    out = os.path.expanduser(args.out) if args.out else None
+    if out is not None:
+        code = check_out("report", out, force=args.force, data=False)
+        if code != exitcodes.OK:
+            return code
     try:
         results = load(args.results)
     except ResultsError as e:
@@ -46,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         print(table.markdown(results), end="")
     else:
         table.print_terminal(results)
-    if args.out:
-        out = os.path.expanduser(args.out)
+    if out is not None:
         return write_bundle("report", results, out, data=False, charts=args.chart)
     return exitcodes.OK

@@ -14,7 +14,7 @@ import time
 
 from allocscope import exitcodes
 from allocscope.bench import target, target_options, target_session
-from allocscope.bench.options import PlanError, _positive
+from allocscope.bench.options import PlanError, _positive, _whole
 from allocscope.bench.results import Run
 from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides, select
 
@@ -45,9 +45,10 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
             libs=parse_lib_overrides(args.lib),
             lib_dirs=args.lib_dir,
         )
-        repeats = 1 if args.repeats is None else args.repeats
+        if args.repeats == "auto":
+            raise PlanError("--repeats auto is for the built-in workloads; give a number")
+        repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
         warmup = 0 if args.warmup is None else args.warmup
-        _positive("repeats", repeats, integer=True)
         _positive("warmup", warmup, integer=True, zero=True)
         _positive("timeout", args.timeout)
         _positive("interval", args.interval)
