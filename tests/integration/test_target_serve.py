@@ -20,7 +20,10 @@ from tests.integration.test_target_command import gone
 
 APPS = Path(__file__).resolve().parent / "apps"
 PY = sys.executable
-GUNICORN = f"{PY} -m gunicorn --chdir {APPS} -b 127.0.0.1:{{port}} -w 2"
+# With allocscope's post_fork hook: without it jemalloc's background thread is lost in every
+# worker, and the jemalloc variant's proof fails (see the test below).
+GUNICORN_BARE = f"{PY} -m gunicorn --chdir {APPS} -b 127.0.0.1:{{port}} -w 2"
+GUNICORN = f"{GUNICORN_BARE} -c python:allocscope.gunicorn_conf"
 MISBEHAVING = f"{PY} {APPS / 'misbehaving.py'} {{port}}"
 # Seconds, not minutes: enough for every phase to happen, small for CI.
 SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurrency", "8")
@@ -75,6 +78,18 @@ def test_flask_under_gunicorn_glibc_against_jemalloc(tmp_path: Path, worker_clas
     check_service_run(by["jemalloc-tuned"], "jemalloc", processes=3)
     assert not gone(results)
     assert "serve: python" in text and "req/s" in text and "growth MiB" in text
+
+
+def test_workers_that_lost_the_background_thread_fail_their_proof(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "jemalloc-tuned",
+        "--serve", f"{GUNICORN_BARE} flask_app:app", "--ready", "/healthz", *SHORT,
+    )  # fmt: skip
+    assert code == exitcodes.RUN_FAILED, text
+    assert results is not None
+    (run,) = results.runs
+    lost = [f for f in run.failures if "lost at fork" in f]
+    assert len(lost) == 2, run.failures  # each of the two workers, not the arbiter
 
 
 def test_fastapi_under_uvicorn_with_a_requests_file(tmp_path: Path) -> None:

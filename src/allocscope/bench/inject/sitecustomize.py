@@ -139,6 +139,15 @@ def _start() -> None:
             ).start()
 
 
+def _start_after_fork() -> None:
+    """A forked worker is proved once the server's own post-fork hooks have run (gunicorn's
+    post_fork restores jemalloc's background thread; at fork time it is always stopped)."""
+    delay = float(os.environ.get("ALLOCSCOPE_FORK_SETTLE", "1.0") or 0)
+    timer = threading.Timer(delay, _start)
+    timer.daemon = True
+    timer.start()
+
+
 def _heap() -> Any:
     """The allocator's own statistics at exit (jemalloc's stats, glibc's mallinfo2)."""
     try:
@@ -168,4 +177,4 @@ finally:
     if _DIR:
         _start()
         atexit.register(_exit)
-        os.register_at_fork(after_in_child=_start)
+        os.register_at_fork(after_in_child=_start_after_fork)
