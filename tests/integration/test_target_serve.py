@@ -223,3 +223,14 @@ def _is_ours(pid: int, marker: str) -> bool:
             return marker.encode() in f.read()
     except OSError:
         return False
+
+
+def test_a_request_count_is_sent_exactly(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--load", "200",
+        "--duration", "60s", "--warm", "0", "--idle", "0.1", "--concurrency", "4",
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.metrics["requests"] == 200 and run.metrics["load_s"] < 60
