@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.dashdash = "--" in given
     try:
         return int(args.run(args))
-    except KeyboardInterrupt:
-        return exitcodes.INTERRUPTED
+    except KeyboardInterrupt as e:  # bench.runner.Interrupted carries its signal's code
+        return int(getattr(e, "exit_code", exitcodes.INTERRUPTED))
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `allocscope info | head`: not an error
         return exitcodes.OK

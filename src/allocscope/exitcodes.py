@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+
 OK = 0
 CHECK_FAILED = 1  # verify: at least one expectation is unmet
 USAGE = 2  # bad command line (argparse uses 2 as well)
 BAD_INPUT = 3  # unreadable or invalid input (results, variant, workload, TOML); unwritable --out
 RUN_FAILED = 4  # bench/compare: no run succeeded
-INTERRUPTED = 130
+INTERRUPTED = 130  # SIGINT; any stop signal N is 128 + N (SIGHUP 129, SIGTERM 143)
 
 # Launcher codes follow the Ruby demo's (111, 112) so operators recognise them.
 VENDOR_MISSING = 111
@@ -20,3 +22,8 @@ NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited whil
 ATTACH_UNSUPPORTED = 21  # --attach: not a CPython, not x86-64, or the probe failed inside it
 ATTACH_DENIED = 22  # --attach: ptrace not permitted (root / CAP_SYS_PTRACE, Yama ptrace_scope)
 ATTACH_TIMEOUT = 23  # --attach: no answer in time (main thread blocked in C code)
+
+
+def stopped_by(name: str) -> int:
+    """The exit code after a stop signal, by its name ('SIGTERM' -> 143)."""
+    return 128 + int(signal.Signals[name])

@@ -122,9 +122,11 @@ def test_wrong_allocator_claim_fails_the_run(mimalloc: str) -> None:
 
 def test_timeout_kills_the_whole_group_and_leaves_no_zombie() -> None:
     slow = workloads.defaults("seed").replace(iters=10**9, rounds=1, threads=1)
-    s = RunSpec(variants.builtin("glibc"), "seed", slow, (), 1, timeout=2.0)
+    s = RunSpec(
+        variants.builtin("glibc"), "seed", slow, (), 1, timeout=6.0
+    )  # busy CI: 2 s was tight
     (r,) = Runner(interval=0.05).run([s])
-    assert not r.ok and r.failures == ["timed out after 2 s: killed"]
+    assert not r.ok and r.failures == ["timed out after 6 s: killed"]
     pid = r.marks[0].info["pid"]
     assert gone(pid)
     assert r.exit_code == -9
@@ -139,11 +141,10 @@ def test_serial_mode_runs_one_child_at_a_time() -> None:
 def test_plan_interleaves_variants_and_puts_warmups_first() -> None:
     vs = variants.select(["glibc", "jemalloc-tuned"])
     specs = runner.plan(vs, [("seed", TINY)], repeats=2, warmup=1, settle=(0.5,), timeout=10)
-    assert [(s.variant.name, s.repeat) for s in specs] == [
-        ("glibc", 0), ("jemalloc-tuned", 0),
-        ("glibc", 1), ("jemalloc-tuned", 1),
-        ("glibc", 2), ("jemalloc-tuned", 2),
-    ]  # fmt: skip
+    assert [s.repeat for s in specs] == [0, 0, 1, 1, 2, 2]  # each repeat: every variant
+    for r in (0, 1, 2):  # once, in a shuffled order (see test_bench_stats)
+        names = sorted(s.variant.name for s in specs if s.repeat == r)
+        assert names == ["glibc", "jemalloc-tuned"]
     assert specs[0].settle == () and not specs[0].purge  # warm-ups skip the settling
 
 

@@ -20,7 +20,7 @@ def plan_of(*argv: str) -> options.Plan:
 def test_defaults() -> None:
     p = plan_of()
     assert [n for n, _ in p.workloads] == ["fragment", "json", "seed"]
-    assert (p.repeats, p.warmup, p.settle, p.serial, p.purge) == (3, 1, (0.5, 2.0), False, True)
+    assert (p.repeats, p.warmup, p.settle, p.serial, p.purge) == (5, 1, (0.5, 2.0), False, True)
     assert len(p.variants) == 6
     assert p.config()["workloads"]["fragment"] == workloads.defaults("fragment").to_dict()
 

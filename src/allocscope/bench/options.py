@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,10 @@ from allocscope.bench import workloads
 from allocscope.bench.variants import BUILTINS, Variant, VariantError, parse_lib_overrides, select
 
 PARAM_FLAGS = ("threads", "iters", "size", "keep", "rounds")
+AUTO_FIRST = 5  # --repeats auto: repeats before the first look (stats.MIN_RUNS)
+AUTO_TARGET = 0.05  # +-5 % of the median
+AUTO_BUDGET = 600.0
+AUTO_MAX = 20
 
 
 class PlanError(ValueError):
@@ -26,13 +31,18 @@ class PlanError(ValueError):
 class Plan:
     variants: list[Variant]  # unavailable ones included: they are reported
     workloads: list[tuple[str, workloads.Params]]
-    repeats: int
+    repeats: int  # measured runs; with auto, the first batch (then more, one at a time)
     warmup: int
     settle: tuple[float, ...]
     interval: float
     timeout: float
     serial: bool
     purge: bool
+    seed: int  # shuffles the order of each repeat and seeds the bootstrap
+    auto: bool = False  # --repeats auto: repeat until the intervals are narrow enough
+    target: float = AUTO_TARGET  # half-width of the interval, relative to the median
+    budget: float = AUTO_BUDGET  # seconds --repeats auto may spend in all
+    max_repeats: int = AUTO_MAX
 
     @property
     def available(self) -> list[Variant]:
@@ -49,6 +59,14 @@ class Plan:
             "timeout_s": self.timeout,
             "serial": self.serial,
             "purge": self.purge,
+            "seed": self.seed,
+            "repeats_auto": {
+                "target": self.target,
+                "budget_s": self.budget,
+                "max": self.max_repeats,
+            }
+            if self.auto
+            else None,
         }
 
 
@@ -108,7 +126,34 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         w.add_argument(f"--{name}", type=int, help=f"override the workloads' {name}")
     m = parser.add_argument_group("measurement")
     m.add_argument(
-        "--repeats", "-r", type=int, help="measured runs (default 3; 1 for a command or service)"
+        "--repeats",
+        "-r",
+        metavar="N|auto",
+        help="measured runs of each variant (default 5: fewer get no verdict; 1 for a command "
+        "or service); auto: repeat "
+        "until the 99%% interval "
+        "of retained RSS, peak RSS and CPU time is within --target of each median, or "
+        "--budget is spent",
+    )
+    m.add_argument(
+        "--target",
+        type=float,
+        default=AUTO_TARGET * 100,
+        metavar="PCT",
+        help="--repeats auto: half-width of the intervals, %% of the median "
+        f"(default {AUTO_TARGET * 100:g})",
+    )
+    m.add_argument(
+        "--budget",
+        type=float,
+        default=AUTO_BUDGET,
+        metavar="S",
+        help=f"--repeats auto: seconds to spend at most (default {AUTO_BUDGET:g})",
+    )
+    m.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the shuffled run order and the bootstrap (default: random, recorded)",
     )
     m.add_argument(
         "--warmup", type=int, help="warm-up runs, not counted (default 1; 0 for a command/service)"
@@ -142,6 +187,17 @@ def _positive(name: str, value: float, *, integer: bool = False, zero: bool = Fa
         raise PlanError(f"--{name} must be {kind} {bound}, not {value:g}")
 
 
+def _whole(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise PlanError(
+            f"--{name} must be a whole number greater than 0 or auto, not {text!r}"
+        ) from None
+    _positive(name, value, integer=True)
+    return value
+
+
 def parse_settle(text: str) -> tuple[float, ...]:
     if not text.strip():
         return ()
@@ -156,10 +212,13 @@ def parse_settle(text: str) -> tuple[float, ...]:
 
 def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan:
     """The plan from parsed flags; PlanError for anything invalid."""
-    args.repeats = 3 if args.repeats is None else args.repeats
+    args.repeats = "5" if args.repeats is None else args.repeats
     args.warmup = 1 if args.warmup is None else args.warmup
     _positive("scale", args.scale)
-    _positive("repeats", args.repeats, integer=True)
+    auto = args.repeats == "auto"
+    repeats = AUTO_FIRST if auto else _whole("repeats", args.repeats)
+    _positive("target", args.target)
+    _positive("budget", args.budget)
     _positive("warmup", args.warmup, integer=True, zero=True)
     _positive("interval", args.interval)
     _positive("timeout", args.timeout)
@@ -183,11 +242,15 @@ def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan
     return Plan(
         variants=variants,
         workloads=chosen,
-        repeats=args.repeats,
+        repeats=repeats,
         warmup=args.warmup,
         settle=parse_settle(args.settle),
         interval=args.interval,
         timeout=args.timeout,
         serial=args.serial,
         purge=args.purge,
+        seed=args.seed if args.seed is not None else secrets.randbits(32),
+        auto=auto,
+        target=args.target / 100,
+        budget=args.budget,
     )

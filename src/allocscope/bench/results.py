@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from allocscope import __version__
-from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
+from allocscope.bench import stats
+from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
@@ -60,6 +62,24 @@ METRICS = {
     "client_cpu_s": "http only: the load generator's CPU time",
     "free_s": "time to drop and collect what the work kept",
 }
+
+
+# Figures derived from a run's metrics when read (never stored: they may be negative).
+DERIVED = {"rss_kept": "RSS after the last settle period minus RSS when the work started"}
+# The figures every ratio carries an interval and a verdict for. Time: CPU time of the
+# work, not wall time: on a shared machine other processes stretch wall time, while CPU
+# time counts only our own work (its spread is a third to half of wall time's here).
+# Memory: retained RSS (what the process holds, which is what a container is billed
+# for); rss_kept (above the interpreter's own RSS) is shown beside it with its ratio.
+VERDICT_METRICS = ("rss_peak", "rss_retained", "rss_kept", "cpu_s")
+HEADLINE = ("rss_retained", "rss_peak", "cpu_s")  # --repeats auto narrows these
+
+
+def value(run: RunRecord, metric: str) -> float | None:
+    if metric == "rss_kept":
+        retained, before = run.metrics.get("rss_retained"), run.metrics.get("rss_before")
+        return None if retained is None or before is None else retained - before
+    return run.metrics.get(metric)
 
 
 def settle_key(after: float) -> str:
@@ -145,6 +165,7 @@ class Results:
             "config": self.config,
             "variants": self.variants,
             "session": self.session,
+            "comparisons": self.comparisons(),  # derived from the runs; recomputed on reading
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -160,9 +181,52 @@ class Results:
             r for r in self.runs if r.workload == workload and r.variant == variant and r.counts
         ]
 
+    def values(self, workload: str, variant: str, metric: str) -> list[float]:
+        """One figure per counted run, in run order; ``rss_kept`` is derived (see DERIVED)."""
+        return [v for r in self.counted(workload, variant) if (v := value(r, metric)) is not None]
+
     def summary(self, workload: str, variant: str, metric: str) -> Summary | None:
-        runs = self.counted(workload, variant)
-        return summarize(r.metrics[metric] for r in runs if metric in r.metrics)
+        return summarize(self.values(workload, variant, metric))
+
+    @property
+    def seed(self) -> int:
+        """The session's seed (shuffled order, bootstrap); 0 for files that have none."""
+        seed = self.session.get("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+    def interval(self, workload: str, variant: str, metric: str) -> stats.Interval | None:
+        """The median of a figure and its bootstrap interval."""
+        key = f"{workload}/{variant}/{metric}"
+        return stats.median_interval(
+            self.values(workload, variant, metric), seed=self.seed, key=key
+        )
+
+    def comparison(self, workload: str, variant: str, metric: str) -> stats.Comparison | None:
+        """``variant`` against the baseline on one figure, with its interval and verdict."""
+        base = self.baseline()
+        if base is None or variant == base:
+            return None
+        return stats.compare(
+            self.values(workload, variant, metric),
+            self.values(workload, base, metric),
+            seed=self.seed,
+            key=f"{workload}/{variant}/{metric}",
+            kind="time" if metric.endswith("_s") else "memory",
+        )
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """Every ratio against the baseline on the VERDICT_METRICS, for the JSON."""
+        out = []
+        for workload in self.workloads():
+            for variant in self.variant_names():
+                for metric in VERDICT_METRICS:
+                    c = self.comparison(workload, variant, metric)
+                    if c is not None:
+                        out.append(
+                            {"workload": workload, "variant": variant, "metric": metric,
+                             "baseline": self.baseline(), **c.to_dict()}
+                        )  # fmt: skip
+        return out
 
     def baseline(self) -> str | None:
         """The glibc variant the others are compared with."""
@@ -343,10 +407,8 @@ def from_document(doc: Any) -> Results:
         doc = MIGRATIONS[version](doc)
         version += 1
     try:
-        variants = [dict(v) for v in doc.get("variants") or []]
-        for v in variants:
-            if not isinstance(v.get("name"), str):
-                raise RecordError(f"a variant without a name: {v!r:.80}")
+        variants = [_variant(v) for v in _seq(doc.get("variants") or [], "variants")]
+        _check_meta(doc)
         runs = doc.get("runs", [])
         if not isinstance(runs, list):
             raise RecordError("runs: expected a list")
@@ -363,6 +425,60 @@ def from_document(doc: Any) -> Results:
     except (TypeError, ValueError, AttributeError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
+
+
+def _seq(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RecordError(f"{what}: expected a list, not {type(value).__name__}")
+    return value
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(f"{what}: expected an object, not {type(value).__name__}")
+    return value
+
+
+def _variant(doc: Any) -> dict[str, Any]:
+    v = dict(_obj(doc, "variant"))
+    if not isinstance(v.get("name"), str):
+        raise RecordError(f"a variant without a name: {doc!r:.80}")
+    for key in ("allocator", "unavailable", "description"):
+        if v.get(key) is not None and not isinstance(v[key], str):
+            raise RecordError(f"variant {v['name']}.{key}: expected text, not {v[key]!r:.40}")
+    if not isinstance(v.get("available", True), bool):
+        raise RecordError(f"variant {v['name']}.available: expected true or false")
+    return v
+
+
+def _numbers(value: Any, what: str) -> None:
+    for x in _seq(value, what):
+        number(x, what)
+
+
+def _check_meta(doc: dict[str, Any]) -> None:
+    """The fields the report reads besides the runs: right types, possible values."""
+    config = _obj(doc.get("config") or {}, "config")
+    if config.get("settle_s") is not None:
+        _numbers(config["settle_s"], "config.settle_s")
+    for name, params in _obj(config.get("workloads") or {}, "config.workloads").items():
+        _obj(params, f"config.workloads.{name}")
+    host = _obj(doc.get("host") or {}, "host")
+    for key in ("cpus", "cpus_usable"):
+        if host.get(key) is not None:
+            number(host[key], f"host.{key}")
+    for key in ("loadavg_before", "loadavg_after"):
+        if host.get(key) is not None:
+            _numbers(host[key], f"host.{key}")
+    session = _obj(doc.get("session") or {}, "session")
+    if session.get("noise") is not None:
+        Noise.from_dict(session["noise"], "session.noise")
+    for key, value in _obj(session.get("repeats_auto") or {}, "session.repeats_auto").items():
+        if not isinstance(value, str):
+            raise RecordError(f"session.repeats_auto.{key}: expected text")
+    stopped = session.get("interrupted")
+    if stopped is not None and stopped not in signal.Signals.__members__:
+        raise RecordError(f"session.interrupted: {stopped!r:.40} is not a signal")
 
 
 def recheck(results: Results) -> Results:
@@ -418,10 +534,18 @@ def _concatenated(text: str) -> list[Any] | None:
 
 
 def load(paths: str | Sequence[str]) -> Results:
-    """Read one results file, or several demo-output files into one document."""
+    """Read one results file, or several into one document (demo output: one per variant).
+
+    Refuses (ResultsError) what must not be pooled: the same file twice, the same run in
+    two files, or one workload run with different parameters."""
     names = [paths] if isinstance(paths, str) else list(paths)
+    seen: dict[str, str] = {}
     loaded = []
     for path in names:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ResultsError(f"{path}: given twice (as {seen[real]}): its runs would count twice")
+        seen[real] = path
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -430,7 +554,42 @@ def load(paths: str | Sequence[str]) -> Results:
         except UnicodeDecodeError:
             raise ResultsError(f"{path}: not a text file") from None
         loaded.append(parse(text, path))
-    return loaded[0] if len(loaded) == 1 else merge(loaded)
+    results = loaded[0] if len(loaded) == 1 else merge(loaded)
+    check_pooling(results)
+    return results
+
+
+def _describe(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(params.items())) or "no parameters"
+
+
+def check_pooling(results: Results) -> None:
+    """One workload, one set of parameters: a median of threads-2 and threads-4 runs means
+    nothing. And no run twice (the same file under two names)."""
+    params: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in results.runs:
+        key = json.dumps(run.params, sort_keys=True, default=str)
+        params.setdefault(run.workload, {}).setdefault(key, run.params)
+    for workload, kinds in params.items():
+        if len(kinds) > 1:
+            found = "; ".join(_describe(p) for p in kinds.values())
+            raise ResultsError(
+                f"workload {workload} was run with different parameters ({found}): their "
+                "runs must not be pooled; report each set separately"
+            )
+    fingerprints: dict[str, RunRecord] = {}
+    for run in results.runs:
+        if not run.counts:
+            continue  # a failed run has no figures to count twice
+        doc = run.to_dict()
+        doc.pop("repeat")  # demo files number their runs from 1 each
+        key = json.dumps(doc, sort_keys=True, default=str)
+        if key in fingerprints:
+            raise ResultsError(
+                f"the same run appears twice ({run.workload} {run.variant}, runs "
+                f"{fingerprints[key].repeat} and {run.repeat}): a file given twice?"
+            )
+        fingerprints[key] = run
 
 
 def merge(parts: Sequence[Results]) -> Results:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import selectors
 import signal
@@ -29,12 +30,13 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import psutil
 
+from allocscope.bench import noise
 from allocscope.bench.record import PROTOCOL, Mark, Proof, RecordError, RunRecord, number
 from allocscope.bench.results import metrics_of
 from allocscope.bench.variants import Variant
@@ -55,6 +57,39 @@ _LOADER_REFUSED = re.compile(r"ERROR: ld\.so: object '([^']*)' from LD_PRELOAD c
 _JEMALLOC_CONF = re.compile(r"<jemalloc>: (Invalid conf (?:pair|value)|Malformed conf).*")
 STDERR_KEPT = 4000  # characters of a child's stderr kept in the results (the tail)
 EXIT_GRACE = 5.0  # seconds a child may take to exit after its last event
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``runs`` holds what was measured before it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.runs: list[RunRecord] = []
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` inside the block, so every
+    child is killed and what was measured is kept (the default SIGTERM would kill us alone
+    and leave the children, each in its own session, running)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def clean_environ(
@@ -91,6 +126,7 @@ class RunSpec:
     repeat: int  # 1..repeats for measured runs; 0 for warm-up
     timeout: float
     purge: bool = True
+    order: int = 0  # position within its repeat, after shuffling
 
     @property
     def warmup(self) -> bool:
@@ -111,15 +147,26 @@ def plan(
     settle: tuple[float, ...],
     timeout: float,
     purge: bool = True,
+    rng: random.Random | None = None,
+    first: int = 1,
 ) -> list[RunSpec]:
-    """Every run, variants interleaved so slow drift of the machine spreads evenly."""
+    """Every run, interleaved: each repeat runs every variant once, in an order shuffled
+    by ``rng`` (its seed is recorded), so a burst of noise spreads over all variants
+    instead of landing on one. Repeats are numbered from ``first``."""
     ready = [v for v in variants if v.available]
+    rng = rng or random.Random(0)
     specs = []
     for name, params in workloads:
         for _ in range(warmup):
-            specs += [RunSpec(v, name, params, (), 0, timeout, purge=False) for v in ready]
-        for r in range(1, repeats + 1):
-            specs += [RunSpec(v, name, params, settle, r, timeout, purge) for v in ready]
+            specs += [
+                RunSpec(v, name, params, (), 0, timeout, purge=False, order=i)
+                for i, v in enumerate(rng.sample(ready, len(ready)))
+            ]
+        for r in range(first, first + repeats):
+            specs += [
+                RunSpec(v, name, params, settle, r, timeout, purge, order=i)
+                for i, v in enumerate(rng.sample(ready, len(ready)))
+            ]
     return specs
 
 
@@ -176,18 +223,29 @@ class Runner:
         self.progress = progress or (lambda kind, spec, run: None)
 
     def run(self, specs: Sequence[RunSpec]) -> list[RunRecord]:
-        """Every spec's run, in the order of ``specs`` (they may finish in another)."""
+        """Every spec's run, in the order of ``specs`` (they may finish in another).
+
+        Interrupted (:class:`Interrupted`, raised by :func:`stop_on_signals`), it kills
+        every live child's process group, then re-raises with the runs already done."""
         pending = deque(enumerate(specs))
         live: list[_Child] = []
         done: dict[int, RunRecord] = {}
         sel = selectors.DefaultSelector()
+        meter = noise.Meter(lambda: [c.proc.pid for c in live])
         try:
             next_sample = time.monotonic()
             while pending or live:
                 while pending and self._may_start(live):
-                    child = self._spawn(*pending.popleft())
-                    sel.register(child.events, selectors.EVENT_READ, child)
-                    live.append(child)
+                    # No signal between the fork and the bookkeeping that lets us kill it.
+                    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                    try:
+                        index, spec = pending.popleft()
+                        meter.start(index)
+                        child = self._spawn(index, spec)
+                        sel.register(child.events, selectors.EVENT_READ, child)
+                        live.append(child)
+                    finally:
+                        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 now = time.monotonic()
                 wait = min([next_sample, *(c.deadline for c in live)]) - now
                 for key, _ in sel.select(max(0.0, wait)):
@@ -200,9 +258,12 @@ class Runner:
                 for child in [c for c in live if self._finished(c, now)]:
                     sel.unregister(child.events)
                     live.remove(child)
-                    run = self._reap(child)
+                    run = replace(self._reap(child), noise=meter.stop(child.index))
                     done[child.index] = run
                     self.progress("done", child.spec, run)
+        except Interrupted as e:
+            e.runs = [done[i] for i in sorted(done)]
+            raise
         finally:
             for child in live:  # interrupted: leave nothing behind
                 _kill(child.proc)
@@ -386,6 +447,7 @@ class Runner:
             variant=child.spec.variant.name,
             workload=child.spec.workload,
             repeat=child.spec.repeat,
+            order=child.spec.order,
             ok=not failures,
             failures=failures,
             metrics=metrics_of(marks, child.timeline) if not failures else {},

@@ -180,7 +180,8 @@ def run_service(
     extra: dict[str, Any] = {"port": port, "argv": argv}
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
-    params = {"kind": "service", "serve": opts.template, "argv": argv}
+    # Only what is the same for every run (the port is not): runs with equal params pool.
+    params = {"kind": "service", "serve": opts.template}
     workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
 
     def record(extra_failures: tuple[str, ...] = ()) -> Run:

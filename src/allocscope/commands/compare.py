@@ -24,8 +24,9 @@ HELP = "compare allocator variants on workloads: table, JSON, PNG and SVG (the m
 EPILOG = (
     "Exit codes: 0 done (failed runs are listed in the table), 2 usage error, "
     "3 invalid input (unknown variant or workload, bad library, bad value, "
-    "an output directory that cannot be written), "
-    "4 no run proved its allocator."
+    "an output directory that cannot be written or already holds results without --force), "
+    "4 no run proved its allocator, 128+N stopped by signal N (129 SIGHUP, 130 SIGINT, "
+    "143 SIGTERM) after writing the runs done so far."
 )
 
 
@@ -43,6 +44,11 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, default_out: str | 
         "-o",
         metavar="DIR",
         help=f"write results.json, report.md, chart.png, chart.svg here (default {default_out})",
+    )
+    o.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the files of an --out directory that already holds results",
     )
     o.add_argument("--no-chart", dest="chart", action="store_false", help="skip PNG and SVG")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -67,24 +73,46 @@ def prepare(command: str, args: argparse.Namespace, defaults: tuple[str, ...]) -
     return plan
 
 
+def check_out(command: str, out: str, *, force: bool, data: bool = True) -> int:
+    """Refuse an --out that already holds results (unless --force), or cannot be written."""
+    from allocscope.report import bundle
+
+    held = bundle.occupied(out, data=data)
+    if held and not force:
+        return fail(
+            command,
+            f"{out} already holds {', '.join(held)}: not overwritten "
+            "(use --force to overwrite, or choose another --out)",
+            exitcodes.BAD_INPUT,
+        )
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+    return exitcodes.OK
+
+
 def measure_and_write(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
-    from allocscope.bench import session
-    from allocscope.report import bundle, table
+    from allocscope.bench import runner, session
+    from allocscope.report import table
     from allocscope.report.progress import Progress
 
     if out is not None:  # before the runs, not after a minute of them
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+        code = check_out(command, out, force=args.force)
+        if code != exitcodes.OK:
+            return code
     specs = session.specs(plan)
-    with Progress(len(specs), quiet=args.quiet) as progress:
+    with runner.stop_on_signals(), Progress(len(specs), quiet=args.quiet) as progress:
         results = session.execute(plan, progress=progress.update)
     table.print_terminal(results)
     if out is not None:
         code = write_bundle(command, results, out, charts=args.chart)
         if code != exitcodes.OK:
             return code
+    stopped = results.session.get("interrupted")
+    if stopped:
+        kept = "the runs done so far are written" if out else "the runs done so far are shown"
+        return fail(command, f"stopped by {stopped}: {kept}", exitcodes.stopped_by(stopped))
     if not any(r.counts for r in results.runs):
         return fail(command, "no run proved its allocator", exitcodes.RUN_FAILED)
     return exitcodes.OK

@@ -25,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write report.md, chart.png and chart.svg here (default: print only)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite report.md and charts already in --out"
+    )
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
     parser.epilog = (
         "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
@@ -34,9 +37,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from allocscope.bench.results import ResultsError, load
-    from allocscope.commands.compare import write_bundle
+    from allocscope.commands.compare import check_out, write_bundle
     from allocscope.report import table
 
+    out = os.path.expanduser(args.out) if args.out else None
+    if out is not None:
+        code = check_out("report", out, force=args.force, data=False)
+        if code != exitcodes.OK:
+            return code
     try:
         results = load(args.results)
     except ResultsError as e:
@@ -46,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         print(table.markdown(results), end="")
     else:
         table.print_terminal(results)
-    if args.out:
-        out = os.path.expanduser(args.out)
+    if out is not None:
         return write_bundle("report", results, out, data=False, charts=args.chart)
     return exitcodes.OK

@@ -25,6 +25,13 @@ def cannot_write(directory: str, e: OSError) -> str:
     return f"cannot write {where}: {e.strerror or e}"
 
 
+def occupied(directory: str, *, data: bool = True) -> list[str]:
+    """The results files ``directory`` already holds (that :func:`write` would replace)."""
+    names = [RESULTS] if data else []
+    names += [MARKDOWN, f"{CHART}.png", f"{CHART}.svg"]
+    return [n for n in names if os.path.lexists(os.path.join(directory, n))]
+
+
 def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:
     os.makedirs(directory, exist_ok=True)
     out = Written()

@@ -8,7 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from allocscope.bench.results import MB, Results, Run, Summary
+from allocscope.bench.results import MB, Results, Run
+from allocscope.bench.stats import Interval
 
 FORMATS = ("png", "svg")
 
@@ -62,10 +63,36 @@ def _aligned(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
     return xs, ys, phases
 
 
-def _error(s: Summary | None, divisor: float) -> tuple[float, float, float]:
-    if s is None:
+def _error(iv: Interval | None, divisor: float) -> tuple[float, float, float]:
+    """Median and the distances to its interval's ends (error bars are intervals)."""
+    if iv is None:
         return 0.0, 0.0, 0.0
-    return s.median / divisor, (s.median - s.low) / divisor, (s.high - s.median) / divisor
+    return iv.median / divisor, (iv.median - iv.low) / divisor, (iv.high - iv.median) / divisor
+
+
+def _verdicts(
+    ax: Any,
+    results: Results,
+    workload: str,
+    shown: list[str],
+    xs: list[float],
+    tops: list[float],
+    metric: str,
+) -> None:
+    """'0.15x sig' above each bar: the ratio to the baseline and its verdict."""
+    for x, top, variant in zip(xs, tops, shown, strict=True):
+        c = results.comparison(workload, variant, metric)
+        if c is not None:
+            ax.annotate(
+                f"{c.ratio:.2f}x {c.short}",
+                (x, top),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                rotation=90,
+            )
 
 
 def figure(results: Results) -> Any:
@@ -172,11 +199,12 @@ def _bars(
     width = 0.4
     kind = next((r.kind for r in results.runs if r.workload == workload), "workload")
     kept, kept_label, right, right_title = SECOND_BARS.get(kind, SECOND_BARS["workload"])
+    tops: list[float] = []
     for offset, metric, label, hatch in (
         (-width / 2, "rss_peak", "peak", ""),
         (width / 2, kept, kept_label, "//"),
     ):
-        vals = [_error(results.summary(workload, v, metric), MB) for v in shown]
+        vals = [_error(results.interval(workload, v, metric), MB) for v in shown]
         ax_mem.bar(
             [x + offset for x in xs],
             [v[0] for v in vals],
@@ -188,8 +216,12 @@ def _bars(
             linewidth=0.5,
             label=label,
         )
-    ax_mem.set_title(f"peak and {kept_label} RSS (hatched), MiB", fontsize=10)
-    times = [_error(results.summary(workload, v, right), 1.0) for v in shown]
+        ends = [v[0] + v[2] for v in vals]
+        _verdicts(ax_mem, results, workload, shown, [x + offset for x in xs], ends, metric)
+        tops += ends
+    ax_mem.set_title(f"peak and {kept_label} RSS (hatched), MiB; ratio to baseline", fontsize=10)
+    tops_mem = tops
+    times = [_error(results.interval(workload, v, right), 1.0) for v in shown]
     ax_time.bar(
         xs,
         [t[0] for t in times],
@@ -199,7 +231,11 @@ def _bars(
         edgecolor="black",
         linewidth=0.5,
     )
-    ax_time.set_title(f"{right_title} (bars: min to max)", fontsize=10)
+    tops = [t[0] + t[2] for t in times]
+    _verdicts(ax_time, results, workload, shown, [float(x) for x in xs], tops, right)
+    for ax, ends in ((ax_mem, tops_mem), (ax_time, tops)):
+        ax.set_ylim(top=max(ends, default=0.0) * 1.35 or 1.0)  # room for the verdicts
+    ax_time.set_title(f"{right_title} (bars: 99% intervals)", fontsize=10)
     for ax in (ax_mem, ax_time):
         ax.set_xticks(xs)
         ax.set_xticklabels(shown, rotation=30, ha="right", fontsize=8)

@@ -86,8 +86,9 @@ class Progress:
                 self._bar.update(self._task, description=spec.label)
             return
         self.done += 1
+        self.total = max(self.total, self.done)  # --repeats auto adds runs as it goes
         if self._bar is not None:
-            self._bar.update(self._task, advance=1)
+            self._bar.update(self._task, advance=1, total=self.total)
             if run is not None and not run.ok:
                 self._bar.console.print(f"{spec.label}: {describe(run)}", markup=False)
         elif not self.quiet and run is not None:

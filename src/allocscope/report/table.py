@@ -7,20 +7,22 @@ imports: the runtime image has no rich) and rich for the terminal.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from allocscope.bench.results import MB, Results, Summary
+from allocscope.bench.results import MB, Results
+from allocscope.bench.stats import CONFIDENCE, MIN_EFFECT, MIN_RUNS, Comparison, Interval
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
 
-# (metric, heading, unit divisor, decimals, show a ratio against the baseline)
+# (metric, heading, unit divisor, decimals, ratio against the baseline)
 COLUMNS: tuple[tuple[str, str, float, int, bool], ...] = (
     ("rss_peak", "peak MiB", MB, 1, True),
     ("rss_retained", "retained MiB", MB, 1, True),
-    ("work_s", "work s", 1.0, 3, True),
-    ("cpu_s", "cpu s", 1.0, 3, False),
+    ("rss_kept", "kept MiB", MB, 1, True),
+    ("cpu_s", "cpu s", 1.0, 3, True),
+    ("work_s", "wall s", 1.0, 3, False),
 )
 # A user's command or service (run kinds other than "workload") has its own figures.
 COLUMNS_BY_KIND: dict[str, tuple[tuple[str, str, float, int, bool], ...]] = {
@@ -75,20 +77,23 @@ class Table:
     title: str
     header: list[str]
     rows: list[list[str]]
-    notes: list[str]
+    notes: list[str]  # failures
+    meaning: list[str] = field(default_factory=list)  # "what this means", in plain words
 
 
-def _cell(s: Summary | None, divisor: float, decimals: int) -> str:
-    if s is None:
+def _cell(iv: Interval | None, divisor: float, decimals: int) -> str:
+    if iv is None:
         return MISSING
-    spread = f" ±{s.spread * 100:.0f}%" if s.n > 1 else ""
-    return f"{s.median / divisor:.{decimals}f}{spread}"
+    spread = f" ±{iv.half_width * 100:.0f}%" if iv.n > 1 else ""
+    return f"{iv.median / divisor:.{decimals}f}{spread}"
 
 
-def _ratio(s: Summary | None, base: Summary | None) -> str:
-    if s is None or base is None or not base.median:
+def _ratio(c: Comparison | None, is_base: bool) -> str:
+    if is_base:
+        return "1.00x"
+    if c is None:
         return MISSING
-    return f"{s.median / base.median:.2f}x"
+    return f"{c.ratio:.2f}x [{c.low:.2f}-{c.high:.2f}] {c.short}"
 
 
 def _detected(results: Results, workload: str, variant: str) -> str:
@@ -126,23 +131,63 @@ def tables(results: Results) -> list[Table]:
             if not tried:
                 continue
             counted = results.counted(workload, variant)
+            busy = sum(1 for r in counted if r.noise and r.noise.marked)
             row = [
                 variant,
                 _detected(results, workload, variant),
-                f"{len(counted)}/{len(measured)}",
+                f"{len(counted)}/{len(measured)}" + (f" ({busy} busy)" if busy else ""),
             ]
             for metric, _, divisor, decimals, ratio in cols:
-                s = results.summary(workload, variant, metric)
-                row.append(_cell(s, divisor, decimals))
+                row.append(_cell(results.interval(workload, variant, metric), divisor, decimals))
                 if ratio and base:
-                    row.append(_ratio(s, results.summary(workload, base, metric)))
+                    c = results.comparison(workload, variant, metric)
+                    row.append(_ratio(c, variant == base and bool(counted)))
             if service:
                 row.append(growth_cell(counted))
             rows.append(row)
         params = results.config.get("workloads", {}).get(workload)
         title = workload if not params else f"{workload} ({_params(params)})"
-        out.append(Table(workload, title, header, rows, _notes(results, workload)))
+        meaning = [m for m in [what_this_means(results, workload)] if m]
+        out.append(Table(workload, title, header, rows, _notes(results, workload), meaning))
     return out
+
+
+def _less_or_more(ratio: float) -> str:
+    pct = abs(1 - ratio) * 100
+    return f"{pct:.0f}% {'less' if ratio < 1 else 'more'}"
+
+
+def what_this_means(results: Results, workload: str) -> str | None:
+    """The headline in plain words: the variant that changes retained memory the most."""
+    base = results.baseline()
+    if base is None or not results.counted(workload, base):
+        return None
+    found = [
+        (c, v)
+        for v in results.variant_names()
+        if (c := results.comparison(workload, v, "rss_retained")) is not None
+    ]
+    # The largest significant saving; without one, the largest significant cost.
+    real = sorted(
+        (c.ratio < 1, abs(1 - c.ratio), v, c) for c, v in found if c.verdict == "significant"
+    )
+    if not real:
+        if not found:
+            return None
+        if all(c.verdict == "too few runs" for c, _ in found):
+            return f"{workload}: too few runs for a verdict ({MIN_RUNS} of each are needed)"
+        return f"{workload}: no variant's memory after the work differs from {base}'s beyond noise"
+    *_, best, c = real[-1]
+    words = (
+        f"{workload}: {best} keeps {_less_or_more(c.ratio)} memory than {base} after the "
+        f"work ends (retained RSS, significant)"
+    )
+    cpu = results.comparison(workload, best, "cpu_s")
+    if cpu is None:
+        return words
+    if cpu.verdict == "significant":
+        return f"{words}; its CPU time is {_less_or_more(cpu.ratio)} (significant)"
+    return f"{words}; its CPU time is {cpu.verdict} of {base}'s"
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -167,29 +212,69 @@ def legend(results: Results) -> list[str]:
     base = results.baseline()
     kinds = {r.kind for r in results.runs}
     lines = [
-        "median of the runs that proved their allocator; ± is (max - min) / median; "
+        "median of the runs that proved their allocator; ± is the half-width of the median's "
+        f"{CONFIDENCE:.0%} interval (bootstrap, seed {results.seed}); "
         + (
-            f"retained is {_settle_words(results)}"
+            f"retained is {_settle_words(results)}; kept is retained minus the RSS before the work"
             if "workload" in kinds or not kinds
             else "RSS is of the whole process tree"
         )
-        + (f"; x{base} is the ratio to the {base} baseline" if base else "")
     ]
     if "service" in kinds:
         lines.append(
             "after idle: tree RSS at the last --idle point after the load; growth: slope of "
-            "tree RSS during the load per 10k requests, ± 2 standard errors, and its verdict"
+            "tree RSS during the load per 10k requests and per hour, ± 2 standard errors, "
+            "and its verdict"
+        )
+    if base:
+        lines.append(
+            f"x{base}: ratio of medians to {base}, [{CONFIDENCE:.0%} interval], verdict: "
+            "sig = significant (the interval excludes 1, a rank test agrees and the "
+            "difference is at least "
+            f"{MIN_EFFECT['memory']:.0%} for memory, {MIN_EFFECT['time']:.0%} for time), "
+            f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict"
+        )
+        lines.append(
+            "verdicts on memory use retained (and peak) RSS: what the process holds; on time, "
+            "CPU time of the work: other processes stretch wall time, not our CPU time"
         )
     lines += [
         f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
         for v in results.unavailable()
     ]
+    lines += _noise_lines(results)
+    if results.migrated_from is not None:
+        lines.append(f"read from a version-{results.migrated_from} file (fewer fields)")
+    return lines
+
+
+def _noise_lines(results: Results) -> list[str]:
+    out = []
     busy = _busy(results.host)
     if busy:
-        lines.append(busy)
-    if results.migrated_from is not None:
-        lines.append(f"read from a version-{results.migrated_from} file (fewer metrics)")
-    return lines
+        out.append(busy)
+    session = results.session
+    measured = [r for r in results.runs if r.repeat > 0 and r.noise is not None]
+    if measured:
+        marked = sum(1 for r in measured if r.noise and r.noise.marked)
+        out.append(
+            f"noise: {marked} of {len(measured)} measured runs were busy (other processes "
+            "used a quarter of the CPUs or more, the hypervisor stole 5%, or the load was "
+            "3 per CPU or more)"
+        )
+    noise = session.get("noise")
+    if isinstance(noise, dict):
+        named = ", ".join(noise.get("busy") or []) or "none"
+        out.append(
+            f"session: other processes used {noise.get('other_cpu', 0):g} CPUs on average, "
+            f"steal {float(noise.get('steal', 0)):.1%}; busiest: {named}"
+        )
+    auto = session.get("repeats_auto")
+    if isinstance(auto, dict):
+        out += [f"--repeats auto, {w}: stopped: {why}" for w, why in auto.items()]
+    if session.get("interrupted"):
+        out.append(f"stopped by {session['interrupted']}: only the runs done before it count")
+    return out
 
 
 def _busy(host: dict[str, Any]) -> str | None:
@@ -213,7 +298,9 @@ def markdown(results: Results) -> str:
         parts.append("| " + " | ".join(t.header) + " |")
         parts.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(t.header))) + "|")
         parts += ["| " + " | ".join(row) + " |" for row in t.rows]
-        parts += [""] + [f"- {n}" for n in t.notes] + ([""] if t.notes else [])
+        parts += [""] + [f"**What this means:** {m}" for m in t.meaning]
+        parts += ([""] if t.meaning else []) + [f"- {n}" for n in t.notes]
+        parts += [""] if t.notes else []
     parts += [f"_{line}_" for line in legend(results)]
     return "\n".join(parts).strip() + "\n"
 
@@ -231,7 +318,8 @@ def text(results: Results) -> str:
             )
 
         out += [t.title, line(t.header), line(["-" * w for w in widths])]
-        out += [line(row) for row in t.rows] + t.notes + [""]
+        out += [line(row) for row in t.rows]
+        out += [f"what this means: {m}" for m in t.meaning] + t.notes + [""]
     return "\n".join(out + legend(results))
 
 
@@ -256,8 +344,11 @@ def rich_tables(results: Results) -> list[RichTable]:
             table.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i == 0)
         for row in t.rows:
             table.add_row(*row)
-        if t.notes:
-            table.caption = Text("\n".join(t.notes), style="red")  # never markup
+        caption = Text("\n".join(f"what this means: {m}" for m in t.meaning), style="bold")
+        if t.notes:  # Text: never markup
+            caption.append(("\n" if t.meaning else "") + "\n".join(t.notes), style="red")
+        if caption:
+            table.caption = caption
         rendered.append(table)
     return rendered
 
