@@ -10,6 +10,7 @@ import re
 import statistics
 from pathlib import Path
 
+import psutil
 import pytest
 
 from allocscope.bench import load, tree
@@ -241,6 +242,7 @@ def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
         gen.stop()
     finally:
         listener.close()  # type: ignore[attr-defined]
+    assert psutil.Process().children() == []  # every load process reaped, no helper left
     assert s["requests"] == 60, s
     if path == "/error":
         assert s["errors"] == {"status 503": 60} and s["ok"] == 0
