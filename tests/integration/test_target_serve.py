@@ -145,8 +145,9 @@ def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
     run = results.runs[0]
     assert run.failures == ["the server exited with status 7 during the load"]
     load_ = (run.target or {})["load"]
-    # the readiness check had one of the 200 answers; what the load saw is kept
-    assert load_["ok"] == 199 and load_["error_count"] > 0
+    # what the load saw is kept: the readiness check had one of the 200 answers, and a
+    # response being written by another thread when the server died may be cut short
+    assert 190 <= load_["ok"] <= 199 and load_["error_count"] > 0
     assert not gone(results)
 
 
