@@ -165,7 +165,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         help="read RSS this many seconds after freeing (default 0.5,2; the last is 'retained')",
     )
     m.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, s")
-    m.add_argument("--timeout", type=float, default=120, help="seconds before a child is killed")
+    m.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds before a child (or a command's process group) is killed "
+        "(default 120; 3600 for a command)",
+    )
     m.add_argument(
         "--serial",
         action="store_true",
@@ -221,6 +226,7 @@ def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan
     _positive("budget", args.budget)
     _positive("warmup", args.warmup, integer=True, zero=True)
     _positive("interval", args.interval)
+    args.timeout = 120.0 if args.timeout is None else args.timeout
     _positive("timeout", args.timeout)
     try:
         variants = select(

@@ -98,7 +98,9 @@ class Watch:
         samples = self.tree.take(self.now())
         for s in samples:
             known = self.proofs.get(s.pid)
-            if known is None or known.exe != identity.exe_of(s.pid):
+            # Again after an exec, or while the loader may still be mapping its libraries.
+            unsure = known is not None and known.allocator in (None, "unknown")
+            if known is None or unsure or known.exe != identity.exe_of(s.pid):
                 self.proofs[s.pid] = identity.prove(s.pid)
         return samples
 

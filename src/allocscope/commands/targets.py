@@ -19,6 +19,7 @@ from allocscope.bench.results import Run
 from allocscope.bench.runner import Interrupted, stop_on_signals
 from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides, select
 
+COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for more
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
 
 
@@ -55,6 +56,7 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
         repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
         warmup = 0 if args.warmup is None else args.warmup
         _positive("warmup", warmup, integer=True, zero=True)
+        args.timeout = COMMAND_TIMEOUT if args.timeout is None else args.timeout
         _positive("timeout", args.timeout)
         _positive("interval", args.interval)
         serve = target_options.serve_options(args) if args.serve is not None else None
