@@ -50,6 +50,11 @@ def loadavg() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", default="60s")
+    parser.add_argument(
+        "--load",
+        help="N requests per run (whichever of --load and --duration ends first): "
+        "the same N for every variant compares memory fairly when the app keeps state",
+    )
     parser.add_argument("--concurrency", default="16")
     parser.add_argument("--out", default="results/apps")
     parser.add_argument("--only", action="append", choices=sorted(APPS_TO_RUN))
