@@ -26,7 +26,7 @@ info: setup
 	LD_PRELOAD=$(DEB_JEMALLOC) MALLOC_CONF=background_thread:true,dirty_decay_ms:500 \
 		$(BIN)/allocscope info --human
 
-# The main job: every available allocator variant on the default workloads (1-2 min);
+# The main job: every available allocator variant on the default workloads (2-5 min);
 # prints the table, writes results/<timestamp>/{results.json,report.md,chart.png,chart.svg}.
 run: setup
 	$(BIN)/allocscope compare

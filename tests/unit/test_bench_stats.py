@@ -55,6 +55,8 @@ def test_too_few_runs_get_no_verdict_and_the_same_seed_gives_the_same_interval()
     assert again == c
     assert stats.compare([], [1.0], seed=1) is None
     assert stats.compare([1.0], [0.0], seed=1) is None  # no ratio to a zero baseline
+    # kept RSS below the RSS before the work: shown, but a ratio of it would mean nothing
+    assert stats.compare([-5.0] * 5, [1.0] * 5, seed=1) is None
 
 
 def test_median_interval_narrows_with_more_runs() -> None:

@@ -148,7 +148,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         type=float,
         default=AUTO_BUDGET,
         metavar="S",
-        help=f"--repeats auto: seconds to spend at most (default {AUTO_BUDGET:g})",
+        help=f"--repeats auto: seconds to spend at most, shared by the workloads "
+        f"(default {AUTO_BUDGET:g}; at most {AUTO_MAX} repeats)",
     )
     m.add_argument(
         "--seed",

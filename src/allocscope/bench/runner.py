@@ -92,6 +92,16 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Stop signals wait (blocked by the kernel) until the block is done."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def clean_environ(
     extra: Mapping[str, str], parent: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -237,15 +247,12 @@ class Runner:
             while pending or live:
                 while pending and self._may_start(live):
                     # No signal between the fork and the bookkeeping that lets us kill it.
-                    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-                    try:
+                    with _signals_held():
                         index, spec = pending.popleft()
                         meter.start(index)
                         child = self._spawn(index, spec)
                         sel.register(child.events, selectors.EVENT_READ, child)
                         live.append(child)
-                    finally:
-                        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 now = time.monotonic()
                 wait = min([next_sample, *(c.deadline for c in live)]) - now
                 for key, _ in sel.select(max(0.0, wait)):
@@ -256,10 +263,11 @@ class Runner:
                         self._sample(child, now)
                     next_sample = max(next_sample + self.interval, now)
                 for child in [c for c in live if self._finished(c, now)]:
-                    sel.unregister(child.events)
-                    live.remove(child)
-                    run = replace(self._reap(child), noise=meter.stop(child.index))
-                    done[child.index] = run
+                    with _signals_held():  # reaped whole, or left in live to be killed
+                        sel.unregister(child.events)
+                        live.remove(child)
+                        run = replace(self._reap(child), noise=meter.stop(child.index))
+                        done[child.index] = run
                     self.progress("done", child.spec, run)
         except Interrupted as e:
             e.runs = [done[i] for i in sorted(done)]

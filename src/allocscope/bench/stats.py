@@ -49,7 +49,7 @@ class Interval:
     @property
     def half_width(self) -> float:
         """Half the interval's width relative to the median (0.05: +-5 %)."""
-        return (self.high - self.low) / 2 / self.median if self.median else 0.0
+        return (self.high - self.low) / 2 / abs(self.median) if self.median else 0.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ def _compare(
     values: tuple[float, ...], base: tuple[float, ...], seed: int, key: str, min_effect: float
 ) -> Comparison | None:
     base_median = statistics.median(base)
-    if base_median <= 0:
-        return None
+    if base_median <= 0 or statistics.median(values) <= 0:
+        return None  # kept RSS can be negative (less than before the work): no ratio
     ratio = statistics.median(values) / base_median
     rng = _rng(seed, key)
     ratios = []
@@ -166,7 +166,7 @@ def compare(
     kind: str = "memory",
 ) -> Comparison | None:
     """``values`` against ``base``: the ratio of medians, its interval and the verdict.
-    None when either side has no values or the baseline's median is not positive."""
+    None when either side has no values or either median is not positive."""
     if not values or not base:
         return None
     return _compare(tuple(values), tuple(base), seed, key, MIN_EFFECT[kind])

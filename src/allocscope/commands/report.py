@@ -31,7 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
     parser.epilog = (
         "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
-        "not JSON, unknown schema version) or an --out directory that cannot be written."
+        "not JSON, unknown schema version, impossible or mistyped values, one workload with "
+        "different parameters, a file or run given twice) or an --out directory that cannot "
+        "be written or already holds a report (without --force). Every run's proof is "
+        "re-checked against its variant: a run that does not prove it does not count."
     )
 
 

@@ -28,9 +28,13 @@ def describe(run: Run) -> str:
             f"ok {run.detected}: {m.get('rps', 0):.0f} req/s, p99 {m.get('p99_ms', 0):.1f} ms, "
             f"peak {m.get('rss_peak', 0) / MB:.0f} MiB, idle {m.get('rss_idle', 0) / MB:.0f} MiB"
         )
+    busy = ""
+    if run.noise and run.noise.marked:
+        busy = f" (busy: {', '.join(run.noise.busy) or f'load {run.noise.load1:g}'})"
     return (
-        f"ok {run.detected}: work {m.get('work_s', 0):.3f} s, peak "
-        f"{m.get('rss_peak', 0) / MB:.0f} MiB, retained {m.get('rss_retained', 0) / MB:.0f} MiB"
+        f"ok {run.detected}: cpu {m.get('cpu_s', 0):.3f} s, wall {m.get('work_s', 0):.3f} s, "
+        f"peak {m.get('rss_peak', 0) / MB:.0f} MiB, "
+        f"retained {m.get('rss_retained', 0) / MB:.0f} MiB{busy}"
     )
 
 
