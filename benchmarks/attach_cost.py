@@ -48,7 +48,7 @@ def main() -> None:
     v, t = report.verdict, report.trim
     print(f"attach round trip, median of {args.rounds}: {statistics.median(trips) * 1000:.0f} ms"
           f" (min {min(trips) * 1000:.0f}, max {max(trips) * 1000:.0f})")  # fmt: skip
-    print(f"verdict: {v.kind}: {v.sentence}")
+    print(f"verdict: {v.sentence}")
     print(f"held (anonymous RSS)        {mib(v.held_bytes)}")
     print(f"in use (mallinfo2)          {mib(v.in_use_bytes)}")
     print(f"free, kept by glibc         {mib(v.free_held_bytes)}")

@@ -76,3 +76,15 @@ def info() -> Callable[..., dict[str, Any]]:
         return snap
 
     return probe
+
+
+@pytest.fixture
+def disguised(tmp_path: Any, jemalloc: str, tcmalloc: str) -> tuple[str, str]:
+    """A renamed copy of jemalloc (libfast.so) and tcmalloc named libjemalloc.so.2."""
+    import shutil
+
+    renamed, liar = tmp_path / "libfast.so", tmp_path / "liar" / "libjemalloc.so.2"
+    liar.parent.mkdir()
+    shutil.copy(jemalloc, renamed)
+    shutil.copy(tcmalloc, liar)
+    return str(renamed), str(liar)

@@ -39,11 +39,15 @@ def serves(port: int) -> bool:
 
 @contextmanager
 def running(
-    argv: list[str], ready: Callable[[subprocess.Popen[bytes]], bool] | None = None, **env: str
+    argv: list[str],
+    ready: Callable[[subprocess.Popen[bytes]], bool] | None = None,
+    cwd: str | None = None,
+    **env: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` with a clean environment plus ``env``; yield once ``ready``; end it."""
     proc = subprocess.Popen(
         argv,
+        cwd=cwd,
         env=child_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,6 +8,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from allocscope.inspect.node import rss_by_pid
 from tests.conftest import run_allocscope
 from tests.integration.targets import free_port, running, wait_for
 
@@ -31,18 +32,24 @@ def test_every_process_is_scraped_with_its_allocator(jemalloc: str) -> None:
     port = free_port()
     agent = [sys.executable, "-m", "allocscope", "agent", "--port", str(port), "--top", "100000"]
     with running(SLEEPER, LD_PRELOAD=jemalloc) as target, running(agent, lambda p: up(port)):
+        before = user_pids()
         metrics = _grouped_scrape(port)
+        alive = before & user_pids()  # processes that lived through the whole scrape
         info = {labels["pid"]: labels for labels, _ in metrics["allocscope_process_allocator_info"]}
         assert info[str(target.pid)]["allocator"] == "jemalloc"
         assert info[str(target.pid)]["source"] == "LD_PRELOAD"
-        seen = dict((lb["state"], v) for lb, v in metrics["allocscope_agent_processes"])
-        assert seen["inspected"] >= seen["seen"] - 3  # only processes gone meanwhile are missing
         rss = {
             lb["pid"]: v
             for lb, v in metrics["allocscope_process_memory_bytes"]
             if lb["kind"] == "rss"
         }
         assert rss[str(target.pid)] > 1_000_000
+        assert {str(pid) for pid in alive} <= set(rss)  # every process is scraped
+
+
+def user_pids() -> set[int]:
+    """Processes with user memory (kernel threads have none), as the agent counts them."""
+    return set(rss_by_pid())
 
 
 def test_top_bounds_the_series() -> None:

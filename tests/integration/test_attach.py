@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,15 @@ def app(environ, start_response):
     return [json.dumps(body).encode()]
 """
 FRAGMENTED = """\
-import dataclasses, time
+import dataclasses, sys, time
+import allocscope
 from allocscope.bench.workloads import fragment
 kept = fragment.run(dataclasses.replace(fragment.DEFAULTS, iters=60_000))
 del kept
 print("ready", flush=True)
-while True:
+while True:  # its own allocscope must be the one in sys.modules, before and after
+    if sys.modules.get("allocscope") is not allocscope:
+        print("changed", flush=True)
     time.sleep(0.05)
 """
 
@@ -91,6 +95,10 @@ def test_glibc_fragmentation_told_apart_and_trimmed() -> None:
         assert trim["action"].startswith("glibc malloc_trim(0)")
         assert trim["returned_bytes"] > 20 * 2**20, trim  # most of the free memory came back
         assert t.poll() is None
+        time.sleep(0.3)  # a few rounds of its check
+        assert t.stdout is not None
+        os.set_blocking(t.stdout.fileno(), False)
+        assert b"changed" not in (t.stdout.read() or b"")
 
 
 def test_not_a_python_process() -> None:
@@ -107,6 +115,17 @@ def test_a_sleeping_main_thread_answers_at_once() -> None:
         assert code == 0, err
         assert doc is not None and doc["attach"]["round_trip_seconds"] < 5
         assert t.poll() is None  # its sleep goes on
+
+
+def test_a_busy_main_thread_answers_at_its_next_bytecode() -> None:
+    code = "print('ready', flush=True)\nn = 0\nwhile True:\n    n += sum(range(1000))\n"
+    argv = [sys.executable, "-c", code]
+    with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
+        for _ in range(2):
+            rc, doc, err = attach_json("--timeout", "10", str(t.pid))
+            assert rc == 0, err
+            assert doc is not None and doc["attach"]["python"]["allocated_blocks"] > 0
+        assert t.poll() is None
 
 
 def test_a_main_thread_blocked_on_a_lock_times_out_and_survives() -> None:

@@ -28,6 +28,9 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
         ([], 2, "give at least one PID, or --all"),
         (["--all", "1"], 2, "give PIDs or --all, not both"),
         (["1", "--count", "2"], 2, "--count needs --watch"),
+        (["1", "--trim"], 2, "--trim needs --attach"),
+        (["--all", "--attach"], 2, "--attach takes PIDs (not --all or --watch)"),
+        (["1", "--attach", "--timeout", "0"], 2, "must be a positive number of seconds"),
     ],
 )
 def test_bad_input(args: list[str], code: int, message: str) -> None:

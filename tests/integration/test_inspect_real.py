@@ -4,7 +4,6 @@ renamed and misnamed allocators, two allocators at once, gunicorn's workers."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,10 @@ from tests.integration.targets import free_port, running, serves
 
 CONFIG_RU = 'run ->(env) { [200, {"content-type" => "text/plain"}, ["ok\\n"]] }\n'
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def maps_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
 
 
 def inspect_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +38,7 @@ def test_puma_with_and_without_jemalloc(config_ru: str, jemalloc: str, preload: 
     port = free_port()
     argv = ["puma", "-w", "2", "-t", "1:1", "-b", f"tcp://127.0.0.1:{port}", config_ru]
     env = {"LD_PRELOAD": jemalloc} if preload else {}
-    with running(argv, lambda p: serves(port), **env) as puma:
+    with running(argv, lambda p: serves(port) and len(process_tree(p.pid)) >= 3, **env) as puma:
         tree = process_tree(puma.pid)
         assert len(tree) >= 3, tree  # the master and its two workers
         for pid in tree:
@@ -90,21 +93,42 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
 
 
-def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(
-    tmp_path: Path, jemalloc: str, tcmalloc: str
-) -> None:
-    renamed = tmp_path / "libfast.so"
-    shutil.copy(jemalloc, renamed)
-    liar_dir = tmp_path / "liar"
-    liar_dir.mkdir()
-    liar = liar_dir / "libjemalloc.so.2"
-    shutil.copy(tcmalloc, liar)
-    with running(SLEEPER, LD_PRELOAD=str(renamed)) as proc:
+def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
+    """Linked (DT_NEEDED, as Ruby --with-jemalloc does): jemalloc serves, source linked."""
+    source = tmp_path / "linked.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "int main(void) { void *p = malloc(64); pause(); free(p); return 0; }\n"
+    )
+    binary = tmp_path / "linked-jemalloc"
+    subprocess.run(["gcc", "-o", str(binary), str(source), "-ljemalloc"], check=True)
+    with running([str(binary)]) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.path) == ("jemalloc", str(renamed))
-    with running(SLEEPER, LD_PRELOAD=str(liar)) as proc:
+        assert a is not None and (a.name, a.source, a.version) == ("jemalloc", "linked", "5.3.0")
+        assert a.path is not None and a.path.endswith("libjemalloc.so.2")
+        assert a.conflict is None
+
+
+def test_a_dlopened_allocator_does_not_serve(tcmalloc: str) -> None:
+    """dlopen (RTLD_LOCAL) maps it outside the global scope: glibc still serves malloc."""
+    code = f"import ctypes, os, time; ctypes.CDLL({tcmalloc!r}, os.RTLD_LOCAL); time.sleep(60)"
+    with running([sys.executable, "-c", code], lambda p: "tcmalloc" in maps_of(p.pid)) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", "2.10", str(liar))
+        assert a is not None and (a.name, a.source) == ("glibc", "linked")
+        assert [m.name for m in a.mapped if m.name != "glibc"] == ["tcmalloc"]
+        assert any(
+            w.endswith("is mapped but does not serve malloc (glibc does)") for w in a.warnings
+        )
+
+
+def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(disguised: tuple[str, str]) -> None:
+    renamed, liar = disguised
+    with running(SLEEPER, LD_PRELOAD=renamed) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and (a.name, a.path) == ("jemalloc", renamed)
+    with running(SLEEPER, LD_PRELOAD=liar) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", "2.10", liar)
 
 
 def test_two_allocators_preloaded_is_a_failure(jemalloc: str, tcmalloc: str) -> None:
@@ -151,6 +175,23 @@ def test_preload_entries_explained(tmp_path: Path, jemalloc: str) -> None:
         assert a.name == "jemalloc" and a.preload[4].expanded == jemalloc
 
 
+def test_bare_and_relative_preload_entries(tmp_path: Path, tcmalloc: str) -> None:
+    """Bare names are found on the search path, relative paths in the process's cwd."""
+    preload = f"./missing.so {Path(tcmalloc).name} libnope.so"
+    with running(SLEEPER, cwd=str(tmp_path), LD_PRELOAD=preload) as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and a.name == "tcmalloc"
+        assert [p.verdict for p in a.preload] == [
+            "not loaded: no such file",
+            "loaded: tcmalloc, serves malloc",
+            "not loaded: not found in the library search path",
+        ]
+    (tmp_path / "missing.so").write_text("it exists, but it is not ELF")
+    with running(SLEEPER, cwd=str(tmp_path), LD_PRELOAD="./missing.so") as proc:
+        a = inspect_process(proc.pid).allocator
+        assert a is not None and a.preload[0].verdict == "not loaded: not an ELF file"
+
+
 def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     app = tmp_path / "app.py"
     app.write_text(
@@ -161,7 +202,8 @@ def test_gunicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
             "--chdir", str(tmp_path), "app:app"]  # fmt: skip
-    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+    ready = lambda p: serves(port) and len(process_tree(p.pid)) == 3  # noqa: E731
+    with running(argv, ready, LD_PRELOAD=jemalloc) as master:
         tree = process_tree(master.pid)
         assert len(tree) == 3, tree
         names = {pid: inspect_process(pid).allocator for pid in tree}
@@ -185,7 +227,8 @@ def test_uvicorn_workers_each_named(tmp_path: Path, jemalloc: str) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--workers", "2", "--host", "127.0.0.1",
             "--port", str(port), "--app-dir", str(tmp_path), "asgi:app"]  # fmt: skip
-    with running(argv, lambda p: serves(port), LD_PRELOAD=jemalloc) as master:
+    ready = lambda p: serves(port) and len(process_tree(p.pid)) >= 3  # noqa: E731
+    with running(argv, ready, LD_PRELOAD=jemalloc) as master:
         tree = process_tree(master.pid)
         assert len(tree) >= 3, tree  # the supervisor and two spawned workers (and a tracker)
         for pid in tree:

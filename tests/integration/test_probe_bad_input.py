@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,19 +68,16 @@ def test_several_allocators_preloaded_is_a_failure(jemalloc: str, tcmalloc: str)
 
 
 def test_renamed_and_misnamed_allocators_are_named_by_symbols(
-    tmp_path: Path, jemalloc: str, tcmalloc: str
+    disguised: tuple[str, str],
 ) -> None:
-    renamed = tmp_path / "libfast.so"
-    shutil.copy(jemalloc, renamed)
-    misnamed = tmp_path / "libjemalloc.so.2"
-    shutil.copy(tcmalloc, misnamed)
-    a = run_allocscope("info", env=child_env(LD_PRELOAD=str(renamed)))
+    renamed, misnamed = disguised
+    a = run_allocscope("info", env=child_env(LD_PRELOAD=renamed))
     assert a.returncode == 0, a.stderr
     assert json.loads(a.stdout)["allocator"]["name"] == "jemalloc"
-    b = run_allocscope("info", env=child_env(LD_PRELOAD=str(misnamed)))
+    b = run_allocscope("info", env=child_env(LD_PRELOAD=misnamed))
     assert b.returncode == 0, b.stderr
     snap = json.loads(b.stdout)["allocator"]
-    assert (snap["name"], snap["source"], snap["path"]) == ("tcmalloc", "LD_PRELOAD", str(misnamed))
+    assert (snap["name"], snap["source"], snap["path"]) == ("tcmalloc", "LD_PRELOAD", misnamed)
 
 
 def test_malloc_conf_under_glibc(info: Info) -> None:

@@ -189,13 +189,16 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
                 # Waiting in the kernel without the GIL: run the pending call now, in this
                 # thread, rather than when the wait ends (a worker's select may last 15 s).
                 gil = thread.call(python["PyGILState_Ensure"])
+                # Holding the GIL now: abandoning the payload midway would leave the GIL
+                # taken for good, so it gets all the time it needs (it runs in ~0.2 s).
+                thread.timeout = max(timeout, 120.0)
                 thread.call(python["Py_MakePendingCalls"])
                 thread.call(python["PyGILState_Release"], gil)
     except ptrace.PtraceError as e:
         if e.errno in (1, 13):  # EPERM, EACCES
             raise AttachDenied(
                 f"ptrace not permitted on process {pid}: {e.strerror} "
-                "(needs root or CAP_SYS_PTRACE, and Yama ptrace_scope allowing it)"
+                "(needs root or CAP_SYS_PTRACE, Yama ptrace_scope allowing it, no other tracer)"
             ) from e
         raise AttachUnsupported(f"attach to process {pid} failed: {e.strerror}") from e
     except ptrace.CallTimeout as e:

@@ -122,7 +122,7 @@ def _locate(
         for obj in objects:
             if obj.inode == ino or obj.path == path:
                 return path, obj
-        if ino is not None and "/" in entry:
+        if ino is not None:  # it exists but is not mapped
             return path, None
     return candidates[0] if "/" in entry else entry, None
 
@@ -143,6 +143,31 @@ def _why_not_loaded(proc: Proc, entry: str, expanded: str, exe_header: object) -
             f"the executable is {exe_header[0]}-bit {elf.describe_machine(exe_header[1])}"
         )
     return "the loader did not map it (in secure-execution mode it ignores such paths)"
+
+
+def _linked(roots: list[identity.Identity], objects: list[_Object]) -> list[_Object]:
+    """Mapped objects in the loader's breadth-first DT_NEEDED order from ``roots``.
+
+    Objects it does not reach were dlopen'ed: they are not in the global scope, so they
+    cannot serve the program's malloc. Without DT_NEEDED to follow (an unreadable
+    executable), every object, glibc last.
+    """
+    by_name: dict[str, _Object] = {}
+    for o in objects:
+        if o.ident is not None:
+            by_name.setdefault(o.ident.soname or os.path.basename(o.path), o)
+            by_name.setdefault(os.path.basename(o.path), o)
+    queue = [name for root in roots for name in root.needed]
+    if not queue:
+        rest = [o for o in objects if o.ident is not None]
+        return sorted(rest, key=lambda o: o.ident is not None and o.ident.allocator == "glibc")
+    found: list[_Object] = []
+    while queue:
+        obj = by_name.get(queue.pop(0))
+        if obj is not None and obj not in found and obj.ident is not None:
+            found.append(obj)
+            queue += obj.ident.needed
+    return found
 
 
 def _ld_so_preload(proc: Proc) -> list[str]:
@@ -200,8 +225,8 @@ def who_serves(
                 order.append((how, obj.path, obj.ident))
 
     placed = {path for _, path, _ in order}
-    rest = [o for o in objects if o.ident is not None and o.path not in placed]
-    rest.sort(key=lambda o: o.ident is not None and o.ident.allocator == "glibc")  # libc last
+    roots = [i for _, _, i in order]  # the executable and the preloaded objects
+    rest = [o for o in _linked(roots, objects) if o.path not in placed]
     order += [("linked", o.path, o.ident) for o in rest if o.ident is not None]
 
     serving = next(((s, p, i) for s, p, i in order if i.defines_malloc), None)
@@ -224,6 +249,11 @@ def who_serves(
         if name == "unknown":
             warnings.append(f"malloc is served by {path}, which is not an allocator we know")
 
+    warnings += [
+        f"{m.path} is mapped but does not serve malloc ({name} does)"
+        for m in mapped
+        if m.name != "glibc" and m.path != path and not any(p.path == m.path for p in preload)
+    ]
     explained = tuple(_verdict(p, name, path) for p in preload)
     warnings += [f"LD_PRELOAD entry {p.entry!r} {p.verdict}" for p in explained if not p.loaded]
     declared = Declared.from_environ(dict(env)) if env is not None else None

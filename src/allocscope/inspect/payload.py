@@ -1,9 +1,10 @@
 """The code ``--attach`` hands to the target's interpreter, and the buffer it answers in.
 
 The target runs one line, ``exec(BOOT, {})``, from a pending call (so in its main thread,
-with the GIL, at a bytecode boundary). BOOT carries allocscope's probe as source and
-imports it through a meta-path finder of its own, so the target needs nothing installed;
-afterwards it removes the finder and every module it added to ``sys.modules``. The answer
+with the GIL). BOOT carries allocscope's probe as source and imports it through a
+meta-path finder of its own, so the target needs nothing installed (a target that has
+its own allocscope keeps it: those modules step aside and come back); afterwards it
+removes the finder and every module it added to ``sys.modules``. The answer
 is JSON written into the same anonymous mapping the caller created:
 
     [0:8] state (0 pending, 1 answered, 2 the caller gave up)  [8:16] length
@@ -21,10 +22,16 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/allocscope
 _BOOT = """
 def _allocscope_attach(addr, size, trim, sources, packages):
     import sys
+    # The target's own allocscope (another version, maybe) steps aside while ours runs.
+    own = {n: m for n, m in sys.modules.items() if n == "allocscope" or n.startswith("allocscope.")}
+    for name in own:
+        del sys.modules[name]
     before = set(sys.modules)
     finder = None
+    data = b""
     try:
         import ctypes
+        memmove, u64 = ctypes.memmove, ctypes.c_uint64  # kept: ctypes leaves sys.modules
         state = ctypes.c_uint64.from_address(addr)
         if state.value == 2:  # the caller gave up waiting: free the buffer ourselves
             libc = ctypes.CDLL(None)
@@ -51,9 +58,8 @@ def _allocscope_attach(addr, size, trim, sources, packages):
                     name = module.__name__
                     exec(compile(sources[name], "<allocscope>/" + name, "exec"), module.__dict__)
 
-            if "allocscope" not in sys.modules:
-                finder = Finder()
-                sys.meta_path.insert(0, finder)
+            finder = Finder()
+            sys.meta_path.insert(0, finder)
             from allocscope.probe import inside
             answer = inside.run(trim)
         except BaseException as e:
@@ -62,16 +68,18 @@ def _allocscope_attach(addr, size, trim, sources, packages):
         data = json.dumps(answer, default=str).encode()
         if len(data) > RESULT_MAX:
             data = json.dumps({"error": "answer larger than the buffer"}).encode()
-        ctypes.memmove(addr + 16, data, len(data))
-        ctypes.c_uint64.from_address(addr + 8).value = len(data)
-        state.value = 1
     except BaseException:
-        pass  # never raise into the target's main thread
+        data = b""  # never raise into the target's main thread
     finally:
         if finder is not None:
             sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:
             del sys.modules[name]
+        sys.modules.update(own)
+    if data:  # answered only once everything is as it was
+        memmove(addr + 16, data, len(data))
+        u64.from_address(addr + 8).value = len(data)
+        u64.from_address(addr).value = 1
 """
 
 

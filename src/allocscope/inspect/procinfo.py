@@ -106,7 +106,10 @@ class Proc:
             raise
 
     def in_root(self, path: str) -> str:
-        """``path`` as the process sees it (its mount namespace, through /proc/PID/root)."""
+        """``path`` as the process sees it: its mount namespace (/proc/PID/root), and for a
+        relative path its working directory (/proc/PID/cwd)."""
+        if not path.startswith("/"):
+            return os.path.join(self.path("cwd"), path)
         return self.path("root") + path
 
     def check_alive(self, error: OSError | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from collections.abc import Iterable
@@ -179,3 +180,34 @@ def bytes_at(data: bytes, address: int, length: int) -> bytes:
             start = s.offset + address - s.addr
             return data[start : start + length]
     return b""
+
+
+_SHT_DYNAMIC = 6
+_DT_NEEDED, _DT_SONAME = 1, 14
+
+
+def dynamic_names(data: bytes) -> tuple[str | None, tuple[str, ...]]:
+    """(DT_SONAME, DT_NEEDED entries in order) of an ELF image: what the loader links by."""
+    parsed = _sections(data)
+    if parsed is None:
+        return None, ()
+    layout, sections = parsed
+    entry = layout[0] + ("qQ" if layout.endswith("64") else "iI")
+    size = struct.calcsize(entry)
+    soname, needed = None, []
+    for table in sections:
+        if table.kind != _SHT_DYNAMIC or table.link >= len(sections):
+            continue
+        strtab = sections[table.link]
+        end = table.offset + (table.size // size) * size
+        for tag, value in struct.iter_unpack(entry, data[table.offset : end]):
+            if tag in (_DT_NEEDED, _DT_SONAME):
+                start = strtab.offset + value
+                name = data[start : data.find(b"\0", start, strtab.offset + strtab.size)]
+                if tag == _DT_NEEDED:
+                    needed.append(os.fsdecode(name))
+                else:
+                    soname = os.fsdecode(name)
+            elif tag == 0:  # DT_NULL ends the table
+                break
+    return soname, tuple(needed)

@@ -9,6 +9,7 @@ constant ``mi_version`` returns), so it needs no code run in the process.
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import re
@@ -53,6 +54,8 @@ class Identity:
     defines_malloc: bool  # the object would serve malloc if it came first in lookup order
     version: str | None
     elf: bool
+    soname: str | None = None  # DT_SONAME: the name others' DT_NEEDED use for it
+    needed: tuple[str, ...] = ()  # DT_NEEDED, in the loader's order
 
 
 NOT_ELF = Identity(None, None, False, None, False)
@@ -62,6 +65,11 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
     """Identity of an ELF image held in memory (or mapped)."""
     if data[:4] != b"\x7fELF":
         return NOT_ELF
+    soname, needed = elf.dynamic_names(data)  # type: ignore[arg-type]
+    return dataclasses.replace(_allocator_identity(data), soname=soname, needed=needed)
+
+
+def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
     symbols = elf.defined_symbols(data, _ALL_SYMBOLS)  # type: ignore[arg-type]
     for name, markers in MARKERS.items():
         marker = next((m for m in markers if m in symbols), None)
