@@ -125,7 +125,8 @@ def finish_run(
     code = watch.exit_code
     signalled = allow_signal and code is not None and code < 0  # a server we stopped
     timed_out = any(f.startswith("timed out") for f in failures)  # we killed it
-    if code not in (0, None) and not signalled and not timed_out:
+    said = any("exited with status" in f for f in failures)  # a server that died: said
+    if code not in (0, None) and not signalled and not timed_out and not said:
         failures.append(f"the command exited with status {code}")
     cpu = max(watch.tree.cpu_s(), round(watch.cpu_reaped_s, 3))
     values: dict[str, float] = {
