@@ -50,6 +50,11 @@ def loadavg() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", default="60s")
+    parser.add_argument(
+        "--load",
+        help="N requests per run (whichever of --load and --duration ends first): "
+        "the same N for every variant compares memory fairly when the app keeps state",
+    )
     parser.add_argument("--concurrency", default="16")
     parser.add_argument("--out", default="results/apps")
     parser.add_argument("--only", action="append", choices=sorted(APPS_TO_RUN))
@@ -81,6 +86,8 @@ def main() -> None:
             "--concurrency",
             args.concurrency,
         ]
+        if args.load:
+            cmd += ["--load", args.load]
         for v in variants:
             cmd += ["-V", v]
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
@@ -96,6 +103,7 @@ def main() -> None:
                     run.ok,
                     m.get("rps", 0),
                     m.get("p99_ms", 0),
+                    m.get("requests", 0),
                     m.get("rss_peak", 0) / MB,
                     m.get("rss_idle", 0) / MB,
                     f"{fit.get('slope', 0):+.2f}±{2 * fit.get('stderr', 0):.2f}",
@@ -106,13 +114,13 @@ def main() -> None:
                 )
             )
     print(
-        f"{'app':24} {'variant':16} {'req/s':>7} {'p99 ms':>7} {'peak MiB':>9} "
+        f"{'app':24} {'variant':16} {'req/s':>7} {'p99 ms':>7} {'requests':>8} {'peak MiB':>9} "
         f"{'idle MiB':>9} {'MiB/10k req':>12} {'MiB/h':>10} verdict   loadavg before"
     )
     for r in rows:
         print(
-            f"{r[0]:24} {r[1]:16} {r[3]:7.0f} {r[4]:7.1f} {r[5]:9.1f} {r[6]:9.1f} "
-            f"{r[7]:>12} {r[8]:>10} {r[9]:9} {r[10]}" + ("" if r[2] else f" FAILED {r[11]}")
+            f"{r[0]:24} {r[1]:16} {r[3]:7.0f} {r[4]:7.1f} {r[5]:8.0f} {r[6]:9.1f} {r[7]:9.1f} "
+            f"{r[8]:>12} {r[9]:>10} {r[10]:9} {r[11]}" + ("" if r[2] else f" FAILED {r[12]}")
         )
     print(f"loadavg after: {loadavg()}")
 

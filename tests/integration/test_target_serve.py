@@ -160,8 +160,9 @@ def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
     run = results.runs[0]
     assert run.failures == ["the server exited with status 7 during the load"]
     load_ = (run.target or {})["load"]
-    # the readiness check had one of the 200 answers; what the load saw is kept
-    assert load_["ok"] == 199 and load_["error_count"] > 0
+    # what the load saw is kept: the readiness check had one of the 200 answers, and a
+    # response being written by another thread when the server died may be cut short
+    assert 190 <= load_["ok"] <= 199 and load_["error_count"] > 0
     assert not gone(results)
 
 
@@ -238,3 +239,14 @@ def _is_ours(pid: int, marker: str) -> bool:
             return marker.encode() in f.read()
     except OSError:
         return False
+
+
+def test_a_request_count_is_sent_exactly(tmp_path: Path) -> None:
+    code, text, results = serve(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--load", "200",
+        "--duration", "60s", "--warm", "0", "--idle", "0.1", "--concurrency", "4",
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    run = results.runs[0]
+    assert run.metrics["requests"] == 200 and run.metrics["load_s"] < 60

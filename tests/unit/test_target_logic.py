@@ -10,6 +10,7 @@ import re
 import statistics
 from pathlib import Path
 
+import psutil
 import pytest
 
 from allocscope.bench import load, tree
@@ -241,9 +242,37 @@ def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
         gen.stop()
     finally:
         listener.close()  # type: ignore[attr-defined]
+    assert psutil.Process().children() == []  # every load process reaped, no helper left
     assert s["requests"] == 60, s
     if path == "/error":
         assert s["errors"] == {"status 503": 60} and s["ok"] == 0
     else:
         assert s["ok"] == 60 and s["error_count"] == 0
     assert 0 < s["p50_ms"] <= s["p99_ms"] <= s["max_ms"] + 0.01
+
+
+def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from allocscope.bench import identity, watch
+
+    exes = iter(["/bin/sh", "/bin/sh", None, "/usr/bin/python3", "/usr/bin/ruby"])
+    answers = iter([
+        identity.ProcessProof(5, "/bin/sh", None, None, None, "loader still mapping"),
+        identity.ProcessProof(5, "/bin/sh", "jemalloc", "5.3.0", "/lib/je.so"),
+        identity.ProcessProof(5, None, None, None, None, "exited while reading"),
+        identity.ProcessProof(5, "/usr/bin/ruby", "glibc", "2.36", "/lib/libc.so.6"),
+    ])  # fmt: skip
+    monkeypatch.setattr(identity, "exe_of", lambda pid: next(exes))
+    monkeypatch.setattr(identity, "prove", lambda pid: next(answers))
+    sample = tree.ProcSample(5, 1, "sh", 1 << 20, None, 0.0)
+    monkeypatch.setattr(tree.Tree, "take", lambda self, t: [sample])
+    w = watch.Watch(builtin("jemalloc"), None, None, None, "", 0.0, tree.Tree(5))  # type: ignore[arg-type]
+    w.tick()  # first sight: the loader had not mapped the allocator yet
+    assert w.proofs[5].allocator is None
+    w.tick()  # not sure yet: proved again
+    assert w.proofs[5].allocator == "jemalloc"
+    w.tick()  # no exe (exiting): not read again
+    w.tick()  # exec'd, but gone before it could be read: the proof it had stays
+    assert w.proofs[5].allocator == "jemalloc"
+    w.tick()  # exec'd into a program that is not on jemalloc: proved again, and it fails
+    assert w.proofs[5].allocator == "glibc" and not w.proofs[5].matches("jemalloc")
+    assert next(answers, None) is None  # every answer used: no proof read twice for nothing

@@ -20,6 +20,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -433,6 +434,11 @@ def _process_main(
     ready: Any,
     halt: Any,
 ) -> None:
+    # The parent decides when the load ends (halt, stop): Ctrl-C reaches the whole
+    # foreground group, and the parent's own handlers must not run here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
         import uvloop  # optional: about twice the requests per CPU second
 
@@ -476,7 +482,9 @@ class Load:
         if host not in LOOPBACK:
             raise LoadError(f"load only on loopback, not {host}")
         procs = max(1, min(procs, concurrency))
-        ctx = multiprocessing.get_context("spawn")
+        # fork, not spawn: no interpreter start-up per process, and no resource-tracker
+        # process left behind (spawn's semaphores need one for as long as we live).
+        ctx = multiprocessing.get_context("fork")
         payloads = [
             r.encode(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}") for r in requests
         ]

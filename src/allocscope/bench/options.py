@@ -130,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         "-r",
         metavar="N|auto",
         help="measured runs of each variant (default 5: fewer get no verdict; 1 for a command "
-        "or a service); auto: repeat "
+        "or service); auto: repeat "
         "until the 99%% interval "
         "of retained RSS, peak RSS and CPU time is within --target of each median, or "
         "--budget is spent",
@@ -166,7 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         help="read RSS this many seconds after freeing (default 0.5,2; the last is 'retained')",
     )
     m.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, s")
-    m.add_argument("--timeout", type=float, default=120, help="seconds before a child is killed")
+    m.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds before a child (or a command's process group) is killed "
+        "(default 120; 3600 for a command)",
+    )
     m.add_argument(
         "--serial",
         action="store_true",
@@ -222,6 +227,7 @@ def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan
     _positive("budget", args.budget)
     _positive("warmup", args.warmup, integer=True, zero=True)
     _positive("interval", args.interval)
+    args.timeout = 120.0 if args.timeout is None else args.timeout
     _positive("timeout", args.timeout)
     try:
         variants = select(

@@ -180,7 +180,7 @@ def run_service(
     extra: dict[str, Any] = {"port": port, "argv": argv}
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
-    # The template, not argv: argv holds this run's port, and runs of one service pool.
+    # Only what is the same for every run (the port is not): runs with equal params pool.
     params = {"kind": "service", "serve": opts.template}
     workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
 

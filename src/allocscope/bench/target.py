@@ -123,11 +123,10 @@ def finish_run(
     inside = watch.inside()
     failures += setting_problems(variant, inside, events)
     code = watch.exit_code
-    if (
-        not failures
-        and code not in (0, None)
-        and not (allow_signal and code is not None and code < 0)
-    ):
+    signalled = allow_signal and code is not None and code < 0  # a server we stopped
+    timed_out = any(f.startswith("timed out") for f in failures)  # we killed it
+    said = any("exited with status" in f for f in failures)  # a server that died: said
+    if code not in (0, None) and not signalled and not timed_out and not said:
         failures.append(f"the command exited with status {code}")
     cpu = max(watch.tree.cpu_s(), round(watch.cpu_reaped_s, 3))
     values: dict[str, float] = {

@@ -49,10 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send N requests (with --duration: whichever ends first)",
     )
     s.add_argument("--duration", metavar="D", help="load for this long: 30s, 5m, 8h")
-    s.add_argument("--concurrency", "-c", type=int, default=32, help="connections (default 32)")
+    s.add_argument(
+        "--concurrency", "-c", type=int, default=32, metavar="N", help="connections (default 32)"
+    )
     s.add_argument(
         "--load-procs",
         type=int,
+        metavar="N",
         default=min(2, os.cpu_count() or 1),
         help="processes of the built-in load generator (default: 2, 1 on one CPU)",
     )

@@ -98,8 +98,14 @@ class Watch:
         samples = self.tree.take(self.now())
         for s in samples:
             known = self.proofs.get(s.pid)
-            if known is None or known.exe != identity.exe_of(s.pid):
-                self.proofs[s.pid] = identity.prove(s.pid)
+            # Again after an exec, or while the loader may still be mapping its libraries;
+            # a process exiting meanwhile (no exe, unreadable) keeps the proof it had.
+            exe = identity.exe_of(s.pid)
+            unsure = known is not None and known.allocator in (None, "unknown")
+            if known is None or unsure or (exe is not None and exe != known.exe):
+                proof = identity.prove(s.pid)
+                if known is None or proof.allocator is not None:
+                    self.proofs[s.pid] = proof
         return samples
 
     def mark(self, event: str, **info: Any) -> Mark:

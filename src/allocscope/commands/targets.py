@@ -16,8 +16,10 @@ from allocscope import exitcodes
 from allocscope.bench import target, target_options, target_session
 from allocscope.bench.options import PlanError, _positive, _whole
 from allocscope.bench.results import Run
+from allocscope.bench.runner import Interrupted, stop_on_signals
 from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides, select
 
+COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for more
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
 
 
@@ -50,6 +52,7 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
         repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
         warmup = 0 if args.warmup is None else args.warmup
         _positive("warmup", warmup, integer=True, zero=True)
+        args.timeout = COMMAND_TIMEOUT if args.timeout is None else args.timeout
         _positive("timeout", args.timeout)
         _positive("interval", args.interval)
         serve = target_options.serve_options(args) if args.serve is not None else None
@@ -73,12 +76,11 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
     if out is None and not single:
         out = os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
     if out is not None:
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            from allocscope.report import bundle
+        from allocscope.commands.compare import check_out  # compare imports this module
 
-            return _fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+        code = check_out(command, out, force=args.force)
+        if code != exitcodes.OK:
+            return code
     interval = max(args.interval, TREE_INTERVAL)
     config = {
         "kind": "service" if serve else "command",
@@ -93,29 +95,41 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
     session = target_session.Session(variants, config, path)
     pairs = target_session.plan(variants, repeats, warmup)
     try:
-        for i, (variant, repeat) in enumerate(pairs, 1):
-            if serve is not None:
-                from allocscope.bench import serve_target
-
-                run_ = serve_target.run_service(
-                    serve,
-                    variant,
-                    repeat,
-                    interval=interval,
-                    session=session,
-                    quiet=args.quiet,
-                )
-            else:
-                spec = target.CommandSpec(
-                    argv, variant, repeat, args.timeout, interval, variant.trim_every
-                )
-                run_ = target.run_command(spec)
-            session.add(run_)
-            if not args.quiet:
-                _say(i, len(pairs), variant, run_)
+        with stop_on_signals():
+            _runs(pairs, serve, argv, args, interval, session)
+    except Interrupted as e:  # SIGINT, SIGTERM, SIGHUP: what was measured is kept
+        assert session.results is not None
+        session.results.session["interrupted"] = e.args[0]
+        session.save()
+        return _finish(command, session, out, args, stopped=(e.args[0], e.exit_code))
     except target.TargetError as e:  # found out only once running: a --ready that 404s
         return _fail(command, str(e), exitcodes.BAD_INPUT)
     return _finish(command, session, out, args)
+
+
+def _runs(
+    pairs: list[tuple[Variant, int]],
+    serve: target_options.ServeOptions | None,
+    argv: tuple[str, ...],
+    args: argparse.Namespace,
+    interval: float,
+    session: target_session.Session,
+) -> None:
+    for i, (variant, repeat) in enumerate(pairs, 1):
+        if serve is not None:
+            from allocscope.bench import serve_target
+
+            run_ = serve_target.run_service(
+                serve, variant, repeat, interval=interval, session=session, quiet=args.quiet
+            )
+        else:
+            spec = target.CommandSpec(
+                argv, variant, repeat, args.timeout, interval, variant.trim_every
+            )
+            run_ = target.run_command(spec)
+        session.add(run_)
+        if not args.quiet:
+            _say(i, len(pairs), variant, run_)
 
 
 def _say(i: int, n: int, variant: Variant, run_: Run) -> None:
@@ -125,7 +139,11 @@ def _say(i: int, n: int, variant: Variant, run_: Run) -> None:
 
 
 def _finish(
-    command: str, session: target_session.Session, out: str | None, args: argparse.Namespace
+    command: str,
+    session: target_session.Session,
+    out: str | None,
+    args: argparse.Namespace,
+    stopped: tuple[str, int] | None = None,
 ) -> int:
     from allocscope.commands.compare import write_bundle
     from allocscope.report import table
@@ -137,6 +155,9 @@ def _finish(
         code = write_bundle(command, results, out, charts=args.chart)
         if code != exitcodes.OK:
             return code
+    if stopped is not None:
+        kept = "the runs done so far are written" if out else "the runs done so far are shown"
+        return _fail(command, f"stopped by {stopped[0]}: {kept}", stopped[1])
     if not any(r.counts for r in results.runs):
         return _fail(command, "no run succeeded", exitcodes.RUN_FAILED)
     return exitcodes.OK

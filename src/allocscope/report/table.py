@@ -223,7 +223,8 @@ def legend(results: Results) -> list[str]:
     if "service" in kinds:
         lines.append(
             "after idle: tree RSS at the last --idle point after the load; growth: slope of "
-            "tree RSS during the load per 10k requests, ± 2 standard errors, and its verdict"
+            "tree RSS during the load per 10k requests and per hour, ± 2 standard errors, "
+            "and its verdict"
         )
     if base:
         lines.append(
