@@ -229,9 +229,9 @@ def legend(results: Results) -> list[str]:
     if base:
         lines.append(
             f"x{base}: ratio of medians to {base}, [{CONFIDENCE:.0%} interval], verdict: "
-            "sig = significant (the interval excludes 1, a rank test agrees and the "
-            "difference is at least "
-            f"{MIN_EFFECT['memory']:.0%} for memory, {MIN_EFFECT['time']:.0%} for time), "
+            "sig = significant (the whole interval is at least "
+            f"{MIN_EFFECT['memory']:.0%} from 1 for memory, {MIN_EFFECT['time']:.0%} for time, "
+            "and a rank test agrees), "
             f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict"
         )
         lines.append(
