@@ -9,11 +9,12 @@ away from 1 (a difference under 3 % in RSS or 5 % in CPU time is not worth a dec
 a rank test agrees (Mann-Whitney's statistic, p < 2 % by random relabelling). The whole
 interval, not just the median ratio: a peak RSS whose runs spread +-4 % around no effect
 was once called a 3 % difference by the median-ratio rule, and the next run called it
-noise (tests/integration/test_compare_numbers.py). Anything else is **within noise**; with fewer than
-:data:`MIN_RUNS` runs on either side there is no verdict. On simulated identical variants
-(5 runs each, 5-20 % noise) about 1 ratio in 70 is still called significant: 5 runs that
-happen not to overlap at all (2 orders in 252) look like a difference to any test. More
-runs (``--repeats 8``, or ``auto``) bring it under 1 in 100.
+noise (tests/integration/test_compare_numbers.py). Anything else is **within noise**;
+with fewer than :data:`MIN_RUNS` runs on either side there is no verdict. On simulated
+identical variants (5 runs each, 5-20 % noise) about 1 ratio in 70 was called significant
+under the median-ratio rule: 5 runs that happen not to overlap at all (2 orders in 252)
+look like a difference to any test. More runs (``--repeats 8``, or ``auto``) bring it
+under 1 in 100.
 """
 
 from __future__ import annotations
