@@ -216,6 +216,18 @@ def parse_settle(text: str) -> tuple[float, ...]:
     return tuple(sorted(values))
 
 
+def chosen_variants(args: argparse.Namespace) -> list[Variant]:
+    """The variants the flags name (-V, --variants-file, --pythonmalloc, --lib, --lib-dir);
+    VariantError for an unknown or malformed one."""
+    return select(
+        args.variant,
+        args.variants_file,
+        pythonmalloc=args.pythonmalloc,
+        libs=parse_lib_overrides(args.lib),
+        lib_dirs=args.lib_dir,
+    )
+
+
 def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan:
     """The plan from parsed flags; PlanError for anything invalid."""
     args.repeats = "5" if args.repeats is None else args.repeats
@@ -230,13 +242,7 @@ def build(args: argparse.Namespace, *, default_workloads: Sequence[str]) -> Plan
     args.timeout = 120.0 if args.timeout is None else args.timeout
     _positive("timeout", args.timeout)
     try:
-        variants = select(
-            args.variant,
-            args.variants_file,
-            pythonmalloc=args.pythonmalloc,
-            libs=parse_lib_overrides(args.lib),
-            lib_dirs=args.lib_dir,
-        )
+        variants = chosen_variants(args)
         overrides = {k: getattr(args, k) for k in PARAM_FLAGS if getattr(args, k) is not None}
         chosen = []
         for name in args.workload or default_workloads:

@@ -14,10 +14,10 @@ import time
 
 from allocscope import exitcodes
 from allocscope.bench import target, target_options, target_session
-from allocscope.bench.options import PlanError, _positive, _whole
+from allocscope.bench.options import PlanError, _positive, _whole, chosen_variants
 from allocscope.bench.results import Run
 from allocscope.bench.runner import Interrupted, stop_on_signals
-from allocscope.bench.variants import Variant, VariantError, parse_lib_overrides, select
+from allocscope.bench.variants import Variant, VariantError
 
 COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for more
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
@@ -40,13 +40,7 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
     try:
         if single and not (args.variant or args.variants_file):
             args.variant = ["glibc"]
-        variants = select(
-            args.variant,
-            args.variants_file,
-            pythonmalloc=args.pythonmalloc,
-            libs=parse_lib_overrides(args.lib),
-            lib_dirs=args.lib_dir,
-        )
+        variants = chosen_variants(args)
         if args.repeats == "auto":
             raise PlanError("--repeats auto is for the built-in workloads; give a number")
         repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
