@@ -206,19 +206,27 @@ class Watch:
         root = self.proofs.get(self.proc.pid)
         inside = self.inside()
         expected = self.variant.allocator
+        # A descendant gone before it could be read (a launcher shim's short-lived shell)
+        # proves nothing either way: a warning, not a check, as proof_problems() judges it.
+        told = [p for p in self.proofs.values() if p.allocator or p.pid == self.proc.pid]
+        unread = [p for p in self.proofs.values() if p not in told]
         checks = tuple(
             Check(
                 name=f"process {p.pid} ({self.tree.names.get(p.pid, '?')})",
                 passed=p.matches(expected),
                 detail=f"{p.allocator} {p.version or ''} {p.path or ''} {p.detail}".strip(),
             )
-            for p in self.proofs.values()
+            for p in told
         )
         return Proof(
             allocator=root.allocator if root else None,
             version=(root.version if root else None) or _inside_version(inside),
             path=root.path if root else None,
             source="inspect (symbols, from outside)",
+            warnings=tuple(
+                f"process {p.pid} ({self.tree.names.get(p.pid, '?')}) not read: {p.detail}"
+                for p in unread
+            ),
             checks=checks,
             ok=bool(checks) and all(c.passed for c in checks),
         )

@@ -339,11 +339,13 @@ def rich_tables(results: Results) -> list[RichTable]:
 
     rendered = []
     for t in tables(results):
-        table = RichTable(title=t.title, title_justify="left", caption_justify="left")
+        # Text, never markup: a user's command ("python -c '[...]'") or variant name may hold
+        # brackets that rich would take for style tags and drop.
+        table = RichTable(title=Text(t.title), title_justify="left", caption_justify="left")
         for i, heading in enumerate(t.header):
-            table.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i == 0)
+            table.add_column(Text(heading), justify="left" if i < 2 else "right", no_wrap=i == 0)
         for row in t.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         caption = Text("\n".join(f"what this means: {m}" for m in t.meaning), style="bold")
         if t.notes:  # Text: never markup
             caption.append(("\n" if t.meaning else "") + "\n".join(t.notes), style="red")
