@@ -156,3 +156,15 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     assert report.container is not None and report.container.container_id == DOCKER_ID
     assert {u.part for u in report.unknowns} == {"container"}  # the cgroup files are absent
     assert process_tree(40, str(tmp_path)) == [40, 41, 42]
+
+
+def test_a_refused_read_says_what_would_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root with CAP_SYS_PTRACE can still be refused (pid 1 of this microVM is): the reason
+    must not then tell root to become root."""
+    from allocscope.inspect import report
+
+    refused = PermissionError(13, "Permission denied")
+    monkeypatch.setattr(report, "can_ptrace_others", lambda: False)
+    assert "needs root or CAP_SYS_PTRACE" in report._why(refused)
+    monkeypatch.setattr(report, "can_ptrace_others", lambda: True)
+    assert report._why(refused).startswith("permission denied even with CAP_SYS_PTRACE")

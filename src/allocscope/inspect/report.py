@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +58,28 @@ class ProcessReport:
         return self.allocator is not None and self.allocator.conflict is not None
 
 
+CAP_SYS_PTRACE = 19
+
+
+@functools.cache
+def can_ptrace_others() -> bool:
+    """Whether this process holds CAP_SYS_PTRACE (root in a container may not)."""
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(line for line in f if line.startswith("CapEff:"))
+        return bool(int(caps.split()[1], 16) >> CAP_SYS_PTRACE & 1)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+
+
 def _why(e: OSError) -> str:
     if isinstance(e, PermissionError):
+        if can_ptrace_others():
+            # Measured here: pid 1 of a microVM refuses even root with CAP_SYS_PTRACE.
+            return (
+                "permission denied even with CAP_SYS_PTRACE (the process is not dumpable, "
+                "or a security module or another user namespace refuses)"
+            )
         return "permission denied (another user's process: needs root or CAP_SYS_PTRACE)"
     return e.strerror or str(e)
 
