@@ -27,9 +27,3 @@ class UsageError(AllocscopeError, ValueError):
     Also a ``ValueError``, so callers that catch that (the launcher) keep working."""
 
     exit_code = exitcodes.USAGE
-
-
-class BadInput(AllocscopeError):
-    """An unreadable or invalid file, library or value (exit 3)."""
-
-    exit_code = exitcodes.BAD_INPUT

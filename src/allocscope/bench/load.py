@@ -199,13 +199,10 @@ class LoadResult:
 class _Shared:
     """What one load process's connections share: the payloads, the budget, the tally."""
 
-    def __init__(
-        self, payloads: Sequence[bytes], count: int | None, deadline: float | None, counter: Any
-    ) -> None:
+    def __init__(self, payloads: Sequence[bytes], count: int | None, counter: Any) -> None:
         self.payloads = payloads
         self.next = 0
         self.left = count  # None: until the deadline
-        self.deadline = deadline
         self.over = False  # set by a timer at the deadline: no clock read per request
         self.counter = counter
         self.result = LoadResult()
@@ -393,7 +390,7 @@ async def _drive(
 ) -> LoadResult:
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + duration if duration else None
-    shared = _Shared(payloads, count, deadline, counter)
+    shared = _Shared(payloads, count, counter)
     if duration:
         loop.call_later(duration, lambda: setattr(shared, "over", True))
     clients = [_Client(shared, host, port) for _ in range(connections)]
@@ -520,7 +517,6 @@ class Load:
             send.close()
             self._pipes.append(recv)
             self._procs.append(p)
-        self.started: float | None = None
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Every load process is up (interpreter started, loop chosen)."""
@@ -528,7 +524,6 @@ class Load:
         return all(e.wait(max(0.0, end - time.monotonic())) for e in self._ready)
 
     def go(self) -> None:
-        self.started = time.monotonic()
         self._go.set()
 
     def completed(self) -> int:

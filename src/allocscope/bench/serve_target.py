@@ -12,6 +12,7 @@ RSS during the load is fitted against requests and against time, with its error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
 import re
@@ -57,9 +58,15 @@ def check(opts: ServeOptions) -> None:
 
 
 def requests(opts: ServeOptions) -> list[load.Request]:
-    if opts.requests_file:
-        return load.read_requests(opts.requests_file)
-    return load.single(opts.url)
+    return list(_requests(opts.requests_file, opts.url))
+
+
+@functools.cache
+def _requests(requests_file: str | None, url: str) -> tuple[load.Request, ...]:
+    """Read once per session (check() reads it first), not per load of every run."""
+    if requests_file:
+        return tuple(load.read_requests(requests_file))
+    return tuple(load.single(url))
 
 
 def free_port() -> int:
@@ -244,7 +251,7 @@ def run_service(
                     _progress(
                         variant, time.monotonic() - begun, opts.duration, done, watch.tree.last[1]
                     )
-                if session is not None:
+                if session is not None and session.path is not None:  # else nothing is written
                     session.save(partial=record(("in progress (an interrupted soak)",)))
 
         if opts.load_cmd:

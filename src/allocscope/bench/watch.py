@@ -46,6 +46,10 @@ def target_environ(
     return {**env, **variant.environ(), **hook}
 
 
+# An unknown allocator is read again this many samples (the loader may still be mapping).
+UNSURE_RETRIES = 20
+
+
 @dataclass
 class Watch:
     """One started command: its tree, proofs, marks and output."""
@@ -58,6 +62,7 @@ class Watch:
     started: float
     tree: proctree.Tree
     proofs: dict[int, identity.ProcessProof] = field(default_factory=dict)
+    retries: dict[int, int] = field(default_factory=dict)  # re-reads of an unsure proof
     marks: list[Mark] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     exit_code: int | None = None
@@ -102,6 +107,9 @@ class Watch:
             # a process exiting meanwhile (no exe, unreadable) keeps the proof it had.
             exe = identity.exe_of(s.pid)
             unsure = known is not None and known.allocator in (None, "unknown")
+            if unsure:  # a while, not for a whole soak: a static Go binary stays unknown
+                self.retries[s.pid] = self.retries.get(s.pid, 0) + 1
+                unsure = self.retries[s.pid] <= UNSURE_RETRIES
             if known is None or unsure or (exe is not None and exe != known.exe):
                 proof = identity.prove(s.pid)
                 if known is None or proof.allocator is not None:

@@ -32,13 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:  # prometheus_client only here: the rest of inspect is stdlib
-        from prometheus_client import CollectorRegistry, start_http_server
+    # prometheus_client only here (the rest of inspect is stdlib); without it cli.main
+    # names the extra to install (exit 5).
+    from prometheus_client import CollectorRegistry, start_http_server
 
-        from allocscope.inspect.node import NodeCollector
-    except ImportError as e:
-        print(f"allocscope agent: needs prometheus_client ({e})", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+    from allocscope.inspect.node import NodeCollector
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(args.top, args.proc, args.cgroup_root))
     try:

@@ -172,11 +172,10 @@ def _watch(args: argparse.Namespace, pids: list[int]) -> int:
                 print(f"allocscope inspect: {result}", file=sys.stderr)
                 live.remove(pid)  # it has gone: the others' timelines go on
                 code = code or result.exit_code
-            elif args.json:
-                print(json.dumps(result.to_dict()), flush=True)
             else:
-                print(timeline_line(result), flush=True)
-                if result.failed:
+                line = json.dumps(result.to_dict()) if args.json else timeline_line(result)
+                print(line, flush=True)
+                if result.failed:  # two allocators mapped: a failure in either format
                     code = code or exitcodes.CHECK_FAILED
         rounds += 1
     return code

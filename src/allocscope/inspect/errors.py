@@ -13,7 +13,7 @@ class InspectError(ProbeError):
 
 
 class NoSuchProcess(InspectError):
-    exit_code = exitcodes.BAD_INPUT
+    """No process with that id (exit 3, as InspectError)."""
 
 
 class NotInspectable(InspectError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from allocscope.bench.results import MB, Results, Run
 from allocscope.bench.stats import Interval
+from allocscope.report.table import kind_of
 
 FORMATS = ("png", "svg")
 
@@ -197,7 +198,7 @@ def _bars(
     shown = [v for v in variants if results.counted(workload, v)]
     xs = list(range(len(shown)))
     width = 0.4
-    kind = next((r.kind for r in results.runs if r.workload == workload), "workload")
+    kind = kind_of(results, workload)
     kept, kept_label, right, right_title = SECOND_BARS.get(kind, SECOND_BARS["workload"])
     tops: list[float] = []
     for offset, metric, label, hatch in (

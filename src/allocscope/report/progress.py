@@ -17,7 +17,7 @@ def describe(run: Run) -> str:
     m = run.metrics
     if run.repeat == 0:
         return f"ok (warm-up, {run.detected})"
-    kind = run.params.get("kind")
+    kind = run.kind
     if kind == "command":
         return (
             f"ok {run.detected}: wall {m.get('work_s', 0):.2f} s, peak "
