@@ -14,7 +14,8 @@ itself: with ``gunicorn -w 4`` each scrape shows one of the four, in turn. Two a
    and lose it, as prometheus_client does for every counter in this mode.
 
 ``start()`` begins publishing in this process and, through ``os.register_at_fork``, in
-every child forked from it; ``allocscope.web`` and ``allocscope.gunicorn_conf`` call it.
+every child forked from it; ``allocscope.web`` calls it when the app is built (with
+``PROMETHEUS_MULTIPROC_DIR`` set), so workers publish once they mount it.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from allocscope import facts, forksafe
+from allocscope.api import Verdict
 from allocscope.probe import memory
 
 if TYPE_CHECKING:
@@ -72,15 +73,14 @@ def allocator_doc() -> dict[str, Any]:
 
 
 def readiness() -> Reply:
-    checks = facts.current().checks()
-    failed = [f"{c.name}: {c.detail}" for c in checks if not c.passed]
+    verdict = Verdict(tuple(facts.current().checks()))
     doc = {
-        "ready": not failed,
+        "ready": verdict.passed,
         "pid": os.getpid(),
-        "failed": failed,
-        "checks": [asdict(c) for c in checks],
+        "failed": verdict.reasons(),
+        "checks": [asdict(c) for c in verdict.checks],
     }
-    return _json(503 if failed else 200, doc)
+    return _json(200 if verdict.passed else 503, doc)
 
 
 class Metrics:

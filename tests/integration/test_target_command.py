@@ -31,7 +31,7 @@ puts keep.size
 """
 
 
-def compare(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[int, str, Results | None]:
+def compare(tmp_path: Path, *args: str, timeout: float = 180) -> tuple[int, str, Results | None]:
     out = tmp_path / "out"
     proc = run_allocscope("compare", "-q", "--no-chart", "-o", str(out), *args, timeout=timeout)
     path = out / "results.json"

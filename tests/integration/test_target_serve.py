@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from allocscope import exitcodes
-from allocscope.bench.results import Results, load
+from allocscope.bench.results import load
 from tests.conftest import child_env, run_allocscope
-from tests.integration.test_target_command import gone
+from tests.integration.test_target_command import compare, gone
 
 APPS = Path(__file__).resolve().parent / "apps"
 PY = sys.executable
@@ -27,13 +27,6 @@ GUNICORN = f"{GUNICORN_BARE} -c python:allocscope.gunicorn_conf"
 MISBEHAVING = f"{PY} {APPS / 'misbehaving.py'} {{port}}"
 # Seconds, not minutes: enough for every phase to happen, small for CI.
 SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurrency", "8")
-
-
-def serve(tmp_path: Path, *args: str, timeout: float = 180) -> tuple[int, str, Results | None]:
-    out = tmp_path / "out"
-    proc = run_allocscope("compare", "-q", "--no-chart", "-o", str(out), *args, timeout=timeout)
-    path = out / "results.json"
-    return proc.returncode, proc.stdout + proc.stderr, load(str(path)) if path.exists() else None
 
 
 def check_service_run(run: object, expected: str, processes: int) -> None:
@@ -66,7 +59,7 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
 def test_flask_under_gunicorn_glibc_against_jemalloc(tmp_path: Path, worker_class: str) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "-V", "jemalloc-tuned",
         "--serve", f"{GUNICORN} -k {worker_class} --threads 2 flask_app:app",
         "--ready", "/healthz", *SHORT,
@@ -81,7 +74,7 @@ def test_flask_under_gunicorn_glibc_against_jemalloc(tmp_path: Path, worker_clas
 
 
 def test_workers_that_lost_the_background_thread_fail_their_proof(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "jemalloc-tuned",
         "--serve", f"{GUNICORN_BARE} flask_app:app", "--ready", "/healthz", *SHORT,
     )  # fmt: skip
@@ -99,7 +92,7 @@ def test_fastapi_under_uvicorn_with_a_requests_file(tmp_path: Path) -> None:
         + json.dumps({"method": "POST", "path": "/echo", "body": {"b": 1, "a": "x" * 2000}})
         + "\n"
     )  # fmt: skip
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "jemalloc-tuned",
         "--serve", f"{PY} -m uvicorn --app-dir {APPS} fastapi_app:app --port {{port}} "
                    "--log-level warning",
@@ -111,7 +104,7 @@ def test_fastapi_under_uvicorn_with_a_requests_file(tmp_path: Path) -> None:
 
 
 def test_rack_app_under_puma_glibc_against_jemalloc(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "-V", "jemalloc",
         "--serve", f"puma -b tcp://127.0.0.1:{{port}} -t 2:2 {APPS / 'config.ru'}",
         "--ready", "/healthz", *SHORT,
@@ -126,7 +119,7 @@ def test_rack_app_under_puma_glibc_against_jemalloc(tmp_path: Path) -> None:
 
 
 def test_users_own_load_generator(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--duration", "2s",
         "--idle", "0.2", "--load-cmd", "wrk -t1 -c4 -d1s {url}/",
     )  # fmt: skip
@@ -140,7 +133,7 @@ def test_users_own_load_generator(tmp_path: Path) -> None:
 
 
 def test_a_server_that_never_becomes_ready(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} never-ready",
         "--ready-timeout", "1.5s", "--duration", "1s",
     )  # fmt: skip
@@ -151,7 +144,7 @@ def test_a_server_that_never_becomes_ready(tmp_path: Path) -> None:
 
 
 def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} die-after 200", "--warm", "0",
         "--duration", "5s",
     )  # fmt: skip
@@ -167,7 +160,7 @@ def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
 
 
 def test_a_server_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} ignore-sigterm", "--duration", "1s",
         "--idle", "0.2", "--grace", "1s",
     )  # fmt: skip
@@ -242,7 +235,7 @@ def _is_ours(pid: int, marker: str) -> bool:
 
 
 def test_a_request_count_is_sent_exactly(tmp_path: Path) -> None:
-    code, text, results = serve(
+    code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--load", "200",
         "--duration", "60s", "--warm", "0", "--idle", "0.1", "--concurrency", "4",
     )  # fmt: skip

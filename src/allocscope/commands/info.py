@@ -8,6 +8,7 @@ import sys
 
 from allocscope import exitcodes
 from allocscope.probe import purge
+from allocscope.probe.memory import mib
 from allocscope.probe.schema import describe
 from allocscope.probe.snapshot import SCHEMA, Snapshot, detect_allocator, snapshot
 
@@ -49,10 +50,6 @@ def run(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"
-
-
 def render(snap: Snapshot) -> str:
     a, f = snap.allocator, snap.fips
     lines = [
@@ -66,8 +63,8 @@ def render(snap: Snapshot) -> str:
     if snap.jemalloc:
         s = snap.jemalloc.stats
         lines.append(
-            f"jemalloc     allocated {_mib(s.allocated)}, active {_mib(s.active)}, "
-            f"resident {_mib(s.resident)}, retained {_mib(s.retained)}, "
+            f"jemalloc     allocated {mib(s.allocated)}, active {mib(s.active)}, "
+            f"resident {mib(s.resident)}, retained {mib(s.retained)}, "
             f"{s.narenas} arenas, background thread {'on' if s.background_thread else 'off'}"
         )
         opts = snap.jemalloc.options
@@ -78,16 +75,16 @@ def render(snap: Snapshot) -> str:
     if snap.glibc:
         g = snap.glibc
         lines.append(
-            f"glibc heap   in use {_mib(g.in_use_bytes)}, free {_mib(g.free_bytes)}, "
-            f"mmap {_mib(g.mmap_bytes)}, arenas {g.arenas if g.arenas is not None else 'n/a'}"
+            f"glibc heap   in use {mib(g.in_use_bytes)}, free {mib(g.free_bytes)}, "
+            f"mmap {mib(g.mmap_bytes)}, arenas {g.arenas if g.arenas is not None else 'n/a'}"
         )
     if snap.arena_limit:
         lines.append(f"  arena limit {snap.arena_limit.reason}")
     if snap.memory:
         m = snap.memory
         lines.append(
-            f"memory       rss {_mib(m.rss_bytes)}, peak {_mib(m.peak_rss_bytes)}, "
-            f"anon {_mib(m.anon_rss_bytes)}, pss {_mib(m.pss_bytes)}, uss {_mib(m.uss_bytes)}"
+            f"memory       rss {mib(m.rss_bytes)}, peak {mib(m.peak_rss_bytes)}, "
+            f"anon {mib(m.anon_rss_bytes)}, pss {mib(m.pss_bytes)}, uss {mib(m.uss_bytes)}"
         )
     lines.append(f"fips         {f.state}: {f.reason}")
     if f.openssl:

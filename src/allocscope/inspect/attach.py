@@ -25,6 +25,7 @@ from allocscope.inspect import payload, ptrace
 from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
 from allocscope.inspect.procinfo import Mapping, Proc, parse_maps
 from allocscope.probe import elf
+from allocscope.probe.memory import mib
 
 SCHEMA = "allocscope.attach/1"
 MECHANISM = "ptrace: mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread"
@@ -104,10 +105,6 @@ def _symbols(
     return None
 
 
-def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"
-
-
 def judge(snap: dict[str, Any], python: dict[str, Any]) -> Verdict:
     """Leak or fragmentation: the allocator's in-use bytes against what it holds."""
     mem = snap.get("memory") or {}
@@ -128,13 +125,13 @@ def judge(snap: dict[str, Any], python: dict[str, Any]) -> Verdict:
     blocks = python.get("allocated_blocks")
     if free > in_use:
         sentence = (
-            f"fragmentation: the allocator keeps {_mib(free)} free beside {_mib(in_use)} in use; "
-            f"a trim could return up to {_mib(releasable)}"
+            f"fragmentation: the allocator keeps {mib(free)} free beside {mib(in_use)} in use; "
+            f"a trim could return up to {mib(releasable)}"
         )
         return Verdict("fragmentation", held, in_use, free, releasable, sentence)
     sentence = (
-        f"objects: {_mib(in_use)} are live allocations ({blocks} Python blocks), "
-        f"{_mib(free)} free in the allocator: a leak or a cache, not the allocator"
+        f"objects: {mib(in_use)} are live allocations ({blocks} Python blocks), "
+        f"{mib(free)} free in the allocator: a leak or a cache, not the allocator"
     )
     return Verdict("objects", held, in_use, free, releasable, sentence)
 

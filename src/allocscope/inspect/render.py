@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from allocscope.inspect.report import ProcessReport
+from allocscope.probe.memory import mib
 
 if TYPE_CHECKING:
     from allocscope.inspect.attach import AttachReport
-
-
-def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"
 
 
 def _short(container_id: str | None) -> str:
@@ -42,16 +39,16 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
     m = r.memory.process
     if m is not None:
         lines.append(
-            f"  memory      rss {_mib(m.rss_bytes)}, pss {_mib(m.pss_bytes)}, "
-            f"uss {_mib(m.uss_bytes)}, anon {_mib(m.anon_rss_bytes)}, "
-            f"file {_mib(m.file_rss_bytes)}, swap {_mib(m.swap_bytes)}, "
-            f"thp {_mib(m.anon_huge_pages_bytes)}"
+            f"  memory      rss {mib(m.rss_bytes)}, pss {mib(m.pss_bytes)}, "
+            f"uss {mib(m.uss_bytes)}, anon {mib(m.anon_rss_bytes)}, "
+            f"file {mib(m.file_rss_bytes)}, swap {mib(m.swap_bytes)}, "
+            f"thp {mib(m.anon_huge_pages_bytes)}"
         )
     g = r.memory.glibc
     if g is not None:
         lines.append(
-            f"  glibc heap  main {_mib(g.main_heap_bytes)}, "
-            f"{g.arena_heaps} arena heaps {_mib(g.arena_heap_bytes)}"
+            f"  glibc heap  main {mib(g.main_heap_bytes)}, "
+            f"{g.arena_heaps} arena heaps {mib(g.arena_heap_bytes)}"
         )
     lines.append(f"  counters    {r.memory.allocator_counters}")
     c = r.crypto
@@ -68,9 +65,9 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
             if value is not None:
                 lines.append(f"  {'declared':<11} {key}={value}")
     if box is not None:
-        limit = _mib(box.memory_max_bytes) if box.memory_max_bytes is not None else "no limit"
+        limit = mib(box.memory_max_bytes) if box.memory_max_bytes is not None else "no limit"
         lines.append(
-            f"  cgroup      {box.cgroup}  memory {_mib(box.memory_current_bytes)} of {limit}"
+            f"  cgroup      {box.cgroup}  memory {mib(box.memory_current_bytes)} of {limit}"
         )
     lines += [f"  unknown     {u.part}: {u.reason}" for u in r.unknowns]
     if a is not None:
@@ -82,10 +79,10 @@ def timeline_line(r: ProcessReport) -> str:
     m = r.memory.process
     g = r.memory.glibc
     heaps = (
-        f" heaps {g.arena_heaps}+main {_mib(g.main_heap_bytes + g.arena_heap_bytes)}" if g else ""
+        f" heaps {g.arena_heaps}+main {mib(g.main_heap_bytes + g.arena_heap_bytes)}" if g else ""
     )
     rss = (
-        f"rss {_mib(m.rss_bytes)} pss {_mib(m.pss_bytes)} anon {_mib(m.anon_rss_bytes)}"
+        f"rss {mib(m.rss_bytes)} pss {mib(m.pss_bytes)} anon {mib(m.anon_rss_bytes)}"
         if m
         else "memory n/a"
     )
@@ -105,18 +102,18 @@ def render_attach(a: AttachReport) -> str:
     if snap.get("jemalloc"):
         s = snap["jemalloc"]["stats"]
         lines.append(
-            f"  jemalloc    allocated {_mib(s['allocated'])}, active {_mib(s['active'])}, "
-            f"resident {_mib(s['resident'])}, retained {_mib(s['retained'])}, "
+            f"  jemalloc    allocated {mib(s['allocated'])}, active {mib(s['active'])}, "
+            f"resident {mib(s['resident'])}, retained {mib(s['retained'])}, "
             f"{s['narenas']} arenas"
         )
     if snap.get("glibc"):
         g = snap["glibc"]
         lines.append(
-            f"  mallinfo2   in use {_mib(g['in_use_bytes'])}, free {_mib(g['free_bytes'])}, "
-            f"mmap {_mib(g['mmap_bytes'])}, arenas {g['arenas']}"
+            f"  mallinfo2   in use {mib(g['in_use_bytes'])}, free {mib(g['free_bytes'])}, "
+            f"mmap {mib(g['mmap_bytes'])}, arenas {g['arenas']}"
         )
     traced = (
-        f", tracemalloc {_mib(py['tracemalloc_current_bytes'])}"
+        f", tracemalloc {mib(py['tracemalloc_current_bytes'])}"
         if py["tracemalloc_tracing"]
         else ", tracemalloc off"
     )
@@ -124,12 +121,12 @@ def render_attach(a: AttachReport) -> str:
         f"  python      {py['version']}: {py['allocated_blocks']} blocks, gc counts "
         f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
     )
-    lines.append(f"  verdict     {v.sentence} (process anon RSS {_mib(v.held_bytes)})")
+    lines.append(f"  verdict     {v.sentence} (process anon RSS {mib(v.held_bytes)})")
     if a.trim is not None:
         t = a.trim
         lines.append(
-            f"  trim        {t.action}: rss {_mib(t.rss_before_bytes)} -> "
-            f"{_mib(t.rss_after_bytes)}, returned {_mib(t.returned_bytes)}, "
-            f"in use after {_mib(t.in_use_after_bytes)}"
+            f"  trim        {t.action}: rss {mib(t.rss_before_bytes)} -> "
+            f"{mib(t.rss_after_bytes)}, returned {mib(t.returned_bytes)}, "
+            f"in use after {mib(t.in_use_after_bytes)}"
         )
     return "\n".join(lines)

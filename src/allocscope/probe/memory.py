@@ -47,3 +47,8 @@ def read(
         uss_bytes=uss,
         anon_huge_pages_bytes=smaps.get("AnonHugePages") if rollup else None,
     )
+
+
+def mib(n: int | None) -> str:
+    """'12.3 MiB', or 'n/a' for a figure that could not be read (info, inspect, attach)."""
+    return "n/a" if n is None else f"{n / 2**20:.1f} MiB"

@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from allocscope import facts, forksafe
+from allocscope.api import Verdict
 from allocscope.expectations import Expectations, check
 from allocscope.probe import snapshot
 from allocscope.prometheus import AllocscopeCollector
@@ -357,15 +358,14 @@ class App:
         return respond_json(start, 200, {"status": "alive", "pid": self.worker.pid})
 
     def readyz(self, environ: Environ, start: StartResponse) -> list[bytes]:
-        checks = self.worker.checks
-        failed = [c for c in checks if not c.passed]
+        verdict = Verdict(tuple(self.worker.checks))
         doc = {
-            "ready": not failed,
+            "ready": verdict.passed,
             "pid": self.worker.pid,
-            "failed": [f"{c.name}: {c.detail}" for c in failed],
-            "checks": [asdict(c) for c in checks],
+            "failed": verdict.reasons(),
+            "checks": [asdict(c) for c in verdict.checks],
         }
-        return respond_json(start, 503 if failed else 200, doc)
+        return respond_json(start, 200 if verdict.passed else 503, doc)
 
     def echo(self, environ: Environ, start: StartResponse) -> list[bytes]:
         length = environ.get("CONTENT_LENGTH", "")
