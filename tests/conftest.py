@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -88,3 +89,18 @@ def disguised(tmp_path: Any, jemalloc: str, tcmalloc: str) -> tuple[str, str]:
     shutil.copy(jemalloc, renamed)
     shutil.copy(tcmalloc, liar)
     return str(renamed), str(liar)
+
+
+def as_nobody(*allocscope_args: str) -> subprocess.CompletedProcess[str]:
+    """``allocscope ARGS`` as uid/gid 65534 (setpriv, util-linux): another user's view.
+    Needs root, as CI runs; a missing tool or right fails the test, never skips it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI runs as root): it drops to nobody")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("setpriv (util-linux) is missing")
+    return subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "allocscope", *allocscope_args],
+        env=child_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip

@@ -16,13 +16,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def parse_duration(text: str, flag: str) -> float:
-    """'500ms', '60s', '5m', '8h' or plain seconds."""
+def parse_duration(text: str, flag: str, *, zero: bool = False) -> float:
+    """'500ms', '60s', '5m', '8h' or plain seconds; 0 only where ``zero`` allows it."""
     m = _DURATION.match(text)
     if not m:
         raise PlanError(f"{flag} {text!r}: expected a duration like 30s, 5m or 8h")
     value = float(m.group(1)) * _UNIT[m.group(2)]
-    if not value > 0 or not math.isfinite(value):
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise PlanError(f"{flag} {text!r}: must be greater than 0")
     return value
 
@@ -139,7 +139,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     for flag, path in (("--ready", args.ready), ("--url", args.url)):
         if not path.startswith("/"):
             raise PlanError(f"{flag} {path!r}: expected a path starting with /")
-    warm = 0.0 if args.warm.strip() in ("0", "0s") else parse_duration(args.warm, "--warm")
+    warm = parse_duration(args.warm.strip(), "--warm", zero=True)
     return ServeOptions(
         template=template,
         ready=args.ready,
