@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from allocscope import __version__
+from allocscope import __version__, userfile
 from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
 
@@ -547,12 +547,9 @@ def load(paths: str | Sequence[str]) -> Results:
             raise ResultsError(f"{path}: given twice (as {seen[real]}): its runs would count twice")
         seen[real] = path
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ResultsError(f"{path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ResultsError(f"{path}: not a text file") from None
+            text = userfile.read_text(path, userfile.RESULTS_LIMIT)
+        except userfile.UserFileError as e:
+            raise ResultsError(str(e)) from None
         loaded.append(parse(text, path))
     results = loaded[0] if len(loaded) == 1 else merge(loaded)
     check_pooling(results)
