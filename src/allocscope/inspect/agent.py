@@ -21,35 +21,46 @@ and a node's load average to 278, and SIGTERM did nothing for 13 s (issue 16). g
 
 from __future__ import annotations
 
+import gzip
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from allocscope import procctl
 from allocscope.inspect.agent_limits import Limits
 
 PATHS = ("/metrics", "/")
+ENCODE, CONTENT_TYPE = choose_encoder("")  # the classic text format every Prometheus reads
 
 
-class Shared(Collector):
-    """One collection at a time, reused by every scrape within ``fresh_s`` of its end."""
+class Rendered:
+    """The collector's exposition, made once for every scrape within ``fresh_s`` of it.
 
-    def __init__(self, inner: Collector, fresh_s: float) -> None:
-        self._inner, self._fresh = inner, fresh_s
+    One collection at a time: scrapes that arrive while it runs wait for it and share it.
+    The gzip form is compressed once per collection, when first asked for."""
+
+    def __init__(self, collector: Collector, fresh_s: float) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(collector)
+        self._fresh = fresh_s
         self._lock = threading.Lock()
-        self._metrics: list[Metric] = []
+        self._plain = self._gzip = b""
         self._done = float("-inf")
 
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:  # scrapes that arrive meanwhile wait here and reuse the result
+    def body(self, gzipped: bool) -> bytes:
+        with self._lock:
             if time.monotonic() - self._done >= self._fresh:
-                self._metrics = list(self._inner.collect())
+                self._plain, self._gzip = ENCODE(self._registry), b""
                 self._done = time.monotonic()
-            return iter(self._metrics)
+            if gzipped and not self._gzip:
+                self._gzip = gzip.compress(self._plain, compresslevel=1)
+            return self._gzip if gzipped else self._plain
 
 
 Start = Callable[[str, list[tuple[str, str]]], Any]
@@ -58,26 +69,30 @@ Start = Callable[[str, list[tuple[str, str]]], Any]
 def wsgi_app(
     collector: Collector, fresh_s: float
 ) -> Callable[[dict[str, Any], Start], Iterable[bytes]]:
-    """GET /metrics (or /) answered by prometheus_client; nothing reads a request body."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Shared(collector, fresh_s))
-    metrics = make_wsgi_app(registry)
+    """GET /metrics (or /) in Prometheus' text format; nothing reads a request body."""
+    rendered = Rendered(collector, fresh_s)
 
     def app(environ: dict[str, Any], start: Start) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return _plain(
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "HEAD"):
+            return _answer(
                 start, "405 Method Not Allowed", b"only GET and HEAD\n", ("Allow", "GET, HEAD")
             )
         if environ.get("PATH_INFO") not in PATHS:
-            return _plain(start, "404 Not Found", b"metrics are at /metrics\n")
-        return metrics(environ, start)  # type: ignore[no-any-return]
+            return _answer(start, "404 Not Found", b"metrics are at /metrics\n")
+        gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+        body = rendered.body(gzipped)
+        extra = [("Content-Encoding", "gzip")] if gzipped else []
+        answer = _answer(start, "200 OK", body, ("Content-Type", CONTENT_TYPE), *extra)
+        return [] if method == "HEAD" else answer
 
     return app
 
 
-def _plain(start: Start, status: str, body: bytes, *extra: tuple[str, str]) -> list[bytes]:
-    length = str(len(body))
-    start(status, [("Content-Type", "text/plain"), ("Content-Length", length), *extra])
+def _answer(start: Start, status: str, body: bytes, *headers: tuple[str, str]) -> list[bytes]:
+    if not any(name == "Content-Type" for name, _ in headers):
+        headers = (("Content-Type", "text/plain"), *headers)
+    start(status, [*headers, ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -106,10 +121,17 @@ def serve(collector: Callable[[], Collector], host: str, port: int, limits: Limi
             header_read_timeout=limits.header_timeout_ms, max_buffer_size=limits.buffer_bytes
         ),
         log_level=LogLevels.warning,
-        workers_kill_timeout=limits.stop_s,
+        # typed int, but a float works (only its CLI wants whole seconds)
+        workers_kill_timeout=limits.stop_s,  # type: ignore[arg-type]
     )
+    main = os.getpid()
+
+    def load(_name: str) -> Callable[[dict[str, Any], Start], Iterable[bytes]]:
+        procctl.die_with_parent(main)  # in the worker: a SIGKILLed agent leaves no worker
+        return wsgi_app(collector(), limits.fresh_s)
+
     try:
-        server.serve(target_loader=lambda _name: wsgi_app(collector(), limits.fresh_s))
+        server.serve(target_loader=load)
     except RuntimeError as e:  # granian's bind error: "Address already in use (os error 98)"
         if "(os error" not in str(e):
             raise

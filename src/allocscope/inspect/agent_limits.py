@@ -13,4 +13,4 @@ class Limits:
     buffer_bytes: int = 16_384  # request line and headers at most this long
     threads: int = 2  # Python threads running the application
     fresh_s: float = 1.0  # a collection serves every scrape within this after it
-    stop_s: int = 1  # SIGTERM: connections still open after this are dropped
+    stop_s: float = 0.3  # SIGTERM: connections still open after this are dropped
