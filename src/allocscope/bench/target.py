@@ -155,6 +155,9 @@ def finish_run(
         },
         **(extra or {}),
     }
+    if watch.escaped:  # told in the output's notes and kept in the results
+        target["escaped"] = [e.to_dict() for e in watch.escaped]
+        target["warnings"] = [*target.get("warnings", []), *(e.words() for e in watch.escaped)]
     return Run(
         variant=variant.name,
         workload=workload,

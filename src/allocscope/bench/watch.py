@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from allocscope.bench import identity, inject
+from allocscope.bench import identity, inject, orphans
 from allocscope.bench import tree as proctree
 from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
@@ -67,6 +67,7 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     exit_code: int | None = None
     cpu_reaped_s: float = 0.0  # from wait4: the root and every descendant it reaped
+    escaped: list[orphans.Escaped] = field(default_factory=list)  # stopped outside the group
 
     @classmethod
     def start(
@@ -77,6 +78,7 @@ class Watch:
         trim_every: float | None = None,
         cwd: str | None = None,
     ) -> Watch:
+        orphans.adopt()  # a daemon the command leaves behind is re-parented to us
         hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
         hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
         out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
@@ -138,6 +140,7 @@ class Watch:
     def stop(self, grace: float = TERM_GRACE) -> dict[str, Any]:
         """SIGTERM the group; SIGKILL whatever is left after ``grace``; reap the root."""
         begun = time.monotonic()
+        escapees = self._escapees()
         how = "exited"
         if not self.exited():
             self._signal_all(signal.SIGTERM)
@@ -148,11 +151,20 @@ class Watch:
                 how = "SIGKILL"
         self._signal_all(signal.SIGKILL)
         self._reap()
+        self.escaped += orphans.stop(escapees, grace)
         return {"how": how, "took_s": round(time.monotonic() - begun, 3)}
 
     def kill(self) -> None:
+        escapees = self._escapees()
         self._signal_all(signal.SIGKILL)
         self._reap()
+        self.escaped += orphans.stop(escapees, 0.0)
+
+    def _escapees(self) -> dict[int, str]:
+        """Processes of this run alive outside its process group: those seen in the tree
+        that left it, and those carrying the run's marker wherever they were re-parented."""
+        ours = orphans.marked(inject.DIR_ENV, self.hook_dir) | set(self.tree.names)
+        return orphans.outside(self.proc.pid, ours)
 
     def _signal_all(self, sig: int) -> None:
         """The group (while the root is unreaped its id cannot be reused), then by pid
