@@ -20,9 +20,9 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-from allocscope.bench import identity, inject, orphans
+from allocscope.bench import identity, inject, kept, orphans
 from allocscope.bench import tree as proctree
 from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
@@ -56,8 +56,8 @@ class Watch:
 
     variant: Variant
     proc: subprocess.Popen[bytes]
-    out: IO[bytes]
-    err: IO[bytes]
+    out: kept.Kept
+    err: kept.Kept
     hook_dir: str
     started: float
     tree: proctree.Tree
@@ -81,17 +81,20 @@ class Watch:
         orphans.adopt()  # a daemon the command leaves behind is re-parented to us
         hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
         hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
-        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
-        err = tempfile.TemporaryFile()  # noqa: SIM115
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=target_environ(variant, hook),
-            cwd=cwd,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
+        out, err = kept.Kept(), kept.Kept()  # bounded, however much it prints
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out.fd,
+                stderr=err.fd,
+                env=target_environ(variant, hook),
+                cwd=cwd,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        finally:
+            out.started()
+            err.started()
         now = time.monotonic()
         watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
         watch.mark("start", argv=list(argv))
@@ -191,12 +194,10 @@ class Watch:
         self.cpu_reaped_s = usage.ru_utime + usage.ru_stime
 
     def output(self) -> tuple[str, str]:
-        """The tails of stdout and stderr."""
-        texts = []
-        for f in (self.out, self.err):
-            f.seek(0)
-            texts.append(f.read().decode(errors="replace"))
-        return texts[0][-STDERR_KEPT:], texts[1]
+        """The tail of stdout; stderr's head and tail."""
+        self.out.close()
+        self.err.close()
+        return self.out.text()[-STDERR_KEPT:], self.err.text()
 
     def hook_events(self) -> list[dict[str, Any]]:
         return inject.read_events(self.hook_dir)
@@ -265,8 +266,8 @@ class Watch:
         ]
 
     def finish(self) -> None:
-        self.out.close()
-        self.err.close()
+        self.out.close(0)
+        self.err.close(0)
         shutil.rmtree(self.hook_dir, ignore_errors=True)
 
 

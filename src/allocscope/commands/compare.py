@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from typing import TYPE_CHECKING
 
@@ -88,6 +89,11 @@ def check_out(command: str, out: str, *, force: bool, data: bool = True) -> int:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
+    try:
+        with tempfile.TemporaryFile(dir=out):  # writable (read-only mounts, permissions)?
+            pass
+    except OSError as e:
+        return fail(command, f"cannot write {out}: {e.strerror or e}", exitcodes.BAD_INPUT)
     return exitcodes.OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from allocscope import userfile
 from allocscope.bench import results as results_mod
 from allocscope.bench.results import Results
 from allocscope.report import table
@@ -40,7 +41,7 @@ def write(results: Results, directory: str, *, data: bool = True, charts: bool =
         results_mod.save(results, path)
         out.paths.append(path)
     path = os.path.join(directory, MARKDOWN)
-    with open(path, "w", encoding="utf-8") as f:
+    with userfile.replacing(path) as f:
         f.write(table.markdown(results))
     out.paths.append(path)
     if charts:
