@@ -1,17 +1,18 @@
 """``inspect --attach``: run allocscope's probe inside a running CPython, then judge.
 
-Mechanism (every CPython 3 on x86-64 Linux, no debugger): seize the main thread with
-ptrace, call libc's ``mmap`` in it for a buffer, write the payload there, and call
-``Py_AddPendingCall(PyRun_SimpleString, payload)``. When the thread was waiting in the
-kernel without the GIL (select, poll, sleep, read, accept: a server's idle main thread),
-we run the pending call at once in it (``PyGILState_Ensure``, ``Py_MakePendingCalls``,
-``PyGILState_Release``); otherwise the interpreter runs it at its next bytecode boundary.
-Either way it runs in the main thread with the GIL, writes its JSON answer into the
-buffer and removes everything it imported; registers are restored (the interrupted wait
-restarts) and the thread detached. We poll the buffer through /proc/PID/mem, then seize
-the thread once more to ``munmap`` it. A main thread blocked in a lock or in C code that
-holds the GIL answers only when it returns: past the timeout the caller marks the buffer
-abandoned and the payload, when it finally runs, frees it itself.
+Two ways in. A CPython 3.14 target reached from a CPython 3.14 allocscope gets the probe
+through ``sys.remote_exec`` (PEP 768, any architecture, no register handling of ours).
+Any other CPython 3 on x86-64 Linux: call, in its main thread (``inject``: each call
+runs untraced and restores the thread itself), libc's ``mmap`` for a buffer, write the
+payload there, and ``Py_AddPendingCall(PyRun_SimpleString, payload)``. When the thread
+was waiting in the kernel without the GIL (select, poll, sleep, read, accept: a server's
+idle main thread), it also runs ``PyGILState_Ensure``, ``Py_MakePendingCalls``,
+``PyGILState_Release`` at once; otherwise the interpreter runs the pending call at its
+next bytecode boundary. Either way it runs in the main thread with the GIL, writes its
+JSON answer into the buffer and removes everything it imported. We poll the buffer
+through /proc/PID/mem, then ``munmap`` it. Past ``--timeout`` (a main thread blocked in a
+lock, or the GIL held elsewhere) the caller marks the buffer abandoned and leaves: the
+payload, when it finally runs, frees it itself.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from allocscope.probe import elf
 from allocscope.probe.memory import mib
 
 SCHEMA = "allocscope.attach/1"
-MECHANISM = "ptrace: mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread"
+MECHANISM = (
+    "mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread, "
+    "each call run untraced by a routine that restores the thread"
+)
 Path = Literal["ptrace", "remote_exec"]
 _PYTHON = (
     "Py_AddPendingCall", "PyRun_SimpleString", "Py_MakePendingCalls",
@@ -223,20 +227,20 @@ def _run(
     """mmap a buffer, queue the payload, run it now if the thread waits, await, munmap."""
     pid = calls.pid
     size = -(-(payload.CODE_AT + 4 * 2**20) // _PAGE) * _PAGE  # room for the payload line
-    pending = False  # a call left running in the thread: the routine must stay in place
     try:
         addr = calls.call((libc["mmap"], 0, size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0))
         if addr >= 2**64 - 4096:
             raise AttachUnsupported(f"mmap in process {pid} failed: {os.strerror(-addr % 2**64)}")
+        code = payload.line(addr, size, trim)
+        if payload.CODE_AT + len(code) > size:
+            calls.call((libc["munmap"], addr, size))
+            raise AttachUnsupported("the payload does not fit its buffer")
+        ptrace.write_memory(pid, addr + payload.CODE_AT, code)
         try:
-            code = payload.line(addr, size, trim)
-            if payload.CODE_AT + len(code) > size:
-                raise AttachUnsupported("the payload does not fit its buffer")
-            ptrace.write_memory(pid, addr + payload.CODE_AT, code)
             queued = calls.call((python["Py_AddPendingCall"], python["PyRun_SimpleString"],
                                  addr + payload.CODE_AT))  # fmt: skip
-        except BaseException:
-            calls.call((libc["munmap"], addr, size))
+        except BaseException:  # it may still queue the call: the payload frees the buffer
+            ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))
             raise
         if queued != 0:
             calls.call((libc["munmap"], addr, size))
@@ -252,15 +256,13 @@ def _run(
                     (python["PyGILState_Release"], 0), chain=True,
                 )  # fmt: skip
             answer = _await(pid, addr, calls.deadline, timeout)
-        except BaseException as e:
-            pending = isinstance(e, inject.CallPending)
+        except BaseException:
             ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))  # it frees the buffer
             raise
         calls.call((libc["munmap"], addr, size))
         return answer
     finally:
-        if not pending:
-            calls.close()
+        calls.close()
 
 
 def _await(pid: int, addr: int, deadline: float, timeout: float) -> dict[str, Any]:

@@ -212,13 +212,20 @@ class Injector:
             raise Busy(f"process {self.pid} is still leaving an earlier attach's routine")
 
     def close(self) -> None:
-        """Put the caves' bytes back once the thread has left the routine (a short hold)."""
+        """Put the caves' bytes back once the thread is done with the routine (a short
+        hold). A call still running (waiting for the GIL, say) keeps them: it needs them to
+        return, and frees nothing of ours by returning late."""
         if not self._used:
             return
-        while True:
+        for _ in range(100):
             with ptrace.signals_held():
-                hold = ptrace.Hold(self.pid, self.deadline + 1.0)
+                hold = ptrace.Hold(self.pid, time.monotonic() + 1.0)
                 try:
+                    _, _, done, flight = struct.unpack(
+                        "<QQQQ", ptrace.read_memory(self.pid, self.caves.data, DATA_SIZE)
+                    )
+                    if done != flight:
+                        return
                     rip = int(hold.regs[ptrace.RIP])
                     if not self.caves.code <= rip < self.caves.code + CODE_SIZE:
                         ptrace.write_memory(self.pid, self.caves.code, self.caves.code_bytes)
