@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from allocscope.inspect import payload
@@ -49,7 +50,8 @@ def run(proc: Proc, trim: bool, deadline: float, timeout: float) -> dict[str, An
         _tidy(here)
         raise AttachUnsupported(f"cannot write the probe into the target's /tmp: {e}") from e
     try:
-        sys.remote_exec(proc.pid, inside + "/probe.py")  # type: ignore[attr-defined,unused-ignore]
+        with _seen_here(inside, here):
+            sys.remote_exec(proc.pid, inside + "/probe.py")  # type: ignore[attr-defined,unused-ignore]
     except (OSError, RuntimeError, ValueError) as e:
         _tidy(here)
         raise AttachUnsupported(f"sys.remote_exec into process {proc.pid} failed: {e}") from e
@@ -75,6 +77,23 @@ def run(proc: Proc, trim: bool, deadline: float, timeout: float) -> dict[str, An
         if os.path.exists(here + "/answer.json"):  # it answered just now: nobody left to tidy
             _tidy(here)
         raise
+
+
+@contextlib.contextmanager
+def _seen_here(inside: str, here: str) -> Iterator[None]:
+    """sys.remote_exec checks that the script exists where allocscope runs, though the
+    target opens it in its own mount namespace: from another one (a container, a sidecar)
+    an empty file of the same path stands in here while the call is made."""
+    if os.path.exists(inside + "/probe.py"):
+        yield
+        return
+    os.mkdir(inside, 0o700)
+    try:
+        with open(inside + "/probe.py", "w", encoding="ascii"):
+            pass
+        yield
+    finally:
+        _tidy(inside)
 
 
 def _owner(proc: Proc) -> tuple[int, int]:
