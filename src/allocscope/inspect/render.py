@@ -95,7 +95,8 @@ def render_attach(a: AttachReport) -> str:
     snap, py, v = a.snapshot, a.python, a.verdict
     alloc = snap["allocator"]
     lines = [
-        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip ({a.mechanism})",
+        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip via {a.path} "
+        f"({a.mechanism})",
         f"  inside      {alloc['name']} {alloc['version'] or ''} serves malloc "
         f"(confirmed by {alloc['confirmed_by'] or 'nothing'}), fips {snap['fips']['state']}",
     ]
