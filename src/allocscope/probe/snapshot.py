@@ -57,7 +57,9 @@ class Snapshot:
         return dataclasses.asdict(self)
 
 
-BACKGROUND_THREAD_LOST = "background_thread requested but not running (lost at fork)"
+BACKGROUND_THREAD_LOST = (
+    f"background_thread requested but not running (lost at fork): {jemalloc.FORK_FIX}"
+)
 
 
 def background_thread_lost(report: JemallocReport | None) -> bool:
