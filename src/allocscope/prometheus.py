@@ -176,8 +176,10 @@ class AllocscopeCollector(Collector):
             labels=["pid", "allocator", "kind"],
         )
         name = f.allocator.name
+        s = f.jemalloc.stats() if f.jemalloc is not None else None
+        g = glibc.heap() if s is None and name == "glibc" else None
         try:  # smaps and anonymous RSS: left out alone when unreadable, the books stay
-            h: held.Held | None = held.read(f.allocator, self._proc_root)
+            h: held.Held | None = held.read(f.allocator, self._proc_root, heap=g, stats=s)
         except Exception:
             self._errors["held"] += 1
             h = None
@@ -189,14 +191,12 @@ class AllocscopeCollector(Collector):
         ):
             if value is not None:
                 family.add_metric([pid, name, kind], value)
-        if f.jemalloc is not None:
-            s = f.jemalloc.stats()
+        if s is not None:
             for kind in JEMALLOC_KINDS:
                 family.add_metric([pid, "jemalloc", kind], getattr(s, kind))
             yield family
             yield _gauge("jemalloc_arenas", "jemalloc arenas", s.narenas, pid)
-        elif name == "glibc":
-            g = glibc.heap()
+        elif g is not None:
             for kind, value in (  # mallinfo2's books: "free" counts trimmed pages too
                 ("arena", g.arena_bytes),
                 ("free", g.free_bytes),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from allocscope.inspect.procinfo import Mapping
 from allocscope.probe import held, procfs
 
+
 @dataclass(frozen=True)
 class GlibcHeaps:
     main_heap_bytes: int  # the brk heap ([heap]): the main arena

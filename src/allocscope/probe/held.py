@@ -219,21 +219,30 @@ def jemalloc_dirty_muzzy(binding: jemalloc.Jemalloc) -> int:
     return pages * page
 
 
-def read(info: AllocatorInfo, proc_root: str = procfs.DEFAULT_ROOT) -> Held:
-    """The three figures for the allocator serving this process (``info``).
+def read(
+    info: AllocatorInfo,
+    proc_root: str = procfs.DEFAULT_ROOT,
+    *,
+    heap: glibc.GlibcHeap | None = None,
+    stats: jemalloc.JemallocStats | None = None,
+    anon: int | None = None,
+) -> Held:
+    """The three figures for the allocator serving this process (``info``). A caller that
+    has just read mallinfo2 (``heap``), jemalloc's ``stats`` or the anonymous RSS passes
+    them, so that one record agrees with itself.
 
     Raises OSError or ProbeError when they cannot be read; an allocator we have no
     counters for gets a Held whose figures are None.
     """
-    anon = memory.read(proc_root, rollup=False).anon_rss_bytes
+    if anon is None:
+        anon = memory.read(proc_root, rollup=False).anon_rss_bytes
     if info.name == "glibc":
         regions = parse_smaps(procfs.read_text("smaps", proc_root))
-        return of_glibc(glibc.heap(), regions, anon)
+        return of_glibc(heap or glibc.heap(), regions, anon)
     lib = native.already_loaded(info.path) if info.path else None
     if info.name == "jemalloc" and lib is not None:
         binding = jemalloc.Jemalloc(lib)
-        stats = binding.stats()
-        return of_jemalloc(stats, jemalloc_dirty_muzzy(binding), anon)
+        return of_jemalloc(stats or binding.stats(), jemalloc_dirty_muzzy(binding), anon)
     if info.name == "tcmalloc" and lib is not None:
         return of_tcmalloc(tcmalloc_properties(lib), anon)
     if info.name == "mimalloc" and lib is not None:

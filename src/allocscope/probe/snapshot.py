@@ -121,7 +121,17 @@ def snapshot(
     je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info, messages=prove))
     heap = soft(errors, "glibc heap", glibc.heap) if info.name == "glibc" else None
     mem = soft(errors, "memory", lambda: memory.read(proc_root))
-    holds = soft(errors, "allocator held", lambda: held_mod.read(info, proc_root))
+    holds = soft(
+        errors,
+        "allocator held",
+        lambda: held_mod.read(
+            info,
+            proc_root,
+            heap=heap,
+            stats=je.stats if je else None,
+            anon=mem.anon_rss_bytes if mem else None,
+        ),
+    )
     arenas = None
     if prove and info.name == "glibc":
         arenas = soft(errors, "glibc arena limit", glibc.arena_limit_proof)
