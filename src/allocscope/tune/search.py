@@ -38,7 +38,7 @@ ETA = 3  # keep a third each round
 TOTALS = (1, 3, 7)  # runs per candidate after each round; the last is the final round
 FINAL_RUNS = TOTALS[-1]
 EARLY_SLACK = {1: 0.10, 3: 0.05}  # how far past a bound a candidate may be, by runs so far
-FIRST_MAX = 60  # candidates in round 1 at most
+FIRST_MAX = 90  # candidates in round 1 at most
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class Race:
     base_runs: list[RunRecord] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why the search ended before its last round
+    measuring_s: float = 0.0  # time inside the engine; the rest is the search's own
 
     def values(self, runs: Sequence[RunRecord], metric: str) -> list[float]:
         return [v for r in runs if r.counts and (v := value(r, metric)) is not None]
@@ -193,11 +194,14 @@ def run(
         take([have[(v.name, rep)] for v, rep in pairs if (v.name, rep) in have])
         todo = [(v, rep) for v, rep in pairs if (v.name, rep) not in have]
         if todo:
+            began = time.monotonic()
             try:
                 take(measure(todo))
             except Interrupted as e:  # what was measured is kept (and saved by the caller)
                 take(e.runs)
                 raise
+            finally:
+                race.measuring_s += time.monotonic() - began
             spent += len(todo)
             saved()
 

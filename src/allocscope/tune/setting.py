@@ -9,8 +9,9 @@ exactly as a variant is, and anyone can re-measure it with ``allocscope compare 
 from __future__ import annotations
 
 import itertools
+import re
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from allocscope.bench import variants
@@ -44,7 +45,7 @@ class Setting:
     def name(self) -> str:
         parts = [self.allocator]
         for knob, value in self.values:
-            short = _SHORT.get(knob, knob.rsplit(".", 1)[-1].lower())
+            short = _SHORT.get(knob) or re.sub(r"^(TCMALLOC|MIMALLOC)_", "", knob).lower()
             shown = "off" if knob == "PYTHONMALLOC" and value == "malloc" else _show(value)
             parts.append(f"{short}-{shown}")
         return ".".join(parts)
@@ -76,7 +77,7 @@ class Setting:
     @property
     def key(self) -> tuple[object, ...]:
         """What the setting does (two names for one setting compare equal)."""
-        return (self.allocator, tuple(sorted(self.env().items())), self.trim_every)
+        return _key(self.allocator, self.env(), self.trim_every)
 
     def spec(self) -> str:
         """The ``-V`` spec compare accepts."""
@@ -102,12 +103,17 @@ def grid(space: Space) -> Iterator[Setting]:
             yield Setting(allocator, values)
 
 
+def _key(allocator: str, env: Mapping[str, str], trim: float | None) -> tuple[object, ...]:
+    """A setting's effect: the order of MALLOC_CONF's pairs or of the tunables is not."""
+    items = {k: ",".join(sorted(v.split(","))) if k == "MALLOC_CONF" else
+             ":".join(sorted(v.split(":"))) if k == "GLIBC_TUNABLES" else v
+             for k, v in env.items()}  # fmt: skip
+    return (allocator, tuple(sorted(items.items())), trim)
+
+
 def _builtin_keys() -> set[tuple[object, ...]]:
     """The built-in variants' settings (jemalloc-tuned, glibc-arena2, ...)."""
-    return {
-        (b.allocator, tuple(sorted(b.env.items())), b.trim_every)
-        for b in variants.BUILTINS.values()
-    }
+    return {_key(b.allocator, b.env, b.trim_every) for b in variants.BUILTINS.values()}
 
 
 def sample(
