@@ -117,7 +117,10 @@ def test_a_short_tune_of_fragment_with_real_jemalloc(tmp_path: Path, jemalloc: s
     assert rec["gains"]["retained"]["verdict"] == "significant"
     assert rec["gains"]["retained"]["high"] < 1
     assert rec["env"]["LD_PRELOAD"] == jemalloc
-    assert "ENV MALLOC_CONF=" in proc.stdout and "allocscope verify --allocator jemalloc" in proc.stdout
+    assert (
+        "ENV MALLOC_CONF=" in proc.stdout
+        and "allocscope verify --allocator jemalloc" in proc.stdout
+    )
     assert (out / "pareto.png").stat().st_size > 0 and (out / "pareto.svg").exists()
     # compare accepts the recommended spec as it is
     check = run_allocscope("compare", "-V", rec["spec"], "-w", "fragment", "--scale", "0.1",
@@ -189,6 +192,9 @@ def test_an_interrupted_tune_keeps_its_runs_and_resume_finishes_it(
     assert load(str(path)).session["seed"] == 11
 
 
+JE_ONE = "[jemalloc]\ndirty_decay_ms = [100]\nbackground_thread = [true]\n"
+
+
 def test_flask_under_gunicorn_under_load(tmp_path: Path, jemalloc: str) -> None:
     out = tmp_path / "t"
     serve = (f"{PY} -m gunicorn --chdir {APPS} -b 127.0.0.1:{{port}} -w 2 "
@@ -196,21 +202,24 @@ def test_flask_under_gunicorn_under_load(tmp_path: Path, jemalloc: str) -> None:
     proc = run_allocscope(
         "tune", "--serve", serve, "--ready", "/healthz", "--load", "300", "--warm", "0.3s",
         "--idle", "0.5", "--concurrency", "4",
-        "--space", _space(tmp_path, "[jemalloc]\ndirty_decay_ms = [100]\nbackground_thread = [true]\n"),
+        "--space", _space(tmp_path, JE_ONE),
         "--budget", "10m", "--seed", "5", "-o", str(out), "--json",
         timeout=600,
     )  # fmt: skip
     assert proc.returncode == exitcodes.OK, proc.stderr
     results = load(str(out / "results.json"))
     runs = [r for r in results.runs if r.repeat > 0]
-    assert len(runs) == 14 and all(r.counts for r in runs), [r.failures for r in runs]
+    assert runs and all(r.counts for r in runs), [r.failures for r in runs]
     assert all(r.metrics["requests"] == 300 for r in runs)
     tune = results.session["tune"]
     assert tune["objective"] == "idle" and tune["bounds"] == ["throughput>=0.95", "p99<=1.1"]
-    finalist = tune["candidates"][0]
-    assert set(finalist["ratios"]) == {"idle", "throughput", "p99"}
+    (cand,) = tune["candidates"]
+    assert set(cand["ratios"]) == {"idle", "throughput", "p99"}
+    # a load on a shared machine is noisy: the candidate reached the final round, or left
+    # the race for a bound it broke, saying so
+    assert cand["counted"] == 7 or "breaks" in cand["dropped"], cand
     assert "candidate" in proc.stdout and "p99" in proc.stdout
     doc = json.loads(proc.stdout[proc.stdout.index("{\n") :])
-    assert set(doc) == {"recommendation", "reason"}
-    if doc["recommendation"] is not None:  # either way the reason is said
+    assert set(doc) == {"recommendation", "reason"} and doc["reason"]
+    if doc["recommendation"] is not None:
         assert "gunicorn_conf" in proc.stdout  # the fork hook for its background thread

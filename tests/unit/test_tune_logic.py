@@ -186,12 +186,21 @@ def _fake_engine(
             metrics = {"rss_retained": retained[v.name] * noise, "cpu_s": cpu[v.name] * noise}
             out.append(
                 RunRecord(
-                    variant=v.name, workload="w", repeat=repeat, ok=ok,
+                    variant=v.name,
+                    workload="w",
+                    repeat=repeat,
+                    ok=ok,
                     failures=[] if ok else ["exited with status -11"],
-                    metrics=metrics if ok else {}, marks=[], timeline=[], proof=None,
-                    heap=None, exit_code=0 if ok else -11,
-                    stderr="" if ok else "Segmentation fault\n", duration_s=1.0, params={},
-                )  # fmt: skip
+                    metrics=metrics if ok else {},
+                    marks=[],
+                    timeline=[],
+                    proof=None,
+                    heap=None,
+                    exit_code=0 if ok else -11,
+                    stderr="" if ok else "Segmentation fault\n",
+                    duration_s=1.0,
+                    params={},
+                )
             )
         return out
 
@@ -274,5 +283,6 @@ def test_the_snippets_carry_the_preload_the_settings_and_the_fork_hook() -> None
     assert "allocscope.gunicorn_conf" in text
     assert "allocscope verify --allocator jemalloc" in text
     assert f"-V '{s.spec()}'" in text
-    plain = recommend.snippets(recommend.Recommendation(setting.Setting("glibc", (("MALLOC_ARENA_MAX", 2),)), None, {}, None), kind="workload")  # fmt: skip
+    arenas = setting.Setting("glibc", (("MALLOC_ARENA_MAX", 2),))
+    plain = recommend.snippets(recommend.Recommendation(arenas, None, {}, None), kind="workload")
     assert "gunicorn" not in plain and "LD_PRELOAD" not in plain

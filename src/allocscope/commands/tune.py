@@ -32,11 +32,39 @@ EPILOG = (
 DEFAULT_BUDGET = "20m"
 # Arguments a resumed tune takes from the first one (the target and the search).
 _KEPT = (
-    "workload", "scale", "threads", "iters", "size", "keep", "rounds", "command", "serve",
-    "ready", "ready_timeout", "load", "duration", "concurrency", "load_procs", "url",
-    "requests", "load_cmd", "warm", "idle", "grace", "progress_every", "space", "objective",
-    "bound", "baseline", "budget", "max_runs", "seed", "settle", "interval", "timeout",
-)  # fmt: skip
+    "workload",
+    "scale",
+    "threads",
+    "iters",
+    "size",
+    "keep",
+    "rounds",
+    "command",
+    "serve",
+    "ready",
+    "ready_timeout",
+    "load",
+    "duration",
+    "concurrency",
+    "load_procs",
+    "url",
+    "requests",
+    "load_cmd",
+    "warm",
+    "idle",
+    "grace",
+    "progress_every",
+    "space",
+    "objective",
+    "bound",
+    "baseline",
+    "budget",
+    "max_runs",
+    "seed",
+    "settle",
+    "interval",
+    "timeout",
+)
 
 
 class TuneError(AllocscopeError, ValueError):
@@ -51,19 +79,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name in ("threads", "iters", "size", "keep", "rounds"):
         w.add_argument(f"--{name}", type=int, help=f"override the workload's {name}")
     s = parser.add_argument_group("search")
-    s.add_argument("--space", metavar="TOML", help="the knobs and values to search (default: "
-                   "every allocator's main knobs that the installed version reads)")  # fmt: skip
+    s.add_argument(
+        "--space",
+        metavar="TOML",
+        help="the knobs and values to search (default: "
+        "every allocator's main knobs that the installed version reads)",
+    )
     s.add_argument(
         "--objective",
         choices=("peak", "retained", "idle", "p99", "throughput"),
         help="what to minimise (throughput: maximise); default retained (idle for a service)",
     )
-    s.add_argument("--bound", metavar="F>=R,...", help="ratios to the baseline that must hold "
-                   "(default 'throughput>=0.95,p99<=1.10', where the target has them)")  # fmt: skip
-    s.add_argument("--baseline", default="glibc", metavar="VARIANT",
-                   help="a built-in variant or -V spec to beat (default glibc)")  # fmt: skip
-    s.add_argument("--budget", default=DEFAULT_BUDGET, metavar="D",
-                   help=f"time to spend: 90s, 10m, 1h (default {DEFAULT_BUDGET})")  # fmt: skip
+    s.add_argument(
+        "--bound",
+        metavar="F>=R,...",
+        help="ratios to the baseline that must hold "
+        "(default 'throughput>=0.95,p99<=1.10', where the target has them)",
+    )
+    s.add_argument(
+        "--baseline",
+        default="glibc",
+        metavar="VARIANT",
+        help="a built-in variant or -V spec to beat (default glibc)",
+    )
+    s.add_argument(
+        "--budget",
+        default=DEFAULT_BUDGET,
+        metavar="D",
+        help=f"time to spend: 90s, 10m, 1h (default {DEFAULT_BUDGET})",
+    )
     s.add_argument("--max-runs", type=int, metavar="N", help="runs to spend at most")
     s.add_argument("--seed", type=int, help="seed of the candidates, the order and the bootstrap")
     s.add_argument("--resume", metavar="DIR", help="continue the tune whose results are in DIR")
@@ -74,8 +118,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, s")
     m.add_argument("--timeout", type=float, help="seconds before a run is killed")
     o = parser.add_argument_group("output")
-    o.add_argument("--out", "-o", metavar="DIR", help="results.json, pareto.png/svg (default "
-                   "tune/<timestamp>/)")  # fmt: skip
+    o.add_argument(
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="results.json, pareto.png/svg (default tune/<timestamp>/)",
+    )
     o.add_argument("--force", action="store_true", help="overwrite an --out holding results")
     o.add_argument("--no-chart", dest="chart", action="store_false", help="skip the chart")
     o.add_argument("--json", action="store_true", help="print the decision as JSON on stdout")
@@ -96,11 +144,13 @@ def _target(args: argparse.Namespace) -> Any:
         raise TuneError("give either -- CMD or --serve, not both", exitcodes.USAGE)
     wants = target_options.wants_target(args)
     if wants and args.workload:
-        raise TuneError("-w chooses a built-in workload; with -- CMD or --serve, leave it out",
-                        exitcodes.USAGE)  # fmt: skip
+        raise TuneError(
+            "-w chooses a built-in workload; with -- CMD or --serve, leave it out", exitcodes.USAGE
+        )
     if not wants and not args.workload:
-        raise TuneError("give a target: -w WORKLOAD, -- CMD or --serve 'CMD {port}'",
-                        exitcodes.USAGE)  # fmt: skip
+        raise TuneError(
+            "give a target: -w WORKLOAD, -- CMD or --serve 'CMD {port}'", exitcodes.USAGE
+        )
     if not (args.interval > 0):
         raise TuneError(f"--interval must be greater than 0, not {args.interval}")
     if args.timeout is not None and not args.timeout > 0:
@@ -116,8 +166,9 @@ def _target(args: argparse.Namespace) -> Any:
             from allocscope.bench import target
 
             argv = target.check_command(args.command)
-            return measure.Command(argv=argv, timeout=args.timeout or 3600.0,
-                                   interval=max(args.interval, 0.1))  # fmt: skip
+            return measure.Command(
+                argv=argv, timeout=args.timeout or 3600.0, interval=max(args.interval, 0.1)
+            )
         overrides = {
             k: getattr(args, k)
             for k in ("threads", "iters", "size", "keep", "rounds")
@@ -125,8 +176,13 @@ def _target(args: argparse.Namespace) -> Any:
         }
         params = workloads.defaults(args.workload).scaled(args.scale).replace(**overrides)
         settle = parse_settle(args.settle)
-        return measure.Workload(args.workload, params, settle=settle or (0.5, 2.0),
-                                timeout=args.timeout or 120.0, interval=args.interval)  # fmt: skip
+        return measure.Workload(
+            args.workload,
+            params,
+            settle=settle or (0.5, 2.0),
+            timeout=args.timeout or 120.0,
+            interval=args.interval,
+        )
     except (PlanError, workloads.WorkloadError) as e:
         raise TuneError(str(e)) from None
     except ValueError as e:  # TargetError
@@ -164,17 +220,20 @@ def run(args: argparse.Namespace) -> int:
     kind = target.kind
     # ---- everything checked before the first run ----
     goal = objective.figure(kind, args.objective or objective.default_objective(kind))
-    bounds = objective.parse_bounds(args.bound or objective.DEFAULT_BOUNDS, kind,
-                                    given=args.bound is not None)  # fmt: skip
+    bounds = objective.parse_bounds(
+        args.bound or objective.DEFAULT_BOUNDS, kind, given=args.bound is not None
+    )
     try:
         budget = parse_duration(args.budget, "--budget")
     except PlanError as e:
         raise TuneError(str(e)) from None
     smallest = search.Schedule(1).runs()
     if args.max_runs is not None and args.max_runs < smallest:
-        raise TuneError(f"--max-runs {args.max_runs} is too small for one search: the smallest "
-                        f"(1 candidate raced to {search.FINAL_RUNS} runs against the baseline) "
-                        f"takes {smallest} runs")  # fmt: skip
+        raise TuneError(
+            f"--max-runs {args.max_runs} is too small for one search: the smallest "
+            f"(1 candidate raced to {search.FINAL_RUNS} runs against the baseline) "
+            f"takes {smallest} runs"
+        )
     chosen = space.load(args.space) if args.space else space.default_space(trim=kind != "workload")
     proof = space.prove(chosen, explicit=bool(args.space))
     for knob, why in proof.refused.items():
@@ -191,8 +250,12 @@ def run(args: argparse.Namespace) -> int:
     args.seed = seed
     base_setting = setting.Setting(baseline.allocator, ())
     found = variants.Libraries()
-    settings = setting.sample(proof.space, search.FIRST_MAX, random.Random(seed),
-                              skip=[base_setting] if not baseline.env else [])  # fmt: skip
+    settings = setting.sample(
+        proof.space,
+        search.FIRST_MAX,
+        random.Random(seed),
+        skip=[base_setting] if not baseline.env else [],
+    )
     if not settings:
         raise TuneError("the space holds no setting besides the baseline: nothing to search")
     by_name = {s.name: s for s in settings}
@@ -229,8 +292,10 @@ def run(args: argparse.Namespace) -> int:
         return list(target.run(batch, heard))
 
     def saved() -> None:
-        document.save(document.build(race, [*known, *runs], config=config, tune=tune_info,
-                                     created=created), out)  # fmt: skip
+        document.save(
+            document.build(race, [*known, *runs], config=config, tune=tune_info, created=created),
+            out,
+        )
 
     # The budget in runs comes from one warm-up of the baseline (a few seconds).
     warm = [r for r in known if r.variant == baseline.name and r.repeat == 0]
@@ -248,27 +313,41 @@ def run(args: argparse.Namespace) -> int:
                 affordable = min(affordable, args.max_runs)
             schedule = search.fit(affordable, len(cands))
             if schedule is None:
-                raise TuneError(f"--budget {args.budget} is too small for one search: a run takes "
-                                f"~{per_run:.1f} s and the smallest search takes {smallest} runs "
-                                f"(~{smallest * per_run:.0f} s)")  # fmt: skip
+                raise TuneError(
+                    f"--budget {args.budget} is too small for one search: a run takes "
+                    f"~{per_run:.1f} s and the smallest search takes {smallest} runs "
+                    f"(~{smallest * per_run:.0f} s)"
+                )
             race.candidates = cands[: schedule.first]
-            tune_info["schedule"] = {"first": schedule.first, "sizes": schedule.sizes(),
-                                     "runs": schedule.runs(), "per_run_s": round(per_run, 2)}  # fmt: skip
-            _say(args, f"searching {schedule.first} of {proof.space.size()} settings "
-                       f"(rounds of {schedule.sizes()} candidates, ~{schedule.runs()} runs, seed {seed})")  # fmt: skip
+            tune_info["schedule"] = {
+                "first": schedule.first,
+                "sizes": schedule.sizes(),
+                "runs": schedule.runs(),
+                "per_run_s": round(per_run, 2),
+            }
+            _say(
+                args,
+                f"searching {schedule.first} of {proof.space.size()} settings "
+                f"(rounds of {schedule.sizes()} candidates, ~{schedule.runs()} runs, seed {seed})",
+            )
             search.run(
-                race, schedule, measure,
+                race,
+                schedule,
+                measure,
                 known=[*known, *warm],
-                deadline=started + budget, max_runs=args.max_runs,
-                say=lambda line: _say(args, line), saved=saved,
-            )  # fmt: skip
+                deadline=started + budget,
+                max_runs=args.max_runs,
+                say=lambda line: _say(args, line),
+                saved=saved,
+            )
     except Interrupted as e:
         interrupted = (e.args[0], e.exit_code)
     decision = recommend.decide(race, by_name)
     tune_info["duration_s"] = round(time.monotonic() - started, 1)
     tune_info["runs_measured"] = len(runs)
-    results = document.build(race, [*known, *runs], config=config, tune=tune_info,
-                             created=created, decision=decision)  # fmt: skip
+    results = document.build(
+        race, [*known, *runs], config=config, tune=tune_info, created=created, decision=decision
+    )
     document.save(results, out)
     written = [os.path.join(out, document.FILE)]
     rec = decision.recommendation
@@ -276,8 +355,9 @@ def run(args: argparse.Namespace) -> int:
         from allocscope.tune import pareto
 
         try:
-            written += pareto.write(race, rec.setting.name if rec else None,
-                                    os.path.join(out, "pareto"))  # fmt: skip
+            written += pareto.write(
+                race, rec.setting.name if rec else None, os.path.join(out, "pareto")
+            )
         except ModuleNotFoundError:
             _say(args, "allocscope tune: no chart: matplotlib is not installed ([report] extra)")
     _print_table(race, decision)
@@ -288,8 +368,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
     if interrupted is not None:
-        _say(args, f"allocscope tune: stopped by {interrupted[0]}: what was measured is in {out}; "
-                   f"continue with --resume {out}")  # fmt: skip
+        _say(
+            args,
+            f"allocscope tune: stopped by {interrupted[0]}: what was measured is in {out}; "
+            f"continue with --resume {out}",
+        )
         return interrupted[1]
     if not any(r.counts for r in race.base_runs):
         print(
@@ -307,16 +390,21 @@ def _print_table(race: Any, decision: Any) -> None:
         (c for c in race.candidates if c not in race.finalists() and c.ratios),
         key=lambda c: (-(c.round_left or 0), race.score(c)),
     )
-    print(f"\nallocscope tune: {race.workload}, baseline {race.baseline.name}, "
-          f"{len(race.base_runs)} baseline runs, seed {race.seed}")  # fmt: skip
+    print(
+        f"\nallocscope tune: {race.workload}, baseline {race.baseline.name}, "
+        f"{len(race.base_runs)} baseline runs, seed {race.seed}"
+    )
     head = f"{'candidate':<58} {'runs':>4}  " + "  ".join(f"{f:<30}" for f in figures)
     print(head)
     for c in ranked[:25]:
         cells = []
         for f in figures:
             r = c.ratios.get(f)
-            cells.append(f"{'-':<30}" if r is None else
-                         f"{f'x{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] {r.verdict}':<30}")  # fmt: skip
+            cells.append(
+                f"{'-':<30}"
+                if r is None
+                else f"{f'x{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] {r.verdict}':<30}"
+            )
         mark = (
             "  <- recommended"
             if c.name == rec

@@ -119,7 +119,7 @@ def snippets(rec: Recommendation, *, kind: str) -> str:
         lines += [
             "# a forking Python server (gunicorn, uWSGI, multiprocessing): restore it after fork",
             "#   gunicorn -c python:allocscope.gunicorn_conf app:app",
-            "#   or, in your own post-fork hook: import allocscope.forksafe; allocscope.forksafe.install()",
+            "#   or, at start-up: import allocscope.forksafe; allocscope.forksafe.install()",
             "",
         ]
     lines += [

@@ -8,8 +8,9 @@ and each repeat's order (survivors and baseline) is shuffled by the seeded gener
 a burst of noise on the machine spreads over everyone instead of landing on one.
 
 A candidate whose runs all fail (a setting that crashes the target) is dropped with its
-failures and stderr; the search goes on. A bound is judged on the median ratio; before the
-final round only a candidate beyond it by more than the early rounds' noise is dropped.
+failures and stderr; the search goes on. A bound is judged on the median ratio in the final
+round; before it, only a candidate whose whole interval lies past the bound (by more than
+the early rounds' noise allowance) is dropped.
 
 Why our own halving and not optuna: the space is small and discrete (tens to thousands
 of settings), runs are expensive and noisy, and the decision must come from the same
@@ -128,14 +129,22 @@ class Race:
             return math.inf
         return 1 / r.ratio if self.objective.name == "throughput" else r.ratio
 
-    def broken_bound(self, c: Candidate, slack: float) -> str | None:
+    def broken_bound(self, c: Candidate, *, final: bool) -> str | None:
+        """The bound a candidate breaks. In the final round its median ratio decides; in
+        the early ones only a ratio whose whole interval lies past the bound by more than
+        the early noise allowance (a wide interval is no reason to drop anyone)."""
         for b in self.bounds:
             r = c.ratios.get(b.figure.name)
             if r is None:
                 continue
-            limit = b.limit - slack if b.op == ">=" else b.limit + slack
-            if not Bound(b.figure, b.op, limit).holds(r.ratio):
-                return f"{b.figure.name} ratio {r.ratio:.3f} breaks {b}"
+            if final:
+                seen, limit = r.ratio, b.limit
+            else:
+                slack = EARLY_SLACK.get(r.n, 0.05)
+                seen = r.high if b.op == ">=" else r.low  # the end most in its favour
+                limit = b.limit - slack if b.op == ">=" else b.limit + slack
+            if not Bound(b.figure, b.op, limit).holds(seen):
+                return f"{b.figure.name} ratio {r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] breaks {b}"
         return None
 
     def alive(self) -> list[Candidate]:
@@ -229,12 +238,11 @@ def run(
             "with the baseline, in a seeded order")  # fmt: skip
         batch([race.baseline, *(c.variant for c in alive)], before + 1, add)
         before = upto
-        slack = 0.0 if final else EARLY_SLACK.get(upto, 0.05)
         for c in alive:
             c.ratios = race.judge(c)
             if not c.counted():
                 c.dropped, c.round_left = _failure(c), i + 1
-            elif (broken := race.broken_bound(c, slack)) is not None:
+            elif (broken := race.broken_bound(c, final=final)) is not None:
                 c.dropped, c.round_left = broken, i + 1
         ranked = sorted((c for c in alive if c.dropped is None), key=race.score)
         race.rounds.append(

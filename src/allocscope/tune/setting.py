@@ -9,8 +9,8 @@ exactly as a variant is, and anyone can re-measure it with ``allocscope compare 
 from __future__ import annotations
 
 import itertools
-import re
 import random
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
