@@ -303,10 +303,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stop_on_signals():
             if not warm:
+                began = time.monotonic()
                 _say(
                     args, f"warm-up: {baseline.name} (to size the search to --budget {args.budget})"
                 )
                 warm = measure([(baseline, 0)])
+                race.measuring_s += time.monotonic() - began
             per_run = max(0.5, max(r.duration_s for r in warm))
             affordable = int(budget / per_run)
             if args.max_runs is not None:
@@ -345,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
     decision = recommend.decide(race, by_name)
     tune_info["duration_s"] = round(time.monotonic() - started, 1)
     tune_info["runs_measured"] = len(runs)
+    tune_info["measuring_s"] = round(race.measuring_s, 1)  # the rest is the search's own
     results = document.build(
         race, [*known, *runs], config=config, tune=tune_info, created=created, decision=decision
     )
