@@ -45,3 +45,20 @@ ensure_packages() {
         as_root apt-get "${apt_lock[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2
     fi
 }
+
+# Architectures: Debian's name (amd64, arm64) -> the kernel's (uname -m) and ELF's (readelf).
+arch_uname() {
+    case $1 in
+        amd64) echo x86_64 ;;
+        arm64) echo aarch64 ;;
+        *) die "unsupported architecture: $1" ;;
+    esac
+}
+arch_elf_machine() {
+    case $1 in
+        amd64) echo 'Advanced Micro Devices X86-64' ;;
+        arm64) echo AArch64 ;;
+        *) die "unsupported architecture: $1" ;;
+    esac
+}
+elf_machine() { LC_ALL=C readelf -h -- "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p'; }
