@@ -224,59 +224,11 @@ src_spec=$(dpkg-query -W -f='${source:Package}=${source:Version}' openssl) ||
 
 src_list=/etc/apt/sources.list.d/allocscope-src.sources
 
-# Stanzas of a deb822 file whose Types has "deb" but not "deb-src", turned into deb-src.
-deb822_to_src() {
-    awk '
-        function flush() {
-            if (n && isdeb && !issrc) { if (out) print ""; for (i = 1; i <= n; i++) print s[i]; out = 1 }
-            n = 0; isdeb = 0; issrc = 0
-        }
-        /^[[:space:]]*$/ { flush(); next }
-        {
-            line = $0
-            if (tolower(line) ~ /^types:/) {
-                t = " " substr(line, index(line, ":") + 1) " "
-                if (t ~ /[[:space:]]deb[[:space:]]/) isdeb = 1
-                if (t ~ /[[:space:]]deb-src[[:space:]]/) issrc = 1
-                line = "Types: deb-src"
-            }
-            s[++n] = line
-        }
-        END { flush() }
-    ' "$1"
-}
-
-# One-line "deb [opts] uri suite comps" entries turned into deb-src deb822 stanzas.
-oneline_to_src() {
-    awk '
-        /^[[:space:]]*deb[[:space:]]/ {
-            sub(/^[[:space:]]*deb[[:space:]]+/, ""); opts = ""
-            if ($0 ~ /^\[/) { opts = substr($0, 2, index($0, "]") - 2); sub(/^\[[^]]*\][[:space:]]*/, "") }
-            split($0, f, /[[:space:]]+/); comps = ""
-            for (i = 3; i in f; i++) if (f[i] != "") comps = comps (comps ? " " : "") f[i]
-            if (out) print ""
-            print "Types: deb-src"; print "URIs: " f[1]; print "Suites: " f[2]
-            if (comps != "") print "Components: " comps
-            if (match(opts, /signed-by=[^[:space:]]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
-            out = 1
-        }
-    ' "$1"
-}
-
 ensure_deb_src() {
     # Already resolvable? Then leave apt alone entirely.
     apt-get source --print-uris "$src_spec" >/dev/null 2>&1 && return 0
-    local want='' f
-    # Only the distribution's own entries: third-party repos often serve no sources, and a
-    # failing deb-src would break apt-get update for everyone.
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/ubuntu.sources; do
-        if [[ -f $f ]]; then want+=$(deb822_to_src "$f")$'\n\n'; fi
-    done
-    if [[ -z ${want//$'\n'/} ]]; then
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            if [[ -f $f ]]; then want+=$(oneline_to_src "$f")$'\n\n'; fi
-        done
-    fi
+    local want
+    want=$(host_sources deb-src "")
     want=$(sed '/./,$!d' <<<"$want")
     [[ -n $want ]] || die "found no 'deb' entries to derive a deb-src entry from"
     want="# Added by allocscope scripts/build-fips-provider.sh: source entries for the system's
