@@ -11,7 +11,7 @@ from pathlib import Path
 
 import allocscope.probe
 from allocscope.inspect import payload
-from allocscope.inspect.attach import judge
+from allocscope.inspect.verdict import judge
 
 
 def run_payload(trim: bool = False) -> dict[str, object]:

@@ -26,8 +26,8 @@ from typing import Any, Literal
 from allocscope.inspect import inject, payload, ptrace, remote
 from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
 from allocscope.inspect.procinfo import Mapping, Proc, parse_maps
+from allocscope.inspect.verdict import Verdict, judge
 from allocscope.probe import elf
-from allocscope.probe.memory import mib
 
 SCHEMA = "allocscope.attach/1"
 MECHANISM = (
@@ -49,22 +49,13 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
-class Verdict:
-    kind: Literal["fragmentation", "objects", "unknown"]
-    held_bytes: int | None  # anonymous resident memory of the process
-    in_use_bytes: int | None  # live allocations, as the allocator counts them
-    free_held_bytes: int | None  # kept by the allocator but free
-    releasable_bytes: int | None  # what a trim/purge could give back (an upper bound)
-    sentence: str
-
-
-@dataclass(frozen=True)
 class Trim:
     action: str
     rss_before_bytes: int | None
     rss_after_bytes: int | None
     returned_bytes: int | None
     in_use_after_bytes: int | None
+    verdict: Verdict | None = None  # judged again after the trim: what the process holds now
 
 
 @dataclass(frozen=True)
@@ -116,45 +107,14 @@ def _symbols(
     return None
 
 
-def judge(snap: dict[str, Any], python: dict[str, Any]) -> Verdict:
-    """Leak or fragmentation: the allocator's in-use bytes against what it holds."""
-    mem = snap.get("memory") or {}
-    held = mem.get("anon_rss_bytes")
-    in_use = free = releasable = None
-    if snap.get("glibc"):
-        g = snap["glibc"]
-        in_use = g["in_use_bytes"] + g["mmap_bytes"]
-        free = releasable = g["free_bytes"]
-    elif snap.get("jemalloc"):
-        s = snap["jemalloc"]["stats"]
-        in_use = s["allocated"]
-        free = s["resident"] - s["allocated"]
-        releasable = max(0, s["resident"] - s["active"] - s["metadata"])  # dirty + muzzy pages
-    if in_use is None or free is None:
-        name = snap.get("allocator", {}).get("name", "unknown")
-        return Verdict("unknown", held, None, None, None, f"{name} has no counters we read")
-    blocks = python.get("allocated_blocks")
-    if free > in_use:
-        sentence = (
-            f"fragmentation: the allocator keeps {mib(free)} free beside {mib(in_use)} in use; "
-            f"a trim could return up to {mib(releasable)}"
-        )
-        return Verdict("fragmentation", held, in_use, free, releasable, sentence)
-    sentence = (
-        f"objects: {mib(in_use)} are live allocations ({blocks} Python blocks), "
-        f"{mib(free)} free in the allocator: a leak or a cache, not the allocator"
-    )
-    return Verdict("objects", held, in_use, free, releasable, sentence)
-
-
 def _trim(answer: dict[str, Any]) -> Trim | None:
     if "after_trim" not in answer:
         return None
     before = (answer["snapshot"].get("memory") or {}).get("rss_bytes")
     after = (answer["after_trim"].get("memory") or {}).get("rss_bytes")
-    verdict = judge(answer["after_trim"], answer["python"])
     returned = before - after if before is not None and after is not None else None
-    return Trim(answer["trim_action"], before, after, returned, verdict.in_use_bytes)
+    verdict = judge(answer["after_trim"], answer["python"])
+    return Trim(answer["trim_action"], before, after, returned, verdict.in_use_bytes, verdict)
 
 
 def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachReport:
@@ -211,6 +171,7 @@ def _report(
 ) -> AttachReport:
     if "error" in answer:
         raise AttachUnsupported(f"the probe failed inside process {pid}: {answer['error']}")
+    trimmed = _trim(answer)
     return AttachReport(
         schema=SCHEMA,
         pid=pid,
@@ -219,8 +180,10 @@ def _report(
         round_trip_seconds=round(time.perf_counter() - started, 4),
         python=answer["python"],
         snapshot=answer["snapshot"],
-        verdict=judge(answer["snapshot"], answer["python"]),
-        trim=_trim(answer),
+        verdict=judge(
+            answer["snapshot"], answer["python"], trimmed.returned_bytes if trimmed else None
+        ),
+        trim=trimmed,
     )
 
 
