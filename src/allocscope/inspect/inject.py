@@ -149,6 +149,7 @@ class Injector:
         self.deadline = deadline
         self.syscall: int | None = None  # the system call the thread last waited in
         self._used = False
+        self._restarted = (-1, -1)  # (where, which) system call we restarted by restart_syscall
         self._frames = 0  # the top of the highest frame we wrote on the thread's stack
 
     def call(self, *calls: tuple[int, ...], chain: bool = False) -> int:
@@ -177,6 +178,8 @@ class Injector:
         regs = hold.regs
         orig = _signed(int(regs[ptrace.ORIG_RAX]))
         self.syscall = orig if orig >= 0 else None
+        if orig == _NR_RESTART_SYSCALL and self._restarted[0] + 2 == int(regs[ptrace.RIP]):
+            self.syscall = self._restarted[1]  # still the wait we restarted last time
         owner, _, done, flight = struct.unpack(
             "<QQQQ", ptrace.read_memory(self.pid, self.caves.data, DATA_SIZE)
         )
@@ -189,6 +192,8 @@ class Injector:
             words = [function, *(a % 2**64 for a in args), *[0] * (6 - len(args)), flags]
             struct.pack_into("<8Q", image, i * 64, *words)
         rip, rax = _resume(regs)
+        if rax == _NR_RESTART_SYSCALL and orig >= 0:
+            self._restarted = (rip, self.syscall or orig)
         resume = [int(regs[r]) for r in _RESUME_REGS]
         resume[_RESUME_REGS.index(ptrace.RAX)] = rax
         struct.pack_into("<15Q", image, 0xC0, *resume)
