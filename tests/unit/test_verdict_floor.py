@@ -103,9 +103,7 @@ def test_one_run_each_says_so_instead_of_a_zero_width_interval() -> None:
     (t,) = table.tables(r)
     cells = " ".join(t.rows[1])
     assert "one run" in cells and "[" not in cells  # no "2.42x [2.42-2.42]"
-    assert t.meaning == [
-        "cmd: one run: no interval, no verdict (run each variant 5 times: --repeats 5)"
-    ]
+    assert t.meaning == ["one run: no interval, no verdict (run each variant 5 times: --repeats 5)"]
 
 
 def test_a_command_table_shows_the_cpu_ratio_its_footer_judges_and_means_it_in_words() -> None:
@@ -121,6 +119,17 @@ def test_a_command_table_shows_the_cpu_ratio_its_footer_judges_and_means_it_in_w
     row = dict(zip(header, t.rows[1], strict=False))
     assert row["xglibc"].startswith("0.80x")  # CPU 1.6/2.0, not wall 2.07/2.28 (0.91x)
     assert t.meaning == [
-        "cmd: jemalloc against glibc: peak memory (RSS of the whole tree) 33% less "
+        "jemalloc against glibc: peak memory (RSS of the whole tree) 33% less "
         "(significant), CPU time 20% less (significant)"
+    ]
+
+
+def test_the_same_note_of_every_run_is_said_once() -> None:
+    note = {"warnings": ["jemalloc background_thread lost at fork in 2 processes: restored"]}
+    runs = [replace(r, target=note) for r in command_runs("jemalloc", 3, 1.6, 2.0, 200)]
+    r = results(command_runs("glibc", 3, 2.0, 2.2, 300) + runs, kind="command")
+    (t,) = table.tables(r)
+    assert t.notes == [
+        "NOTE jemalloc runs 1, 2, 3: jemalloc background_thread lost at fork in 2 processes: "
+        "restored"
     ]
