@@ -42,7 +42,7 @@ def test_a_consistent_difference_under_the_floor_is_never_significant() -> None:
     assert free is not None and free.verdict == "significant"  # without a floor it would be
     c = stats.compare([v * MB for v in other], [v * MB for v in base], seed=1, floor=MB)
     assert c is not None and c.verdict == "below floor" and c.short == "<floor"
-    assert not c.ratio_meaningful  # a base of 0.7 MiB is under the 1 MiB floor
+    assert not c.ratio_meaningful  # a base of 0.7 MiB is under a 1 MiB floor
     # the same runs 10x larger are a real, decidable difference
     big = stats.compare([v * 10 * MB for v in other], [v * 10 * MB for v in base], seed=1, floor=MB)
     assert big is not None and big.verdict == "significant" and big.ratio_meaningful

@@ -75,14 +75,15 @@ VERDICT_METRICS = ("rss_peak", "rss_retained", "rss_kept", "cpu_s")
 HEADLINE = ("rss_retained", "rss_peak", "cpu_s")  # --repeats auto narrows these
 
 
-# The smallest memory difference that may be called significant: 1 MiB, or 3 % of the
-# baseline's RSS when that is larger. 1 MiB because RSS moves in whole allocator units of
-# about that size whatever the allocator does well or badly: one pymalloc arena (1 MiB
-# since CPython 3.10), glibc's 128 KiB top pad and mmap threshold, a jemalloc extent or a
-# mimalloc segment; a kept RSS of 0.4 against 0.7 MiB is a 0.57x ratio of nothing. 3 %
-# because that is MIN_EFFECT's smallest memory effect worth a decision, and rss_kept (a
-# small figure on top of a large process) must be judged against the process, not itself.
-MEMORY_FLOOR_BYTES = 2**20
+# The smallest memory difference that may be called significant: 2 MiB, or 3 % of the
+# baseline's RSS when that is larger. RSS moves in allocator units of about 1 MiB whatever
+# the allocator does well or badly (one pymalloc arena since CPython 3.10, a jemalloc
+# extent, a mimalloc segment, glibc's top pad), and either side may keep or return one such
+# unit by the luck of its last free: a difference under two units can be that luck alone
+# (make run once called kept RSS of 0.1 against 1.1 MiB "0.06x sig"). 3 % because that is
+# MIN_EFFECT's smallest memory effect worth a decision, and rss_kept (a small figure on top
+# of a large process) must be judged against the process, not itself.
+MEMORY_FLOOR_BYTES = 2 * 2**20
 MEMORY_FLOOR_SHARE = stats.MIN_EFFECT["memory"]
 
 
@@ -231,7 +232,7 @@ class Results:
         )
 
     def memory_floor(self, workload: str, metric: str) -> float:
-        """max(1 MiB, 3 % of the baseline's RSS): see MEMORY_FLOOR_BYTES. For rss_kept the
+        """max(2 MiB, 3 % of the baseline's RSS): see MEMORY_FLOOR_BYTES. For rss_kept the
         RSS is the retained RSS the kept part sits in."""
         base = self.baseline()
         whole = "rss_retained" if metric == "rss_kept" else metric

@@ -303,9 +303,10 @@ def legend(results: Results) -> list[str]:
             f"{MIN_EFFECT['memory']:.0%} from 1 for memory, {MIN_EFFECT['time']:.0%} for time, "
             "and a rank test agrees), "
             f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict, "
-            "<floor = a memory difference under max(1 MiB, 3% of the baseline's RSS) "
-            "(one allocator unit: never a decision); on a baseline under that floor the "
-            "difference in MiB is shown instead of a ratio; 'one run' = no interval, no verdict"
+            "<floor = a memory difference under max(2 MiB, 3% of the baseline's RSS) "
+            "(one allocator unit on each side: never a decision); on a baseline under that "
+            "floor the difference in MiB is shown instead of a ratio; 'one run' = no interval, "
+            "no verdict"
         )
         lines.append(
             "verdicts on memory use retained (and peak) RSS: what the process holds; on time, "
