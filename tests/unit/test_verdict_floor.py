@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from allocscope.bench import stats
-from allocscope.bench.results import MB, MEMORY_FLOOR_BYTES, Results, Run
+from allocscope.bench.results import MB, Results, Run
+from allocscope.bench.stats import MEMORY_FLOOR_BYTES
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 
