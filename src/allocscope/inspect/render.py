@@ -130,6 +130,7 @@ def render_attach(a: AttachReport) -> str:
         f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
     )
     lines.append(f"  verdict     {v.sentence} (process anon RSS {mib(v.held_bytes)})")
+    lines += [f"  warning     {w}" for w in snap.get("warnings") or ()]  # e.g. lost at fork
     if a.trim is not None:
         t = a.trim
         lines.append(
