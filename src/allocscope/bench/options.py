@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from allocscope.bench import workloads
 from allocscope.bench.variants import BUILTINS, Variant, VariantError, parse_lib_overrides, select
+from allocscope.errors import AllocscopeError
 
+T = TypeVar("T")
 PARAM_FLAGS = ("threads", "iters", "size", "keep", "rounds")
 AUTO_FIRST = 5  # --repeats auto: repeats before the first look (stats.MIN_RUNS)
 AUTO_TARGET = 0.05  # +-5 % of the median
@@ -23,7 +25,7 @@ AUTO_BUDGET = 600.0
 AUTO_MAX = 20
 
 
-class PlanError(ValueError):
+class PlanError(AllocscopeError):
     """Invalid input on the command line (exit 3)."""
 
 
@@ -68,6 +70,27 @@ class Plan:
             if self.auto
             else None,
         }
+
+
+def _typed(flag: str, convert: Callable[[str], T], kind: str) -> Callable[[str], T]:
+    """An argparse type whose refusal is a PlanError (exit 3, like every value we check)."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError:
+            raise PlanError(f"--{flag} must be {kind}, not {text!r}") from None
+
+    return parse
+
+
+def whole(flag: str) -> Callable[[str], int]:
+    return _typed(flag, int, "a whole number")
+
+
+def number(flag: str) -> Callable[[str], float]:
+    """A number; its range is checked with the plan."""
+    return _typed(flag, float, "a number")
 
 
 def _repeatable(group: Any, *flags: str, metavar: str, help: str) -> None:
@@ -118,12 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     )
     w.add_argument(
         "--scale",
-        type=float,
+        type=number("scale"),
         default=1.0,
         help="multiply each workload's iterations (default 1: a few seconds per run)",
     )
     for name in PARAM_FLAGS:
-        w.add_argument(f"--{name}", type=int, help=f"override the workloads' {name}")
+        w.add_argument(f"--{name}", type=whole(name), help=f"override the workloads' {name}")
     m = parser.add_argument_group("measurement")
     m.add_argument(
         "--repeats",
@@ -137,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     )
     m.add_argument(
         "--target",
-        type=float,
+        type=number("target"),
         default=AUTO_TARGET * 100,
         metavar="PCT",
         help="--repeats auto: half-width of the intervals, %% of the median "
@@ -145,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     )
     m.add_argument(
         "--budget",
-        type=float,
+        type=number("budget"),
         default=AUTO_BUDGET,
         metavar="S",
         help=f"--repeats auto: seconds to spend at most, shared by the workloads "
@@ -153,11 +176,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     )
     m.add_argument(
         "--seed",
-        type=int,
+        type=whole("seed"),
         help="seed of the shuffled run order and the bootstrap (default: random, recorded)",
     )
     m.add_argument(
-        "--warmup", type=int, help="warm-up runs, not counted (default 1; 0 for a command/service)"
+        "--warmup",
+        type=whole("warmup"),
+        help="warm-up runs, not counted (default 1; 0 for a command/service)",
     )
     m.add_argument(
         "--settle",
@@ -165,10 +190,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         metavar="S,S,...",
         help="read RSS this many seconds after freeing (default 0.5,2; the last is 'retained')",
     )
-    m.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, s")
+    m.add_argument(
+        "--interval", type=number("interval"), default=0.05, help="RSS sampling interval, s"
+    )
     m.add_argument(
         "--timeout",
-        type=float,
+        type=number("timeout"),
         help="seconds before a child (or a command's process group) is killed "
         "(default 120; 3600 for a command)",
     )

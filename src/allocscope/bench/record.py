@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from allocscope.errors import AllocscopeError
 from allocscope.expectations import Check
 
 PROTOCOL = 2  # the worker <-> runner event protocol (1: untyped proof, never checked)
@@ -32,7 +33,7 @@ RunKind = Literal["workload", "command", "service"]
 KINDS: tuple[str, ...] = ("workload", "command", "service")
 
 
-class RecordError(ValueError):
+class RecordError(AllocscopeError):
     """A record that does not hold what it claims: wrong types, impossible values."""
 
 

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from allocscope.bench.options import PlanError, parse_settle
+from allocscope.bench.options import PlanError, parse_settle, whole
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -44,17 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--ready-timeout", default="30s", metavar="D", help="default 30s")
     s.add_argument(
         "--load",
-        type=int,
+        type=whole("load"),
         metavar="N",
         help="send N requests (with --duration: whichever ends first)",
     )
     s.add_argument("--duration", metavar="D", help="load for this long: 30s, 5m, 8h")
     s.add_argument(
-        "--concurrency", "-c", type=int, default=32, metavar="N", help="connections (default 32)"
+        "--concurrency",
+        "-c",
+        type=whole("concurrency"),
+        default=32,
+        metavar="N",
+        help="connections (default 32)",
     )
     s.add_argument(
         "--load-procs",
-        type=int,
+        type=whole("load-procs"),
         metavar="N",
         default=min(2, os.cpu_count() or 1),
         help="processes of the built-in load generator (default: 2, 1 on one CPU)",

@@ -9,6 +9,7 @@ import sys
 import threading
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError
 
 HELP = "serve /metrics for the node's processes: allocator, memory, FIPS provider, arenas"
 
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server, thread = start_http_server(args.port, addr=args.host, registry=registry)
     except OSError as e:
-        print(f"allocscope agent: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+        raise AllocscopeError(f"cannot listen on {args.host}:{args.port}: {e}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from allocscope import exitcodes
 from allocscope.bench import options, target_options
-from allocscope.commands.compare import add_output_arguments, fail, measure_and_write, prepare
+from allocscope.bench.options import PlanError
+from allocscope.commands import output
+from allocscope.commands.compare import measure_and_write, prepare
 
 HELP = "benchmark one allocator variant on one workload (warm-up, repeats, proof, RSS)"
 DEFAULT_WORKLOAD = ("fragment",)
@@ -15,7 +16,7 @@ DEFAULT_WORKLOAD = ("fragment",)
 def configure(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, default_workloads=DEFAULT_WORKLOAD)
     target_options.add_arguments(parser)
-    add_output_arguments(parser, default_out="none: print the table only")
+    output.add_arguments(parser, default_out="none: print the table only")
     parser.epilog = (
         "Without --variant, runs glibc. Exit codes: 0 done, 2 usage error, "
         "3 invalid input, 4 no run proved its allocator."
@@ -31,12 +32,6 @@ def run(args: argparse.Namespace) -> int:
     if len(args.variant) + len(args.variants_file) == 0:
         args.variant = ["glibc"]
     plan = prepare("bench", args, DEFAULT_WORKLOAD)
-    if isinstance(plan, int):
-        return plan
     if len(plan.variants) != 1 or len(plan.workloads) != 1:
-        return fail(
-            "bench",
-            "bench runs one variant on one workload; use allocscope compare for more",
-            exitcodes.BAD_INPUT,
-        )
+        raise PlanError("bench runs one variant on one workload; use allocscope compare for more")
     return measure_and_write("bench", plan, args, args.out)

@@ -12,69 +12,53 @@ import os
 import sys
 import time
 
-from allocscope import exitcodes
 from allocscope.bench import target, target_options, target_session
 from allocscope.bench.options import PlanError, _positive, _whole, chosen_variants
 from allocscope.bench.results import Run
 from allocscope.bench.runner import Interrupted, stop_on_signals
-from allocscope.bench.variants import Variant, VariantError
+from allocscope.bench.variants import Variant
+from allocscope.commands import output
+from allocscope.commands.compare import finish
+from allocscope.errors import UsageError
 
 COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for more
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
 
 
-def _fail(command: str, message: str, code: int) -> int:
-    print(f"allocscope {command}: {message}", file=sys.stderr)
-    return code
-
-
 def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
     if args.command and args.serve is not None:
-        return _fail(command, "give either -- CMD or --serve, not both", exitcodes.USAGE)
+        raise UsageError("give either -- CMD or --serve, not both")
     if args.workload:
-        return _fail(
-            command,
-            "-w chooses a built-in workload; with -- CMD or --serve, leave it out",
-            exitcodes.USAGE,
-        )
-    try:
-        if single and not (args.variant or args.variants_file):
-            args.variant = ["glibc"]
-        variants = chosen_variants(args)
-        if args.repeats == "auto":
-            raise PlanError("--repeats auto is for the built-in workloads; give a number")
-        repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
-        warmup = 0 if args.warmup is None else args.warmup
-        _positive("warmup", warmup, integer=True, zero=True)
-        args.timeout = COMMAND_TIMEOUT if args.timeout is None else args.timeout
-        _positive("timeout", args.timeout)
-        _positive("interval", args.interval)
-        serve = target_options.serve_options(args) if args.serve is not None else None
-        argv = target.check_command(args.command) if serve is None else ()
-        if serve is not None:
-            from allocscope.bench import serve_target
+        raise UsageError("-w chooses a built-in workload; with -- CMD or --serve, leave it out")
+    if single and not (args.variant or args.variants_file):
+        args.variant = ["glibc"]
+    variants = chosen_variants(args)
+    if args.repeats == "auto":
+        raise PlanError("--repeats auto is for the built-in workloads; give a number")
+    repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
+    warmup = 0 if args.warmup is None else args.warmup
+    _positive("warmup", warmup, integer=True, zero=True)
+    args.timeout = COMMAND_TIMEOUT if args.timeout is None else args.timeout
+    _positive("timeout", args.timeout)
+    _positive("interval", args.interval)
+    serve = target_options.serve_options(args) if args.serve is not None else None
+    argv = target.check_command(args.command) if serve is None else ()
+    if serve is not None:
+        from allocscope.bench import serve_target
 
-            serve_target.check(serve)
-    except (VariantError, PlanError, target.TargetError) as e:
-        return _fail(command, str(e), exitcodes.BAD_INPUT)
+        serve_target.check(serve)
     if single and len(variants) != 1:
-        return _fail(
-            command, "bench runs one variant; use allocscope compare for more", exitcodes.BAD_INPUT
-        )
+        raise PlanError("bench runs one variant; use allocscope compare for more")
     for v in variants:
         if not v.available:
-            print(f"allocscope {command}: skipping {v.name}: {v.unavailable}", file=sys.stderr)
+            output.warn(command, f"skipping {v.name}: {v.unavailable}")
     if not any(v.available for v in variants):
-        return _fail(command, "no variant can run here (see above)", exitcodes.BAD_INPUT)
+        raise PlanError("no variant can run here (see above)")
     out = args.out
     if out is None and not single:
         out = os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
     if out is not None:
-        from allocscope.commands.compare import check_out  # compare imports this module
-
-        code = check_out(command, out, force=args.force)
-        if code != exitcodes.OK:
-            return code
+        output.check_out(out, force=args.force)
     interval = max(args.interval, TREE_INTERVAL)
     config = {
         "kind": "service" if serve else "command",
@@ -95,10 +79,8 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
         assert session.results is not None
         session.results.session["interrupted"] = e.args[0]
         session.save()
-        return _finish(command, session, out, args, stopped=(e.args[0], e.exit_code))
-    except target.TargetError as e:  # found out only once running: a --ready that 404s
-        return _fail(command, str(e), exitcodes.BAD_INPUT)
-    return _finish(command, session, out, args)
+    assert session.results is not None
+    return finish(command, session.results, out, charts=args.chart)
 
 
 def _runs(
@@ -130,28 +112,3 @@ def _say(i: int, n: int, variant: Variant, run_: Run) -> None:
     from allocscope.report.progress import describe
 
     print(f"[{i}/{n}] {variant.name}: {describe(run_)}", file=sys.stderr, flush=True)
-
-
-def _finish(
-    command: str,
-    session: target_session.Session,
-    out: str | None,
-    args: argparse.Namespace,
-    stopped: tuple[str, int] | None = None,
-) -> int:
-    from allocscope.commands.compare import write_bundle
-    from allocscope.report import table
-
-    results = session.results
-    assert results is not None
-    table.print_terminal(results)
-    if out is not None:
-        code = write_bundle(command, results, out, charts=args.chart)
-        if code != exitcodes.OK:
-            return code
-    if stopped is not None:
-        kept = "the runs done so far are written" if out else "the runs done so far are shown"
-        return _fail(command, f"stopped by {stopped[0]}: {kept}", stopped[1])
-    if not any(r.counts for r in results.runs):
-        return _fail(command, "no run succeeded", exitcodes.RUN_FAILED)
-    return exitcodes.OK
