@@ -1,7 +1,10 @@
-"""allocscope compare: every available variant on the default workloads (the main job).
+"""allocscope compare: every available variant on the default workloads (the main job),
+or on the user's own command (``-- CMD``) or service (``--serve``).
 
-Runs warm-up and measured children per variant and workload, prints the comparison table,
-and writes results.json, report.md, chart.png and chart.svg into a results directory.
+Runs warm-up and measured runs per variant in a seeded shuffled order, prints the
+comparison table, and writes results.json, report.md, chart.png and chart.svg into a
+results directory. A thin shell: flags -> Plan (``flags.plan_from``), then the library
+(``allocscope.bench.api.run``), then the table and files.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import time
 from typing import TYPE_CHECKING
 
 from allocscope import exitcodes
-from allocscope.bench import options, target_options, workloads
-from allocscope.bench.options import Plan, PlanError
-from allocscope.commands import output
+from allocscope.bench import workloads
+from allocscope.bench.plan import Plan, PlanError
+from allocscope.commands import flags, output
 from allocscope.errors import AllocscopeError
 
 if TYPE_CHECKING:
@@ -31,32 +34,28 @@ EPILOG = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
-    target_options.add_arguments(parser)
+    flags.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
     output.add_arguments(parser, default_out="results/<timestamp>/")
     parser.epilog = EPILOG
 
 
-def prepare(command: str, args: argparse.Namespace, defaults: tuple[str, ...]) -> Plan:
-    """The plan; PlanError when the flags cannot make one."""
-    plan = options.build(args, default_workloads=defaults)
+def measure(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
+    """Measure the plan, print and write what it found; the exit code."""
+    # Imported here: they need psutil ([bench]); the parser must not (a core-only install).
+    from allocscope.bench import api, session
+    from allocscope.report import bundle
+    from allocscope.report.progress import Progress
+
     for v in plan.variants:
         if not v.available:
             output.warn(command, f"skipping {v.name}: {v.unavailable}")
     if not plan.available:
         raise PlanError("no variant can run here (see above)")
-    return plan
-
-
-def measure_and_write(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
-    from allocscope.bench import runner, session
-    from allocscope.report.progress import Progress
-
-    if out is not None:  # before the runs, not after a minute of them
-        output.check_out(out, force=args.force)
-    specs = session.specs(plan)
-    with runner.stop_on_signals(), Progress(len(specs), quiet=args.quiet) as progress:
-        results = session.execute(plan, progress=progress.update)
+    session.prepare(plan)  # a command that is not there: said before --out is created
+    if out is not None:
+        bundle.check_out(out, force=args.force)
+    with Progress(len(session.specs(plan)), quiet=args.quiet) as progress:
+        results = api.run(plan, out=out, progress=progress.update, quiet=args.quiet)
     return finish(command, results, out, charts=args.chart)
 
 
@@ -77,11 +76,6 @@ def finish(command: str, results: Results, out: str | None, *, charts: bool) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    if target_options.wants_target(args):
-        # Imported here: it needs psutil ([bench]); the parser must not (a core-only install).
-        from allocscope.commands import targets
-
-        return targets.run("compare", args, single=False)
-    plan = prepare("compare", args, workloads.DEFAULT_SET)
+    plan = flags.plan_from(args, default_workloads=workloads.DEFAULT_SET)
     out = args.out or os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
-    return measure_and_write("compare", plan, args, out)
+    return measure("compare", plan, args, out)

@@ -6,7 +6,6 @@ Errors are raised (``AllocscopeError``, exit 3): ``cli.main`` prints them.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -31,22 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_out: str | None) -
     )
     o.add_argument("--no-chart", dest="chart", action="store_false", help="skip PNG and SVG")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-
-
-def check_out(out: str, *, force: bool, data: bool = True) -> None:
-    """Refuse an --out that already holds results (unless --force), or cannot be written."""
-    from allocscope.report import bundle
-
-    held = bundle.occupied(out, data=data)
-    if held and not force:
-        raise AllocscopeError(
-            f"{out} already holds {', '.join(held)}: not overwritten "
-            "(use --force to overwrite, or choose another --out)"
-        )
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise AllocscopeError(bundle.cannot_write(out, e)) from None
 
 
 def write_bundle(command: str, results: Results, out: str, **what: bool) -> None:

@@ -40,11 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from allocscope.bench.results import load
     from allocscope.commands import output
-    from allocscope.report import table
+    from allocscope.report import bundle, table
 
     out = os.path.expanduser(args.out) if args.out else None
     if out is not None:
-        output.check_out(out, force=args.force, data=False)
+        bundle.check_out(out, force=args.force, data=False)
     results = load(args.results)
     if args.markdown:
         print(table.markdown(results), end="")
