@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -24,7 +25,7 @@ from typing import Protocol
 import psutil
 
 from allocscope.bench import noise, runner, target
-from allocscope.bench.plan import Command, Plan, Service, Workloads
+from allocscope.bench.plan import LONG_RUN, Command, Plan, Service, Workloads
 from allocscope.bench.record import Noise, RunRecord
 from allocscope.bench.variants import Variant
 
@@ -32,6 +33,8 @@ Save = Callable[[Sequence[RunRecord]], None]  # the batch so far (the last may b
 
 
 class Kind(Protocol):
+    stopped: str | None  # why fewer runs were made than planned (said in the results)
+
     def prepare(self) -> None: ...
 
     def specs(
@@ -44,6 +47,7 @@ class Kind(Protocol):
 class WorkloadKind:
     def __init__(self, plan: Plan, progress: runner.Progress | None) -> None:
         self.plan = plan
+        self.stopped: str | None = None
         self.runner = runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress)
 
     def prepare(self) -> None:
@@ -96,6 +100,7 @@ class TreeKind:
         self.progress = progress or (lambda kind, spec, run: None)
         self.save = save
         self.quiet = quiet
+        self.stopped: str | None = None
 
     def prepare(self) -> None:
         """The command (and the load command) exist; a requests file parses."""
@@ -124,8 +129,14 @@ class TreeKind:
 
     def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
         done: list[RunRecord] = []
-        for spec in specs:
+        started, longest = time.monotonic(), 0.0
+        for i, spec in enumerate(specs):
             assert isinstance(spec, TreeSpec)
+            before = specs[i - 1] if i else None
+            assert before is None or isinstance(before, TreeSpec)
+            if self._over_budget(spec, before, started, longest):
+                break
+            began = time.monotonic()
             self.progress("start", spec, None)
             window = _window()
             try:
@@ -134,9 +145,30 @@ class TreeKind:
                 e.runs[:0] = done  # the runs before this one, then its partial record
                 raise
             done.append(replace(record, order=spec.order, noise=_close(window)))
+            longest = max(longest, time.monotonic() - began)
             self.save(done)
             self.progress("done", spec, done[-1])
         return done
+
+    def _over_budget(
+        self, spec: TreeSpec, before: TreeSpec | None, started: float, longest: float
+    ) -> bool:
+        """Without --repeats: before a new measured round, once a run took LONG_RUN s or
+        more, stop if another round would pass the budget (never before the first)."""
+        plan = self.plan
+        new_round = spec.repeat > 1 and before is not None and before.repeat != spec.repeat
+        if not (plan.repeats_default and new_round and longest >= LONG_RUN):
+            return False
+        spent = time.monotonic() - started
+        if spent + spent / (spec.repeat - 1) <= plan.budget:  # rounds so far, warm-ups too
+            return False
+        done = spec.repeat - 1
+        self.stopped = (
+            f"{done} run{'s' if done > 1 else ''} of each variant, not {plan.repeats}: a run "
+            f"took {longest:.0f} s and another round would pass the {plan.budget:g} s budget "
+            "(--budget S, or --repeats N)"
+        )
+        return True
 
     def _one(self, spec: TreeSpec, done: list[RunRecord]) -> RunRecord:
         plan = self.plan

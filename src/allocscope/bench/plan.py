@@ -20,7 +20,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from allocscope.bench import workloads as workloads_mod
@@ -37,6 +37,11 @@ COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for mo
 WORKLOAD_SETTLE = (0.5, 2.0)
 SERVICE_SETTLE = (1.0, 5.0)  # after the load: a server's idle readings
 TREE_INTERVAL = 0.1  # at least, for a process tree: smaps_rollup of each costs a page walk
+# A command or service without --repeats: enough runs for a verdict (stats.MIN_RUNS),
+# interleaved; once a run has taken LONG_RUN s or more, only the rounds that fit --budget.
+DEFAULT_REPEATS = 5
+LONG_RUN = 60.0
+AS_DEPLOYED = ("ALLOCSCOPE_AS_DEPLOYED", "1")  # the hook reads it in each forked worker
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -199,8 +204,9 @@ class Plan:
     seed: int  # shuffles the order of each repeat and seeds the bootstrap
     auto: bool = False  # --repeats auto: repeat until the intervals are narrow enough
     target: float = AUTO_TARGET  # half-width of the interval, relative to the median
-    budget: float = AUTO_BUDGET  # seconds --repeats auto may spend in all
+    budget: float = AUTO_BUDGET  # seconds --repeats auto (or a command's default runs) may spend
     max_repeats: int = AUTO_MAX
+    repeats_default: bool = False  # a command or service without --repeats: see LONG_RUN
 
     @property
     def available(self) -> list[Variant]:
@@ -233,6 +239,13 @@ class Plan:
             }
             if self.auto
             else None,
+            "repeats_default": {
+                "runs": self.repeats,
+                "long_run_s": LONG_RUN,
+                "budget_s": self.budget,
+            }
+            if self.repeats_default
+            else None,
         }
         if isinstance(self.work, Workloads):
             doc["workloads"] = {name: params.to_dict() for name, params in self.work.items}
@@ -261,13 +274,17 @@ def make(
     params: Mapping[str, int] | None = None,
     target: float = AUTO_TARGET,
     budget: float = AUTO_BUDGET,
+    as_deployed: bool = False,
 ) -> Plan:
     """A checked plan: exactly one of ``workloads``, ``command`` and ``service``.
 
     Defaults follow the kind: built-in workloads 5 repeats after 1 warm-up, 120 s timeout,
-    settle 0.5,2; a command or service 1 repeat, no warm-up, a 3600 s timeout; a service
-    reads RSS 1 and 5 s after its load. An option that cannot apply to the kind (workload
-    parameters for a command, ``--settle`` for a command, which ends by itself) is refused.
+    settle 0.5,2; a command or service 5 interleaved repeats (fewer when runs are long:
+    see LONG_RUN), no warm-up, a 3600 s timeout; a service reads RSS 1 and 5 s after its
+    load. ``as_deployed``: forked Python workers are measured without the hook turning
+    jemalloc's background thread back on (commands and services). An option that cannot
+    apply to the kind (workload parameters or ``--settle`` for a command, which ends by
+    itself) is refused.
     """
     given = [w for w in (bool(workloads), command is not None, service is not None) if w]
     if len(given) > 1:
@@ -279,6 +296,10 @@ def make(
         work = Command(tuple(command))
     else:
         work = _workloads(workloads or workloads_mod.DEFAULT_SET, scale, params or {})
+    if isinstance(work, Workloads) and as_deployed:
+        raise PlanError("--as-deployed is for a command or service (forked workers)")
+    if as_deployed:
+        variants = [replace(v, env=(*v.env, AS_DEPLOYED)) for v in variants]
     if not isinstance(work, Workloads):
         _refuse_for(work.kind, scale=scale, params=params, purge=purge, repeats=repeats)
         if isinstance(work, Command) and settle:
@@ -316,11 +337,12 @@ def make(
         auto=auto,
         target=target,
         budget=budget,
+        repeats_default=repeats is None and not isinstance(work, Workloads),
     )
 
 
 def _default_repeats(work: Work) -> int:
-    return 5 if isinstance(work, Workloads) else 1
+    return 5 if isinstance(work, Workloads) else DEFAULT_REPEATS
 
 
 def _workloads(names: Sequence[str], scale: float, params: Mapping[str, int]) -> Workloads:

@@ -155,6 +155,8 @@ def execute(
     }
     if plan.auto:
         info["repeats_auto"] = session.stopped
+    if session.kind.stopped:
+        info["repeats_stopped"] = session.kind.stopped
     if interrupted:
         info["interrupted"] = interrupted
     return document(session.runs, info)

@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
     for name in PARAM_FLAGS:
         w.add_argument(f"--{name}", type=whole(name), help=f"override the workloads' {name}")
     _measurement_arguments(parser)
-    _target_arguments(parser)
+    add_target_arguments(parser)
 
 
 def _variant_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,8 +121,9 @@ def _measurement_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats",
         "-r",
         metavar="N|auto",
-        help="measured runs of each variant (default 5: fewer get no verdict; 1 for a command "
-        "or service); auto (workloads): repeat until the 99%% interval "
+        help="measured runs of each variant (default 5: fewer get no verdict; for a command "
+        "or service, 5 interleaved unless a run takes a minute or more, then as many as "
+        "--budget allows); auto (built-in workloads): repeat until the 99%% interval "
         "of retained RSS, peak RSS and CPU time is within --target of each median, or "
         "--budget is spent",
     )
@@ -140,7 +141,8 @@ def _measurement_arguments(parser: argparse.ArgumentParser) -> None:
         default=AUTO_BUDGET,
         metavar="S",
         help=f"--repeats auto: seconds to spend at most, shared by the workloads "
-        f"(default {AUTO_BUDGET:g}; at most {AUTO_MAX} repeats)",
+        f"(default {AUTO_BUDGET:g}; at most {AUTO_MAX} repeats); a command or service "
+        "without --repeats: seconds its long runs may take in all",
     )
     m.add_argument(
         "--seed",
@@ -184,12 +186,19 @@ def _measurement_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target_arguments(parser: argparse.ArgumentParser) -> None:
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-- CMD``, ``--as-deployed`` and the ``--serve`` group (tune takes them too)."""
     parser.add_argument(
         "command",
         nargs="*",
         metavar="-- CMD [ARGS...]",
         help="run this command (any language) under each variant instead of the workloads",
+    )
+    parser.add_argument(
+        "--as-deployed",
+        action="store_true",
+        help="measure forked Python workers as deployed: allocscope's hook does not turn "
+        "jemalloc's background thread back on after fork (by default it does, and says so)",
     )
     s = parser.add_argument_group("your own service (--serve)")
     s.add_argument(
@@ -316,6 +325,7 @@ def plan_from(
         params=params,
         target=args.target / 100,
         budget=args.budget,
+        as_deployed=args.as_deployed,
     )
     if single and (len(plan.variants) != 1 or len(plan.workloads) > 1):
         raise PlanError("bench runs one variant on one workload; use allocscope compare for more")
