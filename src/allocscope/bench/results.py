@@ -34,6 +34,7 @@ from typing import Any
 from allocscope import __version__, userfile
 from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
+from allocscope.errors import AllocscopeError
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
@@ -42,7 +43,7 @@ VERSION = 2
 MB = 2**20
 
 
-class ResultsError(ValueError):
+class ResultsError(AllocscopeError):
     """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
 
 
@@ -430,7 +431,7 @@ def from_document(doc: Any) -> Results:
             migrated_from=original if original != VERSION else None,
             session=dict(doc.get("session") or {}),
         )
-    except (TypeError, ValueError, AttributeError) as e:
+    except (TypeError, ValueError, AttributeError, RecordError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
 

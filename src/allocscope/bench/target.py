@@ -22,10 +22,11 @@ from allocscope.bench import tree
 from allocscope.bench.results import Run
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
+from allocscope.errors import AllocscopeError
 from allocscope.probe import jemalloc
 
 
-class TargetError(ValueError):
+class TargetError(AllocscopeError):
     """A command or service that cannot be run at all (bad input, exit 3)."""
 
 
