@@ -1,5 +1,6 @@
 """Identity of arm64 objects, read on this machine: Debian's arm64 packages and programs
-cross-compiled against them (no emulation: only their files are read).
+cross-compiled against them (no emulation: only their files are read); then those programs
+running under qemu-user, inspected from outside as any process.
 
 The packages come from the host's own suite for arm64 (scripts/fetch-debs.sh, cached), so
 each arm64 library must be named with the version its x86-64 twin on this host has.
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from allocscope.inspect import inspect_process
 from allocscope.probe import elf, identity
 from tests.conftest import allocator_path
+from tests.integration.targets import running
 
 ROOT = Path(__file__).resolve().parents[2]
 ARM64_PACKAGES = (
@@ -118,3 +121,39 @@ def test_another_machines_object_is_refused_by_name(tmp_path: Path) -> None:
     assert "32-bit arm object" in str(refused.value) and "x86_64 and aarch64" in str(refused.value)
     assert isinstance(refused.value, OSError)  # every caller already reports an OSError
     assert os.path.getsize(armhf) > 64
+
+
+@pytest.fixture(scope="module")
+def emulation() -> None:
+    """arm64 programs run here (scripts/lib.sh ensure_emulation: qemu-user-static, binfmt_misc)."""
+    script = f". {ROOT / 'scripts' / 'lib.sh'} && ensure_emulation arm64"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"arm64 emulation is not available:\n{proc.stderr}"
+
+
+def _mapped(pid: int, path: Path) -> bool:
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as f:
+        return str(path) in f.read()
+
+
+@pytest.mark.parametrize("stripped", [False, True])
+def test_inspect_names_the_allocator_of_an_emulated_arm64_process(
+    arm64_root: Path, tmp_path: Path, emulation: None, stripped: bool
+) -> None:
+    """/proc/PID/exe is qemu (a static x86-64 glibc program): the answer is the program's."""
+    jemalloc = _cross_compile(
+        tmp_path, "static-jemalloc", "-static", str(arm64_root / LIB / "libjemalloc.a"), "-lm"
+    )[stripped]
+    glibc = _cross_compile(tmp_path, "static-glibc", "-static")[stripped]
+    version = identity.identify(allocator_path("jemalloc")).version
+    expected = {jemalloc: ("jemalloc", version), glibc: ("glibc", None)}
+    for exe, (name, version) in expected.items():
+        with running([str(exe)], ready=lambda p, exe=exe: _mapped(p.pid, exe)) as proc:
+            report = inspect_process(proc.pid)
+            assert report.exe is not None and "qemu-aarch64" in report.exe
+            a = report.allocator
+            assert a is not None
+            assert (a.name, a.source, a.path, a.version) == (name, "static", str(exe), version)
+            assert a.emulated is not None and a.emulated.startswith("aarch64 under qemu-user")
+            assert a.conflict is None and not a.warnings
+            assert report.memory.glibc is None  # qemu's [heap] is not the program's
