@@ -26,6 +26,8 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
     a = r.allocator
     if a is not None:
         lines.append(f"  allocator   {a.label}  {a.path or ''}  [{a.marker or 'unconfirmed'}]")
+        if a.emulated:
+            lines.append(f"  emulated    {a.emulated}")
         if a.conflict:
             lines.append(f"  FAIL        {a.conflict}")
         for p in a.preload:
