@@ -31,11 +31,14 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests examples container/check-lock.py container/sbom.py $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
+
+SHELL_SCRIPTS := $(wildcard scripts/*.sh container/*.sh container/base/*.sh) .ci/run
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	shellcheck -x $(SHELL_SCRIPTS)
 
 typecheck: setup
 	$(BIN)/mypy
@@ -60,4 +63,4 @@ examples: image
 test: lint typecheck image examples pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci

@@ -105,6 +105,11 @@ def stop(names: dict[int, str], grace: float) -> list[Escaped]:
     return [Escaped(p, n, "SIGKILL" if p in killed else "SIGTERM") for p, n in names.items()]
 
 
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        _signal(pid, sig)
+
+
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)

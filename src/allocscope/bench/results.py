@@ -34,6 +34,7 @@ from typing import Any
 from allocscope import __version__, userfile
 from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
+from allocscope.errors import AllocscopeError
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
@@ -42,7 +43,7 @@ VERSION = 2
 MB = 2**20
 
 
-class ResultsError(ValueError):
+class ResultsError(AllocscopeError):
     """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
 
 
@@ -212,7 +213,15 @@ class Results:
             seed=self.seed,
             key=f"{workload}/{variant}/{metric}",
             kind="time" if metric.endswith("_s") else "memory",
+            floor=self.memory_floor(workload, metric) if stats.is_memory(metric) else 0.0,
         )
+
+    def memory_floor(self, workload: str, metric: str) -> float:
+        """stats.memory_floor against the baseline's RSS; for rss_kept, the retained RSS
+        the kept part sits in."""
+        base = self.baseline()
+        whole = "rss_retained" if metric == "rss_kept" else metric
+        return stats.memory_floor(self.values(workload, base, whole) if base else [])
 
     def comparisons(self) -> list[dict[str, Any]]:
         """Every ratio against the baseline on the VERDICT_METRICS, for the JSON."""
@@ -422,7 +431,7 @@ def from_document(doc: Any) -> Results:
             migrated_from=original if original != VERSION else None,
             session=dict(doc.get("session") or {}),
         )
-    except (TypeError, ValueError, AttributeError) as e:
+    except (TypeError, ValueError, AttributeError, RecordError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
 

@@ -22,9 +22,11 @@ from allocscope.bench import tree
 from allocscope.bench.results import Run
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
+from allocscope.errors import AllocscopeError
+from allocscope.probe import jemalloc
 
 
-class TargetError(ValueError):
+class TargetError(AllocscopeError):
     """A command or service that cannot be run at all (bad input, exit 3)."""
 
 
@@ -101,6 +103,23 @@ def run_command(spec: CommandSpec) -> Run:
         watch.finish()
 
 
+def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
+    """The workers whose jemalloc background thread allocscope's hook turned back on."""
+    pids = [
+        str(e.get("pid"))
+        for e in events
+        if e.get("event") == "start" and (e.get("restored") or {}).get("action") == "restored"
+    ]
+    if not pids:
+        return []
+    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in target.inside
+    return [
+        f"jemalloc background_thread lost at fork in {count}: restored after fork by "
+        f"allocscope (measured as asked; --as-deployed measures without it); "
+        f"{jemalloc.FORK_FIX}"
+    ]
+
+
 def finish_run(
     watch: Watch,
     variant: Variant,
@@ -140,6 +159,7 @@ def finish_run(
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
     exits = [e for e in events if e.get("event") == "exit"]
+    warnings = [*(extra or {}).get("warnings", []), *restored_after_fork(events)]
     target = {
         "tree": watch.tree.to_dict(),
         "processes": [p.to_dict() for p in watch.proofs.values()],
@@ -157,7 +177,9 @@ def finish_run(
     }
     if watch.escaped:  # told in the output's notes and kept in the results
         target["escaped"] = [e.to_dict() for e in watch.escaped]
-        target["warnings"] = [*target.get("warnings", []), *(e.words() for e in watch.escaped)]
+        warnings += [e.words() for e in watch.escaped]
+    if warnings:
+        target["warnings"] = warnings
     return Run(
         variant=variant.name,
         workload=workload,

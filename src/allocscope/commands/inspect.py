@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
+import signal
 import sys
 import time
 from collections.abc import Iterator
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
+from allocscope.inspect.errors import NoSuchProcess, NotInspectable
 from allocscope.inspect.procinfo import all_pids
 from allocscope.inspect.render import render, render_attach, timeline_line
 
 HELP = "inspect running processes (any language): allocator, memory, crypto, container"
 
 
+MAX_SECONDS = 86_400.0  # a day: past it time.sleep and deadlines overflow (inf, 1e308)
+
+
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}: {text!r}"
+        )
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: {text!r}")
     return value
 
 
@@ -82,7 +98,7 @@ def _pids(args: argparse.Namespace) -> list[int] | str:
         try:
             pids.append(int(text))
         except ValueError:
-            return f"not a process id: {text!r}"
+            return f"not a process id: {text!r}"  # exit 3, as an impossible pid
     return pids
 
 
@@ -100,17 +116,14 @@ def _reports(
 def run(args: argparse.Namespace) -> int:
     pids = _pids(args)
     if isinstance(pids, str):
-        print(f"allocscope inspect: {pids}", file=sys.stderr)
-        return exitcodes.USAGE
+        code = exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        raise AllocscopeError(pids, code)
     if args.count is not None and args.watch is None:
-        print("allocscope inspect: --count needs --watch", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--count needs --watch")
     if args.trim and not args.attach:
-        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--trim needs --attach")
     if args.attach and (args.all or args.watch is not None):
-        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--attach takes PIDs (not --all or --watch)")
     if args.attach:
         return _attach(args, pids)
     if args.watch is not None:
@@ -142,7 +155,8 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     for pid in pids:
         try:
             report = inspect_process(pid, args.proc)
-            inside = attach(pid, trim=args.trim, timeout=args.timeout)
+            with _stop_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
+                inside = attach(pid, trim=args.trim, timeout=args.timeout)
         except InspectError as e:
             print(f"allocscope inspect: {e}", file=sys.stderr)
             code = code or e.exit_code
@@ -158,21 +172,48 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     return code
 
 
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise as SIGINT does (bench.runner has the same, but needs psutil)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def _watch(args: argparse.Namespace, pids: list[int]) -> int:
-    """One line (or JSON document) per process per round, until --count or Ctrl-C."""
+    """One line (or JSON document) per process per round, until --count, Ctrl-C, or every
+    process has ended: a process seen once that then exits is the normal end (exit 0)."""
     rounds = 0
     code = exitcodes.OK
     live = list(pids)
+    seen: set[int] = set()
     while live and (args.count is None or rounds < args.count):
         if rounds:
             time.sleep(args.watch)
         targets = all_pids(args.proc) if args.all else live
         for pid, result in _reports(targets, args.proc, args.all):
             if isinstance(result, InspectError):
-                print(f"allocscope inspect: {result}", file=sys.stderr)
                 live.remove(pid)  # it has gone: the others' timelines go on
+                if pid in seen and isinstance(result, (NoSuchProcess, NotInspectable)):
+                    print(f"allocscope inspect: process {pid} has ended", file=sys.stderr)
+                    continue
+                print(f"allocscope inspect: {result}", file=sys.stderr)
                 code = code or result.exit_code
             else:
+                seen.add(pid)
                 line = json.dumps(result.to_dict()) if args.json else timeline_line(result)
                 print(line, flush=True)
                 if result.failed:  # two allocators mapped: a failure in either format

@@ -26,6 +26,8 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
     a = r.allocator
     if a is not None:
         lines.append(f"  allocator   {a.label}  {a.path or ''}  [{a.marker or 'unconfirmed'}]")
+        if a.emulated:
+            lines.append(f"  emulated    {a.emulated}")
         if a.conflict:
             lines.append(f"  FAIL        {a.conflict}")
         for p in a.preload:
@@ -95,7 +97,8 @@ def render_attach(a: AttachReport) -> str:
     snap, py, v = a.snapshot, a.python, a.verdict
     alloc = snap["allocator"]
     lines = [
-        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip ({a.mechanism})",
+        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip via {a.path} "
+        f"({a.mechanism})",
         f"  inside      {alloc['name']} {alloc['version'] or ''} serves malloc "
         f"(confirmed by {alloc['confirmed_by'] or 'nothing'}), fips {snap['fips']['state']}",
     ]
@@ -109,8 +112,15 @@ def render_attach(a: AttachReport) -> str:
     if snap.get("glibc"):
         g = snap["glibc"]
         lines.append(
-            f"  mallinfo2   in use {mib(g['in_use_bytes'])}, free {mib(g['free_bytes'])}, "
-            f"mmap {mib(g['mmap_bytes'])}, arenas {g['arenas']}"
+            f"  mallinfo2   in use {mib(g['in_use_bytes'])}, free in its books "
+            f"{mib(g['free_bytes'])} (trimmed pages included), mmap {mib(g['mmap_bytes'])}, "
+            f"arenas {g['arenas']}"
+        )
+    h = snap.get("held")
+    if h and h.get("free_bytes") is not None:
+        lines.append(
+            f"  held        in use {mib(h['in_use_bytes'])}, free and resident "
+            f"{mib(h['free_bytes'])}, releasable {mib(h['releasable_bytes'])} ({h['source']})"
         )
     traced = (
         f", tracemalloc {mib(py['tracemalloc_current_bytes'])}"
@@ -122,6 +132,7 @@ def render_attach(a: AttachReport) -> str:
         f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
     )
     lines.append(f"  verdict     {v.sentence} (process anon RSS {mib(v.held_bytes)})")
+    lines += [f"  warning     {w}" for w in snap.get("warnings") or ()]  # e.g. lost at fork
     if a.trim is not None:
         t = a.trim
         lines.append(
@@ -129,4 +140,6 @@ def render_attach(a: AttachReport) -> str:
             f"{mib(t.rss_after_bytes)}, returned {mib(t.returned_bytes)}, "
             f"in use after {mib(t.in_use_after_bytes)}"
         )
+        if t.verdict is not None:
+            lines.append(f"  after trim  {t.verdict.sentence}")
     return "\n".join(lines)
