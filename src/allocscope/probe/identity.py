@@ -29,8 +29,11 @@ MARKERS: dict[AllocatorName, tuple[str, ...]] = {
     "jemalloc": ("mallctl",),
     "tcmalloc": ("tc_version", "MallocExtension_Internal_GetNumericProperty"),
     "mimalloc": ("mi_version",),
-    "glibc": ("gnu_get_libc_version",),
+    "glibc": ("gnu_get_libc_version", "__libc_malloc"),  # the second: a static executable
 }
+# glibc malloc's own messages: what names glibc in a stripped static executable (no symbols,
+# no version banner: gnu_get_libc_version is linked only when called).
+_GLIBC_MALLOC_TEXT = b"malloc(): corrupted top size\0"
 _ALL_SYMBOLS = ("malloc", *(s for names in MARKERS.values() for s in names))
 
 _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
@@ -67,7 +70,10 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
     if data[:4] != b"\x7fELF":
         return NOT_ELF
     soname, needed = elf.dynamic_names(data)  # type: ignore[arg-type]
-    return dataclasses.replace(_allocator_identity(data), soname=soname, needed=needed)
+    found = _allocator_identity(data)
+    if found.allocator is None and not needed and not soname and data.find(_GLIBC_MALLOC_TEXT) >= 0:
+        found = Identity("glibc", "glibc malloc's messages", True, None, True)  # static
+    return dataclasses.replace(found, soname=soname, needed=needed)
 
 
 def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
