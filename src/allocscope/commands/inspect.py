@@ -80,8 +80,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "CAP_SYS_PTRACE for its maps and environ. Exit codes: 0 ok, 1 two allocators mapped "
         "in a process (a failure), 2 usage, 3 no such process or not a pid, 20 a kernel "
         "thread, a zombie, or a process that exited while being read; --attach: 21 not a "
-        "CPython (or not x86-64, or the probe failed inside), 22 ptrace not permitted, 23 "
-        "no answer within --timeout."
+        "CPython (or not x86-64 without sys.remote_exec, or the probe failed inside), 22 ptrace "
+        "not permitted or another tracer, 23 no answer within --timeout; --watch ends with 0 "
+        "when every process has ended."
     )
 
 
