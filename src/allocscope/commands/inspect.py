@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
 from allocscope.inspect.errors import NoSuchProcess, NotInspectable
 from allocscope.inspect.procinfo import all_pids
@@ -116,17 +117,14 @@ def _reports(
 def run(args: argparse.Namespace) -> int:
     pids = _pids(args)
     if isinstance(pids, str):
-        print(f"allocscope inspect: {pids}", file=sys.stderr)
-        return exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        code = exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        raise AllocscopeError(pids, code)
     if args.count is not None and args.watch is None:
-        print("allocscope inspect: --count needs --watch", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--count needs --watch")
     if args.trim and not args.attach:
-        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--trim needs --attach")
     if args.attach and (args.all or args.watch is not None):
-        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--attach takes PIDs (not --all or --watch)")
     if args.attach:
         return _attach(args, pids)
     if args.watch is not None:
