@@ -160,10 +160,20 @@ def test_timeout_kills_the_whole_group_and_leaves_no_zombie() -> None:
     assert r.exit_code == -9
 
 
-def test_serial_mode_runs_one_child_at_a_time() -> None:
+def _overlaps(serial: bool) -> list[str]:
+    """The runner's start/done events: 'start start' means two children were alive."""
     glibc = variants.builtin("glibc")
-    runs = run_all(spec(glibc), spec(glibc, repeat=2), serial=True)
-    assert all(r.ok for r in runs)
+    heard: list[str] = []
+    runner_ = Runner(interval=0.02, serial=serial, progress=lambda kind, s, r: heard.append(kind))
+    runs = runner_.run([spec(glibc, settle=(1.0,)), spec(glibc, repeat=2, settle=(1.0,))])
+    assert all(r.ok for r in runs) and heard.count("done") == 2
+    return heard
+
+
+def test_serial_mode_runs_one_child_at_a_time() -> None:
+    assert _overlaps(serial=True) == ["start", "done", "start", "done"]
+    # by default the next child starts while the first settles: the check can tell
+    assert _overlaps(serial=False) == ["start", "start", "done", "done"]
 
 
 def test_plan_interleaves_variants_and_puts_warmups_first() -> None:

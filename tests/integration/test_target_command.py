@@ -61,7 +61,9 @@ def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> N
         tmp_path, "-V", "glibc", "-V", "jemalloc-tuned", "--", PY, str(job)
     )
     assert code == exitcodes.OK, text
-    assert results is not None and [r.variant for r in results.runs] == ["glibc", "jemalloc-tuned"]
+    assert results is not None  # one run each, in the order the seed shuffled them
+    assert sorted(r.variant for r in results.runs) == ["glibc", "jemalloc-tuned"]
+    assert sorted(r.order for r in results.runs) == [0, 1] and isinstance(results.seed, int)
     for run in results.runs:
         assert run.ok and run.kind == "command", run.failures
         expected = "glibc" if run.variant == "glibc" else "jemalloc"
