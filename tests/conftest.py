@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,23 @@ from allocscope import libraries
 # Variables that would leak the parent's allocator or crypto setup into a child.
 _LEAKY = ("LD_PRELOAD", "MALLOC_CONF", "MALLOC_ARENA_MAX", "PYTHONMALLOC", "GLIBC_TUNABLES",
           "OPENSSL_CONF", "OPENSSL_MODULES")  # fmt: skip
+
+
+def debian_version(package: str) -> str:
+    """The upstream version of an installed Debian package, as the allocator itself says
+    it ('5.3.0' for libjemalloc2 5.3.0-1, '2.0.9' for libmimalloc2.0 2.0.9+ds-2): tests
+    read it from the system, so a Debian update does not break them."""
+    full = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return re.split(r"[-+~]", full.partition(":")[2] or full)[0]
+
+
+JEMALLOC_VERSION = debian_version("libjemalloc2")
+TCMALLOC_VERSION = debian_version("libtcmalloc-minimal4")
+MIMALLOC_VERSION = debian_version("libmimalloc2.0")
+GLIBC_VERSION = debian_version("libc6")
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from allocscope.bench import runner, variants, workloads
 from allocscope.bench.results import MB, Run
 from allocscope.bench.runner import Runner, RunSpec
 from allocscope.bench.variants import Variant
+from tests.conftest import JEMALLOC_VERSION
 
 TINY = workloads.defaults("fragment").scaled(0.05)
 
@@ -61,7 +62,7 @@ def test_every_default_variant_proves_its_allocator() -> None:
         if v.allocator == "jemalloc":
             conf = proof.malloc_conf
             assert conf and all(k["in_effect"] for k in conf)
-            assert proof.version == "5.3.0" and proof.source == "LD_PRELOAD"
+            assert proof.version == JEMALLOC_VERSION and proof.source == "LD_PRELOAD"
         assert [m.event for m in r.marks] == [
             "ready", "work_start", "work_end", "freed", "settle", "purged"
         ]  # fmt: skip
@@ -193,7 +194,9 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
     (r,) = Runner(interval=0.05).run([s])
     assert r.ok, (r.failures, r.stderr)
     server = r.proof.server if r.proof else None
-    assert server is not None and server.allocator == "jemalloc" and server.version == "5.3.0"
+    assert (
+        server is not None and server.allocator == "jemalloc" and server.version == JEMALLOC_VERSION
+    )
     assert {c.name for c in server.checks} >= {"server allocator", "server malloc_conf"}
     measured = r.marks[0].info["measured_pid"]
     assert measured != r.marks[0].info["pid"] and gone(measured)

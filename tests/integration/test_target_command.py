@@ -10,7 +10,7 @@ import pytest
 
 from allocscope import exitcodes
 from allocscope.bench.results import Results, load
-from tests.conftest import run_allocscope
+from tests.conftest import JEMALLOC_VERSION, run_allocscope
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -94,7 +94,7 @@ def test_ruby_command(tmp_path: Path, jemalloc: str) -> None:
     by = {r.variant: r for r in results.runs}
     assert by["glibc"].proof and by["glibc"].proof.allocator == "glibc"
     je = by["jemalloc"].proof
-    assert je and (je.allocator, je.version, je.path) == ("jemalloc", "5.3.0", jemalloc)
+    assert je and (je.allocator, je.version, je.path) == ("jemalloc", JEMALLOC_VERSION, jemalloc)
     assert all(not (r.target or {})["inside"] for r in results.runs)  # not Python
 
 
