@@ -17,7 +17,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-
 REPO = Path(__file__).resolve().parents[2]  # no Docker engine needed: files only
 DOCKERFILE = REPO / "container" / "Dockerfile"
 DEPLOY = REPO / "deploy"
