@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +123,22 @@ def as_nobody(*allocscope_args: str) -> subprocess.CompletedProcess[str]:
          sys.executable, "-m", "allocscope", *allocscope_args],
         env=child_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+Families = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def families(text: str) -> Families:
+    """Prometheus text -> {family: [(labels, value)]} (``_created`` samples left out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f.name: [(s.labels, s.value) for s in f.samples if not s.name.endswith("_created")]
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def bg_threads(pid: int) -> int:
+    """jemalloc's background threads in ``pid``, by their name, from /proc."""
+    tasks = Path(f"/proc/{pid}/task")
+    return sum((t / "comm").read_text().strip() == "jemalloc_bg_thd" for t in tasks.iterdir())
