@@ -112,9 +112,10 @@ def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
     ]
     if not pids:
         return []
+    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in target.inside
     return [
-        f"jemalloc background_thread lost at fork in process {', '.join(pids)}: restored "
-        f"after fork by allocscope (measured as asked; --as-deployed measures without it); "
+        f"jemalloc background_thread lost at fork in {count}: restored after fork by "
+        f"allocscope (measured as asked; --as-deployed measures without it); "
         f"{jemalloc.FORK_FIX}"
     ]
 
