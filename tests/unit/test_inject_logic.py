@@ -59,8 +59,8 @@ def test_not_elf_has_no_caves() -> None:
 
 def test_the_routine_ends_with_its_resume_slot() -> None:
     assert len(inject.STUB) == inject.RESUME_AT
-    assert inject.STUB[-6:] == bytes.fromhex("660f1f440000")  # padding to the slot
-    assert inject.STUB[-12:-6] == bytes.fromhex("ff2506000000")  # jmp [rip+6]: the slot
+    assert inject.STUB[-1:] == bytes.fromhex("90")  # padding to the slot
+    assert inject.STUB[-7:-1] == bytes.fromhex("ff2501000000")  # jmp [rip+1]: the slot
 
 
 def test_no_xsave_no_ptrace_path(tmp_path: Path) -> None:
