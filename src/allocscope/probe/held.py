@@ -56,7 +56,7 @@ class Region(NamedTuple):
     end: int
     perms: str
     path: str
-    rss: int = 0  # resident bytes (smaps); 0 when read from maps
+    rss: int = 0  # resident bytes (smaps or mincore); 0 when only read from maps
 
     @property
     def size(self) -> int:
