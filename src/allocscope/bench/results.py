@@ -36,7 +36,7 @@ from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
 from allocscope.errors import AllocscopeError
 
-__all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
+__all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "RunRecord"]
 
 SCHEMA = "allocscope.results"
 VERSION = 2
@@ -45,9 +45,6 @@ MB = 2**20
 
 class ResultsError(AllocscopeError):
     """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
-
-
-Run = RunRecord  # the name older code uses
 
 
 # Metric keys: RSS in bytes, times in seconds. "rss_settle_<s>" exists per settle period.
@@ -150,7 +147,7 @@ class Results:
     host: dict[str, Any]
     config: dict[str, Any]
     variants: list[dict[str, Any]]  # Variant.to_dict(), unavailable ones included
-    runs: list[Run]
+    runs: list[RunRecord]
     allocscope_version: str = __version__
     migrated_from: int | None = None  # the version the file was written in, if older
     # How the session ran: seed of the shuffled order, why the repeats stopped, noise.
@@ -177,7 +174,7 @@ class Results:
         names = [str(v["name"]) for v in self.variants]
         return _unique([*names, *(r.variant for r in self.runs)])
 
-    def counted(self, workload: str, variant: str) -> list[Run]:
+    def counted(self, workload: str, variant: str) -> list[RunRecord]:
         return [
             r for r in self.runs if r.workload == workload and r.variant == variant and r.counts
         ]
@@ -252,7 +249,7 @@ class Results:
     def unavailable(self) -> list[dict[str, Any]]:
         return [v for v in self.variants if not v.get("available", True)]
 
-    def failed(self) -> list[Run]:
+    def failed(self) -> list[RunRecord]:
         return [r for r in self.runs if not r.ok]
 
 
@@ -314,7 +311,7 @@ def host() -> dict[str, Any]:
     }
 
 
-def libraries_seen(runs: Iterable[Run]) -> dict[str, dict[str, Any]]:
+def libraries_seen(runs: Iterable[RunRecord]) -> dict[str, dict[str, Any]]:
     """Each allocator library the children proved they ran on, with its version."""
     seen: dict[str, dict[str, Any]] = {}
     for run in runs:

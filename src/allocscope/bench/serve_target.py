@@ -28,7 +28,8 @@ from typing import Any
 
 from allocscope.bench import load, tree
 from allocscope.bench.plan import Service
-from allocscope.bench.results import MB, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB
 from allocscope.bench.runner import Interrupted
 from allocscope.bench.target import TargetError, check_command, finish_run, label
 from allocscope.bench.variants import Variant
@@ -172,9 +173,9 @@ def run_service(
     *,
     interval: float,
     settle: tuple[float, ...],
-    save: Callable[[Run], None] | None = None,
+    save: Callable[[RunRecord], None] | None = None,
     quiet: bool = False,
-) -> Run:
+) -> RunRecord:
     """One run of the service; ``save(partial)`` keeps a long load's figures as it goes."""
     port = free_port()
     argv = opts.argv(port)
@@ -189,7 +190,7 @@ def run_service(
     params = {"kind": "service", "serve": opts.command}
     workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
 
-    def record(extra_failures: tuple[str, ...] = ()) -> Run:
+    def record(extra_failures: tuple[str, ...] = ()) -> RunRecord:
         extra["growth"] = growth.to_dict()
         extra["load"] = summary
         rss_end = watch.tree.last[1] if watch.tree.last else None
