@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -113,8 +114,13 @@ class TreeKind:
 
     def _label(self) -> str:
         if isinstance(self.work, Service):
-            return target.label(self.work.argv(0), "serve").replace(" 0", " {port}")
+            return target.label(shlex.split(self.work.command), "serve")
         return target.label(self.work.argv)
+
+    def batch(self, pairs: Sequence[tuple[Variant, int]]) -> list[runner.Labelled]:
+        """Specs for runs in an order the caller chose (tune): (variant, repeat) pairs."""
+        label = self._label()
+        return [TreeSpec(v, label, repeat, i) for i, (v, repeat) in enumerate(pairs)]
 
     def specs(
         self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
