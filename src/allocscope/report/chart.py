@@ -8,16 +8,21 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from allocscope import exitcodes
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Results
 from allocscope.bench.stats import Interval
+from allocscope.errors import AllocscopeError
 from allocscope.report.table import kind_of
 
 FORMATS = ("png", "svg")
 
 
-class ChartUnavailable(RuntimeError):
-    """matplotlib is not installed (the runtime image does not ship it)."""
+class ChartUnavailable(AllocscopeError):
+    """matplotlib is not installed (the runtime image does not ship it): the files are
+    written without charts, and this is said as a warning."""
+
+    exit_code = exitcodes.MISSING_EXTRA
 
 
 def representative(runs: Sequence[RunRecord]) -> RunRecord | None:
