@@ -135,25 +135,30 @@ class TreeKind:
 
     def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
         done: list[RunRecord] = []
+        finished: RunRecord | None = None  # measured, not yet in done
         started, longest = time.monotonic(), 0.0
-        for i, spec in enumerate(specs):
-            assert isinstance(spec, TreeSpec)
-            before = specs[i - 1] if i else None
-            assert before is None or isinstance(before, TreeSpec)
-            if self._over_budget(spec, before, started, longest):
-                break
-            began = time.monotonic()
-            self.progress("start", spec, None)
-            window = _window()
-            try:
-                record = self._one(spec, done)
-            except runner.Interrupted as e:
-                e.runs[:0] = done  # the runs before this one, then its partial record
-                raise
-            done.append(replace(record, order=spec.order, noise=_close(window)))
-            longest = max(longest, time.monotonic() - began)
-            self.save(done)
-            self.progress("done", spec, done[-1])
+        try:
+            for i, spec in enumerate(specs):
+                assert isinstance(spec, TreeSpec)
+                before = specs[i - 1] if i else None
+                assert before is None or isinstance(before, TreeSpec)
+                if self._over_budget(spec, before, started, longest):
+                    break
+                began = time.monotonic()
+                self.progress("start", spec, None)
+                window = _window()
+                finished = replace(self._one(spec, done), order=spec.order)
+                finished = replace(finished, noise=_close(window))
+                done.append(finished)
+                finished = None
+                longest = max(longest, time.monotonic() - began)
+                self.save(done)
+                self.progress("done", spec, done[-1])
+        except runner.Interrupted as e:
+            # A signal at any moment: the runs done, one measured but not yet kept, and
+            # (from a service) the partial record of the run it stopped.
+            e.runs[:0] = [*done, *([finished] if finished is not None else [])]
+            raise
         return done
 
     def _over_budget(
