@@ -93,6 +93,24 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
 
 
+def test_c_program_linked_statically_against_glibc_is_named_glibc(tmp_path: Path) -> None:
+    source = tmp_path / "static.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "int main(void) { char *p = malloc(100); pause(); free(p); return 0; }\n"
+    )
+    binary = tmp_path / "static-glibc"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(source)], check=True)
+    stripped = tmp_path / "static-glibc-stripped"
+    subprocess.run(["strip", "-o", str(stripped), str(binary)], check=True)
+    for exe, marker in ((binary, "__libc_malloc"), (stripped, "glibc malloc's messages")):
+        with running([str(exe)]) as proc:
+            a = inspect_process(proc.pid).allocator
+            assert a is not None
+            assert (a.name, a.source, a.path, a.marker) == ("glibc", "static", str(exe), marker)
+            assert a.label == "glibc (static)"  # no "unknown", no "[unconfirmed]"
+
+
 def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
     """Linked (DT_NEEDED, as Ruby --with-jemalloc does): jemalloc serves, source linked."""
     source = tmp_path / "linked.c"
