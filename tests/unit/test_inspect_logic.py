@@ -145,6 +145,10 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     (d / "status").write_text("Name:\tapp\nVmHWM:\t 2048 kB\nVmRSS:\t 1024 kB\nRssAnon:\t 512 kB\n")
     (d / "smaps_rollup").write_text("Pss: 800 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 600 kB\n"
                                     "AnonHugePages: 0 kB\n")  # fmt: skip
+    (d / "smaps").write_text(
+        f"7f0000000000-7f0000100000 r-xp 00000000 08:01 {ino} {LIBC}\nRss: 900 kB\n"
+        "7f0000200000-7f0000300000 rw-p 00000000 00:00 0 [heap]\nSize: 1024 kB\nRss: 256 kB\n"
+    )
     (d / "cgroup").write_text(f"0::/system.slice/docker-{DOCKER_ID}.scope\n")
     report = inspect_process(40, str(tmp_path), cgroup_root=str(tmp_path / "no-cgroupfs"))
     a = report.allocator
@@ -152,7 +156,10 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     assert a.preload[0].verdict == "not loaded: no such file"
     assert report.cmdline == ("app", "--serve")
     assert report.memory.process is not None and report.memory.process.uss_bytes == 600 * 1024
-    assert report.memory.glibc == facts.GlibcHeaps(MiB, 0, 0)
+    assert report.memory.glibc == facts.GlibcHeaps(MiB, 0, 0, 256 * 1024, 0)
+    assert report.memory.glibc_fragmentation_estimate == 0.5  # 256 of 512 kB anon resident
+    assert report.jemalloc_background_threads is None  # glibc serves malloc
+    assert report.kubernetes is None  # a Docker container off Kubernetes
     assert report.container is not None and report.container.container_id == DOCKER_ID
     assert {u.part for u in report.unknowns} == {"container"}  # the cgroup files are absent
     assert process_tree(40, str(tmp_path)) == [40, 41, 42]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--proc", default="/proc", help="procfs root (a host's /proc mounted)")
     parser.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="cgroupfs root")
+    parser.add_argument(
+        "--pod-logs",
+        default="/var/log",
+        help="the node's /var/log, where the kubelet keeps pods/ and containers/ (names the"
+        " pod and container of each process; absent off Kubernetes)",
+    )
+    parser.add_argument(
+        "--node",
+        default=os.environ.get("NODE_NAME", ""),
+        help="the node's name on allocscope_agent_info (default $NODE_NAME, else the hostname)",
+    )
     parser.epilog = "Exit codes: 0 stopped by SIGTERM or SIGINT, 3 the address cannot be bound."
 
 
@@ -39,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from allocscope.inspect.node import NodeCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(args.top, args.proc, args.cgroup_root))
+    registry.register(
+        NodeCollector(args.top, args.proc, args.cgroup_root, args.pod_logs, args.node)
+    )
     try:
         server, thread = start_http_server(args.port, addr=args.host, registry=registry)
     except OSError as e:

@@ -24,11 +24,29 @@ class GlibcHeaps:
     main_heap_bytes: int  # the brk heap ([heap]): the main arena
     arena_heaps: int  # 64 MiB-aligned heaps of the other arenas (an arena may chain several)
     arena_heap_bytes: int  # their read-write (committed) part
+    # Resident parts, from /proc/PID/smaps (None when it was not read or not readable).
+    main_heap_resident_bytes: int | None = None
+    arena_heap_resident_bytes: int | None = None
+
+    def fragmentation_estimate(self, anon_rss_bytes: int | None) -> float | None:
+        """An ESTIMATE from outside: the share of the process's anonymous RSS resident in
+        glibc's heaps. From outside, a free chunk cannot be told from a used one, so this
+        is the most the heaps could hold free, not what they do (--attach reads mallinfo2).
+        High together with RSS growth and many arena heaps is the glibc fragmentation shape."""
+        if self.main_heap_resident_bytes is None or self.arena_heap_resident_bytes is None:
+            return None
+        if not anon_rss_bytes:
+            return None
+        held = self.main_heap_resident_bytes + self.arena_heap_resident_bytes
+        return min(1.0, held / anon_rss_bytes)
 
 
-def glibc_heaps(maps: list[Mapping]) -> GlibcHeaps:
+def glibc_heaps(maps: list[Mapping], smaps: str | None = None) -> GlibcHeaps:
+    """The heaps in ``maps``; with ``smaps`` (/proc/PID/smaps), their resident bytes too."""
+    main_starts = {m.start for m in maps if m.path == "[heap]"}
     main = sum(m.size for m in maps if m.path == "[heap]")
     heaps = used = 0
+    arena_starts: set[int] = set()
     for i, m in enumerate(maps):
         if m.path or m.start % HEAP_MAX_SIZE or not m.perms.startswith("rw"):
             continue
@@ -47,7 +65,36 @@ def glibc_heaps(maps: list[Mapping]) -> GlibcHeaps:
         if end - m.start == HEAP_MAX_SIZE or (m.size == HEAP_MAX_SIZE and j == i + 1):
             heaps += 1
             used += rw
-    return GlibcHeaps(main, heaps, used)
+            arena_starts.add(m.start)
+    if smaps is None:
+        return GlibcHeaps(main, heaps, used)
+    resident = resident_by_start(smaps, main_starts | arena_starts)
+    return GlibcHeaps(
+        main,
+        heaps,
+        used,
+        sum(resident.get(s, 0) for s in main_starts),
+        sum(resident.get(s, 0) for s in arena_starts),
+    )
+
+
+def resident_by_start(smaps: str, starts: set[int]) -> dict[int, int]:
+    """Rss bytes of the mappings of /proc/PID/smaps that begin at one of ``starts``."""
+    found: dict[int, int] = {}
+    current: int | None = None
+    for line in smaps.splitlines():
+        head = line.split(maxsplit=1)[0] if line else ""
+        if "-" in head and not head.endswith(":"):
+            start = int(head.partition("-")[0], 16)
+            current = start if start in starts else None
+        elif current is not None and head == "Rss:":
+            found[current] = int(line.split()[1]) * 1024
+    return found
+
+
+def jemalloc_background_threads(task_names: list[str]) -> int:
+    """jemalloc names its background threads (background_thread:true) jemalloc_bg_thd."""
+    return sum(1 for name in task_names if name.strip() == "jemalloc_bg_thd")
 
 
 @dataclass(frozen=True)

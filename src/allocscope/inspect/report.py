@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocscope import __version__
-from allocscope.inspect import facts, loader
+from allocscope.inspect import facts, kube, loader
 from allocscope.inspect.errors import InspectError, NotInspectable
 from allocscope.inspect.procinfo import Proc, environ, parse_maps
 from allocscope.probe import memory
@@ -30,6 +30,8 @@ class ProcessMemory:
     process: memory.Memory | None  # RSS, PSS, USS, anon, file, swap, AnonHugePages
     glibc: facts.GlibcHeaps | None  # only when glibc serves malloc
     allocator_counters: str  # where the allocator's own figures can (not) come from
+    # glibc heaps' resident bytes over anon RSS: an estimate (see GlibcHeaps); None if n/a
+    glibc_fragmentation_estimate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,11 @@ class ProcessReport:
     exe: str | None
     state: str
     allocator: loader.AllocatorReport | None
+    jemalloc_background_threads: int | None  # threads named jemalloc_bg_thd; None if n/a
     memory: ProcessMemory
     crypto: facts.Crypto | None
     container: facts.Container | None
+    kubernetes: kube.PodIdentity | None  # None off Kubernetes
     unknowns: tuple[Unknown, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,9 +89,16 @@ def _why(e: OSError) -> str:
 
 
 def inspect_process(
-    pid: int, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+    pid: int,
+    proc_root: str = "/proc",
+    cgroup_root: str = "/sys/fs/cgroup",
+    pod_logs: kube.PodLogs | None = None,
 ) -> ProcessReport:
     """Everything /proc tells about ``pid`` without touching it (no ptrace).
+
+    ``pod_logs`` (the kubelet's log directories; the agent reads them once per scrape)
+    names the pod and container a Kubernetes cgroup path points at; by default they are
+    read from /var/log. Without them only the pod's uid and QoS class are known.
 
     Raises NoSuchProcess, or NotInspectable for a kernel thread, a zombie, or a process
     that exits while being read. Parts that cannot be read are listed in ``unknowns``.
@@ -130,9 +141,15 @@ def inspect_process(
         proc.check_alive()
         mem = None
         unknowns.append(Unknown("memory", str(e)))
-    glibc = (
-        facts.glibc_heaps(maps) if maps is not None and alloc and alloc.name == "glibc" else None
-    )
+    glibc = None
+    if maps is not None and alloc and alloc.name == "glibc":
+        smaps = attempt("smaps", lambda: proc.text("smaps"))
+        glibc = facts.glibc_heaps(maps, smaps)
+    estimate = glibc.fragmentation_estimate(mem.anon_rss_bytes) if glibc and mem else None
+    background = None
+    if alloc and alloc.name == "jemalloc":
+        names = attempt("threads", lambda: _thread_names(proc))
+        background = facts.jemalloc_background_threads(names) if names is not None else None
     counters = _counters_note(alloc.name if alloc else "unknown")
 
     crypto = facts.crypto(maps, env, proc_root) if maps is not None else None
@@ -141,6 +158,8 @@ def inspect_process(
     if cgroup_text is not None:
         box, problems = facts.container(cgroup_text, cgroup_root)
         unknowns += [Unknown("container", p) for p in problems]
+    logs = pod_logs if pod_logs is not None else kube.PodLogs.read(kube.LOG_ROOT)
+    pod = logs.identify(box.cgroup if box else None)
     proc.check_alive()  # the process may have exited after we read some parts
     return ProcessReport(
         schema=SCHEMA,
@@ -153,11 +172,25 @@ def inspect_process(
         exe=exe,
         state=proc.stat.state,
         allocator=alloc,
-        memory=ProcessMemory(mem, glibc, counters),
+        jemalloc_background_threads=background,
+        memory=ProcessMemory(mem, glibc, counters, estimate),
         crypto=crypto,
         container=box,
+        kubernetes=pod,
         unknowns=tuple(unknowns),
     )
+
+
+def _thread_names(proc: Proc) -> list[str]:
+    """The comm of each thread (a thread that exits meanwhile is skipped)."""
+    names = []
+    for tid in os.listdir(proc.path("task")):
+        try:
+            with open(proc.path(f"task/{tid}/comm"), encoding="utf-8", errors="replace") as f:
+                names.append(f.read())
+        except FileNotFoundError:
+            continue
+    return names
 
 
 def _counters_note(name: str) -> str:
