@@ -211,11 +211,13 @@ def _refs(processes: list[Process]) -> tuple[str, ...]:
     return tuple(p.ref for p in processes)
 
 
-def _count(processes: list[Process], noun: str = "process") -> str:
+def _count(processes: list[Process], verb: str) -> str:
+    """'2 pods run', '1 process runs': pods when the processes are in pods."""
     pods = {p.pod for p in processes if p.pod}
-    if pods:
-        return f"{len(pods)} pod{'s' if len(pods) != 1 else ''}"
-    return f"{len(processes)} {noun}{'es' if len(processes) != 1 else ''}"
+    n = len(pods) if pods else len(processes)
+    noun = ("pod" if n == 1 else "pods") if pods else ("process" if n == 1 else "processes")
+    verbs = {"run": "runs", "have": "has", "map": "maps", "hold": "holds"}
+    return f"{n} {noun} {verbs[verb] if n == 1 else verb}"
 
 
 def judge(w: Workload, expect: Expectations) -> list[Finding]:
@@ -228,7 +230,7 @@ def judge(w: Workload, expect: Expectations) -> list[Finding]:
             runs = ", ".join(sorted({p.allocator for p in off}))
             found.append(Finding(
                 "allocator", _refs(off),
-                f"{_count(off)} run {runs}, not {expect.allocator}",
+                f"{_count(off, 'run')} {runs}, not {expect.allocator}",
                 f"preload {expect.allocator} in the image (LD_PRELOAD=<its .so>; allocscope's "
                 "image does this for jemalloc) and check with `allocscope inspect PID`",
             ))  # fmt: skip
@@ -236,7 +238,7 @@ def judge(w: Workload, expect: Expectations) -> list[Finding]:
     if both:
         found.append(Finding(
             "two-allocators", _refs(both),
-            f"{_count(both)} have two allocators mapped that both define malloc",
+            f"{_count(both, 'have')} two allocators mapped that both define malloc",
             "keep one: remove the other from LD_PRELOAD, /etc/ld.so.preload or the link line; "
             "`allocscope inspect PID` names both",
         ))  # fmt: skip
@@ -244,7 +246,7 @@ def judge(w: Workload, expect: Expectations) -> list[Finding]:
     if idle:
         found.append(Finding(
             "background-thread", _refs(idle),
-            f"{_count(idle)} run jemalloc without its background thread (freed memory waits "
+            f"{_count(idle, 'run')} jemalloc without its background thread (freed memory waits "
             "for the next allocation to be purged)",
             "set MALLOC_CONF=background_thread:true; under gunicorn add "
             "`-c python:allocscope.gunicorn_conf` (the thread does not survive fork)",
@@ -254,7 +256,7 @@ def judge(w: Workload, expect: Expectations) -> list[Finding]:
         if plain:
             found.append(Finding(
                 "fips", _refs(plain),
-                f"{_count(plain)} map libcrypto without OpenSSL's FIPS provider",
+                f"{_count(plain, 'map')} libcrypto without OpenSSL's FIPS provider",
                 "load the FIPS provider (OPENSSL_CONF with fips activated and default_properties "
                 "fips=yes) and gate start-up on it: ALLOCSCOPE_EXPECT_FIPS=enforced",
             ))  # fmt: skip
@@ -278,7 +280,7 @@ def judge(w: Workload, expect: Expectations) -> list[Finding]:
         worst = max(p.fragmentation or 0 for p in heavy)
         found.append(Finding(
             "fragmentation", _refs(heavy),
-            f"{_count(heavy)} hold up to {worst:.0%} of their anonymous memory in glibc's heaps "
+            f"{_count(heavy, 'hold')} up to {worst:.0%} of their anonymous memory in glibc's heaps "
             "(an estimate from outside: the most that could be free)",
             "measure with `allocscope inspect --attach PID` (mallinfo2), then try "
             "MALLOC_ARENA_MAX=2 or jemalloc",

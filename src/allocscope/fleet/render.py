@@ -56,7 +56,8 @@ def text(a: Audit) -> str:
         + ")"
     ]
     for w in a.workloads:
-        pods = f"  {len(w.pods)} pods: {', '.join(w.pods)}" if w.pods else ""
+        n = len(w.pods)
+        pods = f"  {n} pod{'s' if n != 1 else ''}: {', '.join(w.pods)}" if w.pods else ""
         lines += ["", f"{_title(w)}{pods}"]
         lines += [f"  {key:<13} {value}" for key, value in _row(w).items()]
         for f in w.findings:
