@@ -142,8 +142,11 @@ def _node_script(node: str, port: int, logs: Path, cgroups: Path, planted: list[
 
 
 @contextmanager
-def simulated_fleet(fips_dir: Path | None, scrape_interval: str = "1s") -> Iterator[Fleet]:
-    """Three nodes, their agents and a Prometheus; everything ends on the way out."""
+def simulated_fleet(
+    fips_dir: Path | None, rules: tuple[Path, ...] = (), scrape_interval: str = "1s"
+) -> Iterator[Fleet]:
+    """Three nodes, their agents and a Prometheus (with ``rules`` loaded); everything
+    ends on the way out."""
     planted = nodes(fips_dir)
     work = Path(tempfile.mkdtemp(prefix="allocscope-fleet-"))
     cgroups = _cgroup_base() / f"allocscope-fleet-{os.getpid()}"
@@ -172,6 +175,7 @@ def simulated_fleet(fips_dir: Path | None, scrape_interval: str = "1s") -> Itera
         (work / "prometheus.yml").write_text(
             f"global: {{scrape_interval: {scrape_interval},"
             f" evaluation_interval: {scrape_interval}}}\n"
+            f"rule_files: {json.dumps([str(r) for r in rules])}\n"
             "scrape_configs:\n"
             "  - job_name: allocscope-agent\n"
             "    honor_labels: true\n"

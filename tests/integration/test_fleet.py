@@ -7,6 +7,7 @@ import ctypes
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,9 +27,14 @@ from tests.integration.test_probe_fips import fips_dir
 __all__ = ["fips_dir"]  # the session fixture, shared
 
 
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
+RULES = MONITORING / "allocscope-agent-rules.yml"
+DASHBOARD = MONITORING / "allocscope-agent-dashboard.json"
+
+
 @pytest.fixture(scope="module")
 def fleet(fips_dir: Path) -> Iterator[Fleet]:
-    with simulated_fleet(fips_dir) as running:
+    with simulated_fleet(fips_dir, rules=(RULES,)) as running:
         yield running
 
 
@@ -221,3 +227,64 @@ def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
     proc = run_allocscope("fleet", "--prometheus", "http://127.0.0.1:1",
                           "--bearer-token-file", str(tmp_path / "missing"))  # fmt: skip
     assert proc.returncode == 3 and "cannot read the token file" in proc.stderr
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_agent_rules_pass_promtool_and_their_unit_tests() -> None:
+    out = promtool("check", "rules", str(RULES))
+    assert out.returncode == 0 and "SUCCESS: 10 rules found" in out.stdout, out.stdout + out.stderr
+    out = promtool("test", "rules", str(MONITORING / "tests" / "allocscope-agent-rules.test.yml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _dashboard_queries() -> list[str]:
+    doc = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    variables = [v["query"]["query"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    # label_values(SELECTOR, label) is Grafana's: the selector is what Prometheus sees.
+    exprs += [re.sub(r"^label_values\((.*), \w+\)$", r"\1", v) for v in variables]
+    return [re.sub(r"\$\{?(namespace|workload)\}?", ".*", e) for e in exprs]
+
+
+def test_the_dashboard_queries_parse_and_name_only_series_that_exist(fleet: Fleet) -> None:
+    queries = _dashboard_queries()
+    assert len(queries) == 12
+    wait_for(lambda: bool(query(fleet.prometheus, "allocscope:workload_rss_growth_bytes:delta1h")),
+             what="recording rules")  # fmt: skip
+    for expr in queries:  # query() raises on an expression Prometheus cannot parse (HTTP 400)
+        query(fleet.prometheus, expr)
+    names = {n for e in queries for n in re.findall(r"\b(allocscope[a-z0-9_:]*)", e)}
+    assert "allocscope_process_jemalloc_background_threads" in names
+    missing = [n for n in sorted(names) if not query(fleet.prometheus, f"count({n})")]
+    assert missing == []
+    # The panels show the planted cases.
+    idle = query(fleet.prometheus, _panel("jemalloc without its background thread"))
+    assert [s["metric"]["workload"] for s in idle] == ["api"]  # type: ignore[index]
+
+
+def _panel(title: str) -> str:
+    doc = json.loads(DASHBOARD.read_text())
+    (expr,) = [p["targets"][0]["expr"] for p in doc["panels"] if p["title"] == title]
+    return re.sub(r"\$\{?(namespace|workload)\}?", ".*", str(expr))
+
+
+def test_the_alert_expressions_evaluate_against_the_real_series(fleet: Fleet) -> None:
+    import yaml
+
+    doc = yaml.safe_load(RULES.read_text())
+    alerts = {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    wait_for(lambda: bool(query(fleet.prometheus, "allocscope:workload_processes:count")),
+             what="recording rules")  # fmt: skip
+    firing = {name: query(fleet.prometheus, expr) for name, expr in alerts.items()}
+    workloads = {
+        name: sorted(str(s["metric"].get("workload")) for s in found)  # type: ignore[union-attr]
+        for name, found in firing.items()
+    }
+    assert workloads["AllocscopeWorkloadNotOnExpectedAllocator"] == ["checkout"]
+    assert workloads["AllocscopeJemallocWithoutBackgroundThread"] == ["api"]
+    assert workloads["AllocscopeTwoAllocatorsMapped"] == ["worker"]
+    assert workloads["AllocscopeLibcryptoWithoutFipsProvider"] == ["gateway"]
+    assert workloads["AllocscopeWorkloadRssGrowth"] == []  # sleepers do not grow
