@@ -145,10 +145,12 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     (d / "status").write_text("Name:\tapp\nVmHWM:\t 2048 kB\nVmRSS:\t 1024 kB\nRssAnon:\t 512 kB\n")
     (d / "smaps_rollup").write_text("Pss: 800 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 600 kB\n"
                                     "AnonHugePages: 0 kB\n")  # fmt: skip
-    (d / "smaps").write_text(
-        f"7f0000000000-7f0000100000 r-xp 00000000 08:01 {ino} {LIBC}\nRss: 900 kB\n"
-        "7f0000200000-7f0000300000 rw-p 00000000 00:00 0 [heap]\nSize: 1024 kB\nRss: 256 kB\n"
-    )
+    # pagemap: 8 bytes per page; bit 63 marks a resident page. 64 of the heap's 256 pages.
+    heap_first_page = 0x7F0000200000 // 4096
+    entries = [(1 << 63) if i % 4 == 0 else 0 for i in range(256)]
+    with open(d / "pagemap", "wb") as f:
+        f.seek(heap_first_page * 8)
+        f.write(b"".join(e.to_bytes(8, "little") for e in entries))
     (d / "cgroup").write_text(f"0::/system.slice/docker-{DOCKER_ID}.scope\n")
     report = inspect_process(40, str(tmp_path), cgroup_root=str(tmp_path / "no-cgroupfs"))
     a = report.allocator

@@ -6,6 +6,7 @@ raises OSError and the caller records it as unknown with the reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping as MappingABC
@@ -24,7 +25,7 @@ class GlibcHeaps:
     main_heap_bytes: int  # the brk heap ([heap]): the main arena
     arena_heaps: int  # 64 MiB-aligned heaps of the other arenas (an arena may chain several)
     arena_heap_bytes: int  # their read-write (committed) part
-    # Resident parts, from /proc/PID/smaps (None when it was not read or not readable).
+    # Resident parts, from /proc/PID/pagemap (None when it was not read or not readable).
     main_heap_resident_bytes: int | None = None
     arena_heap_resident_bytes: int | None = None
 
@@ -41,16 +42,16 @@ class GlibcHeaps:
         return min(1.0, held / anon_rss_bytes)
 
 
-def glibc_heaps(maps: list[Mapping], smaps: str | None = None) -> GlibcHeaps:
-    """The heaps in ``maps``; with ``smaps`` (/proc/PID/smaps), their resident bytes too."""
-    main_starts = {m.start for m in maps if m.path == "[heap]"}
-    main = sum(m.size for m in maps if m.path == "[heap]")
-    heaps = used = 0
-    arena_starts: set[int] = set()
+def glibc_heaps(maps: list[Mapping], pagemap: str | None = None) -> GlibcHeaps:
+    """The heaps in ``maps``; with ``pagemap`` (/proc/PID/pagemap), their resident bytes
+    too (OSError when it cannot be read)."""
+    main_ranges = [(m.start, m.end) for m in maps if m.path == "[heap]"]
+    heaps = 0
+    arena_ranges: list[tuple[int, int]] = []
     for i, m in enumerate(maps):
         if m.path or m.start % HEAP_MAX_SIZE or not m.perms.startswith("rw"):
             continue
-        end, rw, j = m.end, m.size, i + 1
+        end, j = m.end, i + 1
         while (
             j < len(maps)
             and maps[j].start == end
@@ -64,32 +65,31 @@ def glibc_heaps(maps: list[Mapping], smaps: str | None = None) -> GlibcHeaps:
             j += 1
         if end - m.start == HEAP_MAX_SIZE or (m.size == HEAP_MAX_SIZE and j == i + 1):
             heaps += 1
-            used += rw
-            arena_starts.add(m.start)
-    if smaps is None:
+            arena_ranges.append((m.start, m.end))
+    main = sum(e - s for s, e in main_ranges)
+    used = sum(e - s for s, e in arena_ranges)
+    if pagemap is None:
         return GlibcHeaps(main, heaps, used)
-    resident = resident_by_start(smaps, main_starts | arena_starts)
-    return GlibcHeaps(
-        main,
-        heaps,
-        used,
-        sum(resident.get(s, 0) for s in main_starts),
-        sum(resident.get(s, 0) for s in arena_starts),
-    )
+    resident = resident_bytes(pagemap, main_ranges), resident_bytes(pagemap, arena_ranges)
+    return GlibcHeaps(main, heaps, used, *resident)
 
 
-def resident_by_start(smaps: str, starts: set[int]) -> dict[int, int]:
-    """Rss bytes of the mappings of /proc/PID/smaps that begin at one of ``starts``."""
-    found: dict[int, int] = {}
-    current: int | None = None
-    for line in smaps.splitlines():
-        head = line.split(maxsplit=1)[0] if line else ""
-        if "-" in head and not head.endswith(":"):
-            start = int(head.partition("-")[0], 16)
-            current = start if start in starts else None
-        elif current is not None and head == "Rss:":
-            found[current] = int(line.split()[1]) * 1024
-    return found
+_PRESENT = bytes(1 if i & 0x80 else 0 for i in range(256))  # bit 63 of a pagemap entry
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes(pagemap: str, ranges: list[tuple[int, int]]) -> int:
+    """Resident bytes in ``ranges`` by /proc/PID/pagemap: 8 bytes per page, bit 63 set
+    when the page is in RAM. Reads only these ranges (a heap's pages), where smaps would
+    walk every mapping of the process. OSError when it cannot be read."""
+    resident = 0
+    with open(pagemap, "rb", buffering=0) as f:
+        for start, end in ranges:
+            first, count = start // _PAGE, (end - start) // _PAGE
+            data = os.pread(f.fileno(), count * 8, first * 8)
+            # The top byte of each little-endian entry holds bit 63: count those >= 0x80.
+            resident += data[7::8].translate(_PRESENT).count(1)
+    return resident * _PAGE
 
 
 def jemalloc_background_threads(task_names: list[str]) -> int:
@@ -107,18 +107,22 @@ class Crypto:
 
 
 def crypto(maps: list[Mapping], env: MappingABC[str, str] | None, proc_root: str) -> Crypto:
-    paths = [m.path for m in maps if m.path.startswith("/")]
+    paths = list(dict.fromkeys(m.path for m in maps if m.path.startswith("/")))  # once each
     libcrypto = next((p for p in paths if re.match(r"libcrypto\.so", os.path.basename(p))), None)
     fips = next((p for p in paths if os.path.basename(p) == "fips.so"), None)
-    try:
-        kernel: bool | None = (
-            procfs.read_text("sys/crypto/fips_enabled", proc_root, "").strip() == "1"
-        )
-    except Exception:
-        kernel = None
+    kernel = kernel_fips_enabled(proc_root)
     conf = env.get("OPENSSL_CONF") if env is not None else None
     modules = env.get("OPENSSL_MODULES") if env is not None else None
     return Crypto(libcrypto, fips, conf, modules, kernel)
+
+
+@functools.lru_cache(maxsize=8)
+def kernel_fips_enabled(proc_root: str) -> bool | None:
+    """/proc/sys/crypto/fips_enabled, read once: it is set at boot (None if absent)."""
+    try:
+        return procfs.read_text("sys/crypto/fips_enabled", proc_root, "").strip() == "1"
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class NodeCollector(Collector):
         )
         resident = GaugeMetricFamily(
             "allocscope_process_glibc_heap_resident_bytes",
-            "glibc heap bytes resident (smaps), main ([heap]) and arenas",
+            "glibc heap bytes resident (pagemap), main ([heap]) and arenas",
             labels=(*LABELS, "heap"),
         )
         fragmentation = GaugeMetricFamily(

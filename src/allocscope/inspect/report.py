@@ -143,8 +143,9 @@ def inspect_process(
         unknowns.append(Unknown("memory", str(e)))
     glibc = None
     if maps is not None and alloc and alloc.name == "glibc":
-        smaps = attempt("smaps", lambda: proc.text("smaps"))
-        glibc = facts.glibc_heaps(maps, smaps)
+        pagemap = proc.path("pagemap")
+        glibc = attempt("heap residency", lambda: facts.glibc_heaps(maps, pagemap))
+        glibc = glibc or facts.glibc_heaps(maps)
     estimate = glibc.fragmentation_estimate(mem.anon_rss_bytes) if glibc and mem else None
     background = None
     if alloc and alloc.name == "jemalloc":
