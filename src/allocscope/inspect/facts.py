@@ -13,11 +13,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 
 from allocscope.inspect.procinfo import Mapping
-from allocscope.probe import procfs
-
-# glibc's non-main arenas live in heaps of HEAP_MAX_SIZE (64 MiB on 64-bit), mapped
-# aligned to that size: a read-write part that grows, and a PROT_NONE reserve after it.
-HEAP_MAX_SIZE = 64 * 2**20
+from allocscope.probe import held, procfs
 
 
 @dataclass(frozen=True)
@@ -45,47 +41,26 @@ class GlibcHeaps:
 def glibc_heaps(maps: list[Mapping], pagemap: str | None = None) -> GlibcHeaps:
     """The heaps in ``maps``; with ``pagemap`` (/proc/PID/pagemap), their resident bytes
     too (OSError when it cannot be read)."""
-    main_ranges = [(m.start, m.end) for m in maps if m.path == "[heap]"]
-    heaps = 0
-    arena_ranges: list[tuple[int, int]] = []
-    for i, m in enumerate(maps):
-        if m.path or m.start % HEAP_MAX_SIZE or not m.perms.startswith("rw"):
-            continue
-        end, j = m.end, i + 1
-        while (
-            j < len(maps)
-            and maps[j].start == end
-            and not maps[j].path
-            and end < m.start + HEAP_MAX_SIZE
-        ):
-            if maps[j].perms.startswith("---"):
-                end = maps[j].end
-            else:
-                break
-            j += 1
-        if end - m.start == HEAP_MAX_SIZE or (m.size == HEAP_MAX_SIZE and j == i + 1):
-            heaps += 1
-            arena_ranges.append((m.start, m.end))
-    main = sum(e - s for s, e in main_ranges)
-    used = sum(e - s for s, e in arena_ranges)
+    main, heaps = held.glibc_heaps([held.Region(m.start, m.end, m.perms, m.path) for m in maps])
+    sizes = sum(m.size for m in main), len(heaps), sum(m.size for m in heaps)
     if pagemap is None:
-        return GlibcHeaps(main, heaps, used)
-    resident = resident_bytes(pagemap, main_ranges), resident_bytes(pagemap, arena_ranges)
-    return GlibcHeaps(main, heaps, used, *resident)
+        return GlibcHeaps(*sizes)
+    resident = resident_bytes(pagemap, main), resident_bytes(pagemap, heaps)
+    return GlibcHeaps(*sizes, *resident)
 
 
 _PRESENT = bytes(1 if i & 0x80 else 0 for i in range(256))  # bit 63 of a pagemap entry
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def resident_bytes(pagemap: str, ranges: list[tuple[int, int]]) -> int:
+def resident_bytes(pagemap: str, ranges: list[held.Region]) -> int:
     """Resident bytes in ``ranges`` by /proc/PID/pagemap: 8 bytes per page, bit 63 set
     when the page is in RAM. Reads only these ranges (a heap's pages), where smaps would
     walk every mapping of the process. OSError when it cannot be read."""
     resident = 0
     with open(pagemap, "rb", buffering=0) as f:
-        for start, end in ranges:
-            first, count = start // _PAGE, (end - start) // _PAGE
+        for r in ranges:
+            first, count = r.start // _PAGE, r.size // _PAGE
             data = os.pread(f.fileno(), count * 8, first * 8)
             # The top byte of each little-endian entry holds bit 63: count those >= 0x80.
             resident += data[7::8].translate(_PRESENT).count(1)
