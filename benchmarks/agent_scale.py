@@ -50,6 +50,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def scrape(port: int) -> tuple[float, int, int]:
     """Seconds for one /metrics, its bytes, and its samples."""
     t = time.perf_counter()
@@ -99,7 +104,11 @@ def main() -> None:
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        time.sleep(3.0)  # the interpreters start, the agent binds
+        deadline = time.monotonic() + 120
+        while not listening(port):  # the interpreters start, the agent binds
+            if time.monotonic() > deadline or agent.poll() is not None:
+                raise SystemExit("the agent did not start listening")
+            time.sleep(0.2)
         users = sum(1 for n in os.listdir("/proc") if n.isdigit())
         print(f"processes: {args.processes} started, {users} pids on the machine; --top {args.top}")
         print(f"load average before: {loadavg()}")
