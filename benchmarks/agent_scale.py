@@ -28,6 +28,16 @@ import time
 import urllib.request
 
 from allocscope import libraries
+from allocscope.inspect import process_tree
+from allocscope.inspect.agent_limits import Limits
+
+# The agent shares one collection among scrapes within fresh_s: wait longer between timed
+# scrapes, so that each one pays for a collection of its own.
+APART = Limits().fresh_s + 0.2
+
+
+def interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signum)  # the finally below ends everything we started
 
 
 def kinds(jemalloc: str) -> list[tuple[list[str], dict[str, str]]]:
@@ -66,17 +76,26 @@ def scrape(port: int) -> tuple[float, int, int]:
 
 
 def status(pid: int) -> tuple[float, int]:
-    """VmRSS in MiB and the thread count of ``pid``."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        fields = dict(line.split(":", 1) for line in f)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
+    """VmRSS in MiB and the thread count of ``pid`` and its children (granian's worker
+    process runs the collector), summed."""
+    rss = threads = 0
+    for member in process_tree(pid):
+        with open(f"/proc/{member}/status", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        rss += int(fields["VmRSS"].split()[0])
+        threads += int(fields["Threads"])
+    return rss / 1024, threads
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time ``pid`` has used (load-independent, unlike wall time)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time ``pid`` and its children have used (load-independent,
+    unlike wall time)."""
+    ticks = 0
+    for member in process_tree(pid):
+        with open(f"/proc/{member}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def loadavg() -> str:
@@ -93,6 +112,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
     parser.add_argument("--churn", type=int, default=20, help="processes replaced per second")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)  # also when started in the background
     jemalloc = libraries.find("jemalloc") or "libjemalloc.so.2"
     shapes = kinds(jemalloc)
     python = ([sys.executable, "-c", "import time; time.sleep(3600)"], {})
@@ -114,8 +135,11 @@ def main() -> None:
         print(f"load average before: {loadavg()}")
         scrape(port)  # the first one fills the identity cache, as on a running agent
         cpu = cpu_seconds(agent.pid)
-        runs = [scrape(port) for _ in range(args.scrapes)]
-        cpu = (cpu_seconds(agent.pid) - cpu) / args.scrapes
+        runs = []
+        for _ in range(args.scrapes):
+            time.sleep(APART)
+            runs.append(scrape(port))
+        cpu = (cpu_seconds(agent.pid) - cpu) / args.scrapes  # idle between: next to nothing
         times = [r[0] for r in runs]
         print(
             f"scrape over HTTP: median {statistics.median(times) * 1000:.0f} ms, "
