@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from allocscope.inspect import inject, payload, ptrace
 from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
