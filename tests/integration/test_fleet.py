@@ -137,6 +137,9 @@ def test_an_empty_namespace_is_no_series(fleet: Fleet) -> None:
     proc = run_allocscope("fleet", "--prometheus", fleet.prometheus, "--namespace", "nope")
     assert proc.returncode == 32
     assert "no allocscope_process_allocator_info series in namespace 'nope'" in proc.stderr
+    # Quotes and backslashes are escaped into the selector, not into the query's syntax.
+    proc = run_allocscope("fleet", "--prometheus", fleet.prometheus, "--namespace", 'a"} or {x="\\')
+    assert proc.returncode == 32, proc.stderr
 
 
 def test_an_agent_is_not_a_prometheus(fleet: Fleet) -> None:
@@ -227,6 +230,8 @@ def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
     proc = run_allocscope("fleet", "--prometheus", "http://127.0.0.1:1",
                           "--bearer-token-file", str(tmp_path / "missing"))  # fmt: skip
     assert proc.returncode == 3 and "cannot read the token file" in proc.stderr
+    proc = run_allocscope("fleet", "--prometheus", "http://127.0.0.1:1", "--window", "1 hour")
+    assert proc.returncode == 2 and "--window: not a Prometheus duration" in proc.stderr
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

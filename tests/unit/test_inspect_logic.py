@@ -187,3 +187,13 @@ def test_an_unidentified_allocator_is_not_named_unknown_in_a_sentence() -> None:
     assert _counters_note("mimalloc") == (
         "mimalloc's own counters cannot be read from outside the process"
     )
+
+
+def test_jemalloc_background_threads_are_counted_by_thread_name(tmp_path: Path) -> None:
+    d = fake_process(tmp_path, 50)
+    for tid, comm in ((50, "python"), (51, "jemalloc_bg_thd"), (52, "jemalloc_bg_thd"), (53, "w")):
+        (d / "task" / str(tid)).mkdir(parents=True)
+        (d / "task" / str(tid) / "comm").write_text(comm + "\n")
+    names = procinfo.Proc(50, str(tmp_path)).thread_names()
+    assert facts.jemalloc_background_threads(names) == 2
+    assert facts.jemalloc_background_threads(["python\n", "jemalloc_bg_thd_x\n"]) == 0

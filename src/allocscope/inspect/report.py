@@ -149,7 +149,7 @@ def inspect_process(
     estimate = glibc.fragmentation_estimate(mem.anon_rss_bytes) if glibc and mem else None
     background = None
     if alloc and alloc.name == "jemalloc":
-        names = attempt("threads", lambda: _thread_names(proc))
+        names = attempt("threads", proc.thread_names)
         background = facts.jemalloc_background_threads(names) if names is not None else None
     counters = _counters_note(alloc.name if alloc else "unknown")
 
@@ -180,18 +180,6 @@ def inspect_process(
         kubernetes=pod,
         unknowns=tuple(unknowns),
     )
-
-
-def _thread_names(proc: Proc) -> list[str]:
-    """The comm of each thread (a thread that exits meanwhile is skipped)."""
-    names = []
-    for tid in os.listdir(proc.path("task")):
-        try:
-            with open(proc.path(f"task/{tid}/comm"), encoding="utf-8", errors="replace") as f:
-                names.append(f.read())
-        except FileNotFoundError:
-            continue
-    return names
 
 
 def _counters_note(name: str) -> str:
