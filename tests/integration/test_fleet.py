@@ -157,6 +157,16 @@ def test_nothing_listening_is_unreachable() -> None:
     assert f"cannot reach Prometheus at http://127.0.0.1:{port}" in proc.stderr
 
 
+def test_a_prometheus_that_never_answers_is_unreachable_after_the_timeout() -> None:
+    with socket.socket() as silent:  # accepts (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = run_allocscope("fleet", "--prometheus", url, "--timeout", "1")
+    assert proc.returncode == 30, proc.stderr
+    assert f"cannot reach Prometheus at {url}: timed out" in proc.stderr
+
+
 @contextmanager
 def lone_prometheus(web_config: str | None = None) -> Iterator[str]:
     """A real Prometheus that scrapes nothing (optionally behind basic auth)."""
