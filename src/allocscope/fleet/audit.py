@@ -121,37 +121,44 @@ def _escape(value: str) -> str:
 _WINDOW = re.compile(r"^[1-9][0-9]*[smhdw]$")
 
 
+# Per-process facts after the allocator: (PromQL, with {sel}, {rss} and {window} to fill;
+# the Process field it sets; how the sample's value becomes it).
+_FACTS: tuple[tuple[str, str, Callable[[float], object]], ...] = (
+    ("allocscope_process_allocator_conflict{sel}", "conflict", lambda v: v == 1),
+    ("allocscope_process_jemalloc_background_threads{sel}", "background_threads", int),
+    ("allocscope_process_libcrypto_mapped{sel}", "libcrypto", lambda v: v == 1),
+    ("allocscope_process_fips_provider_mapped{sel}", "fips_provider", lambda v: v == 1),
+    ("allocscope_process_memory_bytes{rss}", "rss_bytes", float),
+    ("delta(allocscope_process_memory_bytes{rss}[{window}])", "growth_bytes", float),
+    ("sum without (heap) (allocscope_process_glibc_heap_resident_bytes{sel})",
+     "heap_resident_bytes", float),
+    ("allocscope_process_glibc_fragmentation_estimate_ratio{sel}", "fragmentation", float),
+)  # fmt: skip
+
+
 def audit(prom: Prometheus, namespace: str | None, expect: Expectations) -> Audit:
+    """Every agent's processes (those with an allocator series), judged by workload."""
     if not _WINDOW.match(expect.window):
         raise UsageError(
             f"--window: not a Prometheus duration like 30m, 1h or 7d: {expect.window!r}"
         )
     nodes = {s.labels.get("instance", ""): s.labels.get("node", "") for s in
              prom.query("allocscope_agent_info")}  # fmt: skip
-    processes: dict[tuple[str, str], Process] = {}
-
-    def each(expr: str, apply: Callable[[Process, Sample], None]) -> None:
-        for s in prom.query(expr):
-            key = (s.labels.get("instance", ""), s.labels.get("pid", ""))
-            if key not in processes:
-                instance = key[0]
-                processes[key] = Process(
-                    node=nodes.get(instance) or instance,
-                    pid=key[1],
-                    command=s.labels.get("command", ""),
-                    namespace=s.labels.get("namespace", ""),
-                    pod=s.labels.get("pod", ""),
-                    container=s.labels.get("container", ""),
-                    workload=s.labels.get("workload", ""),
-                )
-            apply(processes[key], s)
-
     sel = _selector(namespace)
-
-    def allocator(p: Process, s: Sample) -> None:
-        p.allocator, p.version = s.labels.get("allocator", "unknown"), s.labels.get("version", "")
-
-    each(f"allocscope_process_allocator_info{sel}", allocator)
+    processes: dict[tuple[str, str], Process] = {}
+    for s in prom.query(f"allocscope_process_allocator_info{sel}"):
+        get = s.labels.get
+        processes[_key(s)] = Process(
+            node=nodes.get(get("instance", "")) or get("instance", ""),
+            pid=get("pid", ""),
+            command=get("command", ""),
+            namespace=get("namespace", ""),
+            pod=get("pod", ""),
+            container=get("container", ""),
+            workload=get("workload", ""),
+            allocator=get("allocator", "unknown"),
+            version=get("version", ""),
+        )
     if not processes:
         where = f" in namespace {namespace!r}" if namespace is not None else ""
         raise AllocscopeError(
@@ -159,39 +166,14 @@ def audit(prom: Prometheus, namespace: str | None, expect: Expectations) -> Audi
             " is it scraping the allocscope agents (deploy/agent/)?",
             exitcodes.NO_SERIES,
         )
-    known = set(processes)  # a process first seen below (no allocator series) is left out
-    each(
-        f"allocscope_process_allocator_conflict{sel}",
-        lambda p, s: setattr(p, "conflict", s.value == 1),
-    )
-    each(
-        f"allocscope_process_jemalloc_background_threads{sel}",
-        lambda p, s: setattr(p, "background_threads", int(s.value)),
-    )
-    each(
-        f"allocscope_process_libcrypto_mapped{sel}",
-        lambda p, s: setattr(p, "libcrypto", s.value == 1),
-    )
-    each(
-        f"allocscope_process_fips_provider_mapped{sel}",
-        lambda p, s: setattr(p, "fips_provider", s.value == 1),
-    )
-    rss = _selector(namespace, 'kind="rss"')
-    each(f"allocscope_process_memory_bytes{rss}", lambda p, s: setattr(p, "rss_bytes", s.value))
-    each(
-        f"delta(allocscope_process_memory_bytes{rss}[{expect.window}])",
-        lambda p, s: setattr(p, "growth_bytes", s.value),
-    )
-    each(
-        f"sum without (heap) (allocscope_process_glibc_heap_resident_bytes{sel})",
-        lambda p, s: setattr(p, "heap_resident_bytes", s.value),
-    )
-    each(
-        f"allocscope_process_glibc_fragmentation_estimate_ratio{sel}",
-        lambda p, s: setattr(p, "fragmentation", s.value),
-    )
+    fill = {"sel": sel, "rss": _selector(namespace, 'kind="rss"'), "window": expect.window}
+    for template, field_name, convert in _FACTS:
+        for s in prom.query(template.format(**fill)):
+            p = processes.get(_key(s))  # one that began since the first query is left out
+            if p is not None:
+                setattr(p, field_name, convert(s.value))
     groups: dict[tuple[str, str, str], Workload] = {}
-    for key in sorted(known, key=lambda k: (k[0], int(k[1]) if k[1].isdigit() else 0)):
+    for key in sorted(processes, key=lambda k: (k[0], int(k[1]) if k[1].isdigit() else 0)):
         p = processes[key]
         group = (
             ("kubernetes", p.namespace, p.workload or p.pod)
@@ -205,6 +187,11 @@ def audit(prom: Prometheus, namespace: str | None, expect: Expectations) -> Audi
     for w in workloads:
         w.findings = judge(w, expect)
     return Audit(prom.url, namespace, expect, tuple(sorted(set(nodes.values()) - {""})), workloads)
+
+
+def _key(s: Sample) -> tuple[str, str]:
+    """A process across queries: its agent (the scrape target) and its pid there."""
+    return s.labels.get("instance", ""), s.labels.get("pid", "")
 
 
 def _refs(processes: list[Process]) -> tuple[str, ...]:
