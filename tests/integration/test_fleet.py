@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import http.server
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -231,6 +233,54 @@ def test_basic_auth_is_sent_and_a_refusal_is_a_query_error(tmp_path: Path) -> No
                                "--basic-auth-password-file", str(tmp_path / "good"))  # fmt: skip
     assert wrong.returncode == 31 and "answered HTTP 401" in wrong.stderr
     assert right.returncode == 32  # let in: it holds no agent series
+
+
+def test_https_is_verified_against_the_ca_file(tmp_path: Path) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {tmp_path / 'cert.pem'}\n"
+        f"  key_file: {tmp_path / 'key.pem'}\n"
+    )
+    with lone_prometheus(str(config)) as url:
+        https = url.replace("http:", "https:")
+        unknown = run_allocscope("fleet", "--prometheus", https)
+        trusted = run_allocscope("fleet", "--prometheus", https, "--ca-file",
+                                 str(tmp_path / "cert.pem"))  # fmt: skip
+    assert unknown.returncode == 30 and "CERTIFICATE_VERIFY_FAILED" in unknown.stderr
+    assert trusted.returncode == 32, trusted.stderr  # verified, let in: no agent series
+
+
+def test_the_bearer_token_is_sent(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    (tmp_path / "token").write_text("t0ken\n")
+    with http.server.HTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = run_allocscope("fleet", "--prometheus", url, "--bearer-token-file",
+                              str(tmp_path / "token"))  # fmt: skip
+        server.shutdown()
+    assert proc.returncode == 32, proc.stderr
+    assert seen and set(seen) == {"Bearer t0ken"}
 
 
 def test_bad_flags_are_usage_errors(tmp_path: Path) -> None:
