@@ -33,12 +33,18 @@ MALLOC_VARIABLES = ("MALLOC_CONF", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
 
 
 def rss_by_pid(proc_root: str = "/proc") -> dict[int, int]:
-    """Resident bytes of every user process (kernel threads have 0 and are left out)."""
+    """Resident bytes of every user process (kernel threads have 0 and are left out).
+
+    Raw os.open/os.read: on a node of a thousand processes this runs a thousand times per
+    scrape, and a text file object costs twice as much."""
     found = {}
     for pid in all_pids(proc_root):
         try:
-            with open(f"{proc_root}/{pid}/statm", encoding="ascii") as f:
-                resident = int(f.read().split()[1]) * _PAGE
+            fd = os.open(f"{proc_root}/{pid}/statm", os.O_RDONLY)
+            try:
+                resident = int(os.read(fd, 256).split()[1]) * _PAGE
+            finally:
+                os.close(fd)
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         if resident:
