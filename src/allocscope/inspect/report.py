@@ -146,6 +146,10 @@ def inspect_process(
         pagemap = proc.path("pagemap")
         glibc = attempt("heap residency", lambda: facts.glibc_heaps(maps, pagemap))
         glibc = glibc or facts.glibc_heaps(maps)
+    if alloc is not None and alloc.emulated and glibc is not None:
+        glibc = None  # qemu emulates the program's brk with mappings of its own
+        why = "under qemu-user, [heap] is the emulator's, and the program's arenas are unmarked"
+        unknowns.append(Unknown("glibc heap", why))
     estimate = glibc.fragmentation_estimate(mem.anon_rss_bytes) if glibc and mem else None
     background = None
     if alloc and alloc.name == "jemalloc":
