@@ -104,8 +104,9 @@ def test_not_a_python_process() -> None:
     assert f"process {target.pid} (sleep) is not a CPython" in err
 
 
-def test_a_sleeping_main_thread_answers_at_once() -> None:
-    argv = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"]
+def test_a_sleeping_main_thread_answers_when_its_sleep_ends() -> None:
+    code = "import time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(1)\n"
+    argv = [sys.executable, "-c", code]
     with running(argv, lambda p: p.stdout is not None and p.stdout.readline() == b"ready\n") as t:
         code, doc, err = attach_json("--timeout", "5", str(t.pid))
         assert code == 0, err

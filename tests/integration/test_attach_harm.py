@@ -79,8 +79,10 @@ def test_a_second_attach_names_the_first() -> None:
              str(t.pid)], stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            seen = False  # the first's first hold (TracerPid) claims the target; then it waits
-            while not seen or _tracer(t.pid) != 0:
+            # The first's first hold (TracerPid) claims the target, then it waits 20 s; a
+            # hold lasts milliseconds, so the poll may miss it: 5 s is claim enough.
+            seen, until = False, time.monotonic() + 5
+            while (not seen and time.monotonic() < until) or _tracer(t.pid) != 0:
                 seen = seen or _tracer(t.pid) == first.pid
                 assert first.poll() is None
             second = run_allocscope("inspect", "--attach", "--timeout", "2", str(t.pid))

@@ -236,7 +236,15 @@ def _run(
             calls.call((libc["munmap"], addr, size))
             raise AttachUnsupported(f"process {pid}: the pending-call queue is full")
         try:
-            if calls.syscall in _WAITING and calls.call((python["PyGILState_Check"],)) == 0:
+            # Only in a process of one thread: with others, GIL code run there once
+            # deadlocked every thread inside the GIL's condition variable (a C loop held
+            # the GIL): the pending call then waits for the next bytecode boundary.
+            alone = len(os.listdir(f"/proc/{pid}/task")) == 1
+            if (
+                alone
+                and calls.syscall in _WAITING
+                and calls.call((python["PyGILState_Check"],)) == 0
+            ):
                 # Waiting in the kernel without the GIL: the thread runs the pending call
                 # now, rather than when its wait ends (a worker's select may last 15 s).
                 # It takes the GIL like any thread would, untraced: if another thread holds
