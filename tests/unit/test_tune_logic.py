@@ -218,8 +218,16 @@ def _race(names: list[str], seed: int = 5) -> search.Race:
     )
 
 
-RETAINED = {"base": 100.0, "good": 30.0, "better": 20.0, "slow": 10.0, "meh": 99.0, "crash": 1.0}
-CPU = {"base": 1.0, "good": 1.0, "better": 1.01, "slow": 1.5, "meh": 1.0, "crash": 1.0}
+RETAINED = {
+    "base": 100.0,
+    "ok": 50.0,
+    "good": 30.0,
+    "better": 20.0,
+    "slow": 10.0,
+    "meh": 99.0,
+    "crash": 1.0,
+}
+CPU = {"base": 1.0, "ok": 1.0, "good": 1.0, "better": 1.01, "slow": 1.5, "meh": 1.0, "crash": 1.0}
 
 
 def test_the_race_keeps_the_best_within_bounds_and_recommends_it() -> None:
@@ -267,9 +275,9 @@ def test_nothing_is_recommended_when_no_finalist_differs_significantly() -> None
 
 def test_max_runs_stops_the_race_with_its_reason_and_no_recommendation() -> None:
     measure, order = _fake_engine(RETAINED, CPU)
-    race = search.run(_race(["meh", "good", "better"]), search.Schedule(3), measure, max_runs=12)
-    assert race.stopped is not None and "--max-runs 12" in race.stopped
-    assert len(order) <= 12
+    race = search.run(_race(["meh", "good", "better"]), search.Schedule(3), measure, max_runs=11)
+    assert race.stopped is not None and "--max-runs 11" in race.stopped
+    assert len(order) <= 11
     assert recommend.decide(race, {}).recommendation is None
 
 
@@ -286,3 +294,14 @@ def test_the_snippets_carry_the_preload_the_settings_and_the_fork_hook() -> None
     arenas = setting.Setting("glibc", (("MALLOC_ARENA_MAX", 2),))
     plain = recommend.snippets(recommend.Recommendation(arenas, None, {}, None), kind="workload")
     assert "gunicorn" not in plain and "LD_PRELOAD" not in plain
+
+
+def test_a_tight_budget_shrinks_the_later_rounds_but_keeps_the_final_one() -> None:
+    measure, order = _fake_engine(RETAINED, CPU)
+    names = ["meh", "good", "better", "ok", "slow", "crash"]
+    # in full: a warm-up, 7 + 3*2 + 2*4 = 22 runs; 20 leave one candidate for rounds 2, 3
+    race = search.run(_race(names), search.Schedule(6), measure, max_runs=20)
+    assert race.stopped is None and len(order) == 20
+    (final,) = race.finalists()
+    assert len(final.counted()) == search.FINAL_RUNS
+    assert any(c.dropped == "ranked below the survivors (budget)" for c in race.candidates)

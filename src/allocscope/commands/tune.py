@@ -30,6 +30,7 @@ EPILOG = (
     "measured (continue with --resume DIR)."
 )
 DEFAULT_BUDGET = "20m"
+BUDGET_SHARE = 0.8  # of the budget the schedule is sized for: runs slow down on a busy machine
 # Arguments a resumed tune takes from the first one (the target and the search).
 _KEPT = (
     "workload",
@@ -310,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
                 warm = measure([(baseline, 0)])
                 race.measuring_s += time.monotonic() - began
             per_run = max(0.5, max(r.duration_s for r in warm))
-            affordable = int(budget / per_run)
+            affordable = int(budget / per_run * BUDGET_SHARE)
             if args.max_runs is not None:
                 affordable = min(affordable, args.max_runs)
             schedule = search.fit(affordable, len(cands))

@@ -165,6 +165,39 @@ def _failure(c: Candidate) -> str:
     return f"every run failed: {why}" + (f" | stderr: {' / '.join(tail)}" if tail else "")
 
 
+def _left(n: int, i: int, before: int) -> int:
+    """Runs from round ``i`` to the end with ``n`` candidates in it (and the baseline)."""
+    total, size = 0, n
+    for upto in TOTALS[i:]:
+        total += (size + 1) * (upto - before)
+        before, size = upto, max(1, math.ceil(size / ETA))
+    return total
+
+
+def _over_runs(n: int, i: int, before: int, spent: int, max_runs: int | None) -> bool:
+    return max_runs is not None and spent + _left(n, i, before) > max_runs
+
+
+def _fitting(
+    n: int,
+    i: int,
+    before: int,
+    spent: int,
+    started: float,
+    deadline: float | None,
+    max_runs: int | None,
+) -> int:
+    """The most candidates (up to ``n``) the rest of the search can take within the runs
+    and the time left, at the pace of the runs so far; 0 when not even one fits."""
+    now = time.monotonic()
+    per_run = (now - started) / spent if spent else 0.0
+    for size in range(n, 0, -1):
+        late = deadline is not None and now + per_run * _left(size, i, before) > deadline
+        if not late and not _over_runs(size, i, before, spent, max_runs):
+            return size
+    return 0
+
+
 Measure = Callable[[list[tuple[Variant, int]]], list[RunRecord]]
 Say = Callable[[str], None]
 
@@ -224,16 +257,23 @@ def run(
         for c in race.alive():
             if c not in alive:
                 c.dropped, c.round_left = "ranked below the survivors", i
-        add = upto - before
-        runs_needed = (len(alive) + 1) * add
-        if max_runs is not None and spent + runs_needed > max_runs:
-            race.stopped = f"--max-runs {max_runs} reached before round {i + 1}"
-            break
-        if deadline is not None and spent and i:
-            per_run = (time.monotonic() - started) / spent
-            if time.monotonic() + per_run * runs_needed > deadline:
-                race.stopped = f"--budget spent before round {i + 1} (~{per_run:.1f} s a run)"
+        if i:  # shrink this round (the final one too) to what is left to spend
+            fits = _fitting(len(alive), i, before, spent, started, deadline, max_runs)
+            if fits == 0:
+                spent_what = (
+                    "--max-runs" if _over_runs(1, i, before, spent, max_runs) else "--budget"
+                )
+                race.stopped = f"{spent_what} spent before round {i + 1}"
                 break
+            for c in alive[fits:]:
+                c.dropped, c.round_left = "ranked below the survivors (budget)", i
+            alive = alive[:fits]
+        elif (
+            max_runs is not None and spent + (len(alive) + 1) * upto + _left(1, 1, upto) > max_runs
+        ):
+            race.stopped = f"--max-runs {max_runs} is too few for round 1"
+            break
+        add = upto - before
         say(f"round {i + 1}/{len(TOTALS)}: {len(alive)} candidates, {add} run(s) each, "
             "with the baseline, in a seeded order")  # fmt: skip
         batch([race.baseline, *(c.variant for c in alive)], before + 1, add)
