@@ -305,3 +305,24 @@ def test_a_tight_budget_shrinks_the_later_rounds_but_keeps_the_final_one() -> No
     (final,) = race.finalists()
     assert len(final.counted()) == search.FINAL_RUNS
     assert any(c.dropped == "ranked below the survivors (budget)" for c in race.candidates)
+
+
+def test_round_one_stops_at_its_share_of_the_budget_and_the_final_round_still_runs() -> None:
+    # A clock that advances 1 s per measured run: 30 candidates sized for fast runs, but
+    # the budget (40 s) lets round 1 take 20 s: it stops after two slices, baseline first.
+    now = [0.0]
+    inner, order = _fake_engine({**RETAINED, **{f"c{i}": 90.0 - i for i in range(30)}},
+                                {**CPU, **{f"c{i}": 1.0 for i in range(30)}})  # fmt: skip
+
+    def measure(batch: list[tuple[Variant, int]]) -> list[RunRecord]:
+        now[0] += len(batch)
+        return inner(batch)
+
+    race = _race([f"c{i}" for i in range(30)])
+    search.run(race, search.Schedule(30), measure, deadline=40.0, clock=lambda: now[0])
+    first_round = [n for n, r in order if r == 1]
+    assert first_round[0] == "base" and len(first_round) == 2 * search.CHUNK
+    unmeasured = [c for c in race.candidates if not c.runs]
+    assert unmeasured and all("not measured" in (c.dropped or "") for c in unmeasured)
+    (final,) = race.finalists()  # the time left took one candidate to the end
+    assert len(final.counted()) == search.FINAL_RUNS and now[0] <= 40.0

@@ -14,11 +14,14 @@ import random
 import secrets
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocscope import exitcodes
 from allocscope.bench import target_options, workloads
 from allocscope.errors import AllocscopeError
+
+if TYPE_CHECKING:  # the search needs psutil ([bench]); the parser must not
+    from allocscope.tune.session import Plan
 
 HELP = "search allocator settings on your workload or service and recommend one, with proof"
 EPILOG = (
@@ -30,7 +33,6 @@ EPILOG = (
     "measured (continue with --resume DIR)."
 )
 DEFAULT_BUDGET = "20m"
-BUDGET_SHARE = 0.8  # of the budget the schedule is sized for: runs slow down on a busy machine
 # Arguments a resumed tune takes from the first one (the target and the search).
 _KEPT = (
     "workload",
@@ -204,22 +206,20 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
     return argparse.Namespace(**merged), list(old.runs), old.created
 
 
-def run(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace) -> Plan:
+    """Every check that needs no run, in the order a user would fix them."""
     from allocscope.bench import variants
     from allocscope.bench.options import PlanError
-    from allocscope.bench.runner import Interrupted, stop_on_signals
     from allocscope.bench.target_options import parse_duration
-    from allocscope.commands.compare import check_out
-    from allocscope.tune import document, objective, recommend, search, setting, space
+    from allocscope.tune import objective, search, session, setting, space
 
-    known: list[Any] = []
+    known: tuple[Any, ...] = ()
     created = None
     if args.resume:
-        args, known, created = _resumed(args)
-        args.out = args.resume
+        args, runs, created = _resumed(args)
+        known = tuple(runs)
     target = _target(args)
     kind = target.kind
-    # ---- everything checked before the first run ----
     goal = objective.figure(kind, args.objective or objective.default_objective(kind))
     bounds = objective.parse_bounds(
         args.bound or objective.DEFAULT_BOUNDS, kind, given=args.bound is not None
@@ -249,173 +249,63 @@ def run(args: argparse.Namespace) -> int:
         raise TuneError(f"--baseline {baseline.name}: {baseline.unavailable}")
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     args.seed = seed
-    base_setting = setting.Setting(baseline.allocator, ())
-    found = variants.Libraries()
-    settings = setting.sample(
-        proof.space,
-        search.FIRST_MAX,
-        random.Random(seed),
-        skip=[base_setting] if not baseline.env else [],
-    )
+    skip = [setting.Setting(baseline.allocator, ())] if not baseline.env else []
+    settings = setting.sample(proof.space, search.FIRST_MAX, random.Random(seed), skip=skip)
     if not settings:
         raise TuneError("the space holds no setting besides the baseline: nothing to search")
-    by_name = {s.name: s for s in settings}
-    cands = [search.Candidate(s.variant(found)) for s in settings]
-    cands = [c for c in cands if c.variant.available]
-    out = args.out or os.path.join("tune", time.strftime("%Y%m%d-%H%M%S"))
+    return session.Plan(
+        target=target,
+        objective=goal,
+        bounds=bounds,
+        baseline=baseline,
+        settings=tuple(settings),
+        proof=proof,
+        seed=seed,
+        budget_s=budget,
+        budget_text=args.budget,
+        max_runs=args.max_runs,
+        out=args.resume or args.out or os.path.join("tune", time.strftime("%Y%m%d-%H%M%S")),
+        record={k: v for k, v in vars(args).items() if k in _KEPT},
+        known=known,
+        created=created,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from allocscope.commands.compare import check_out
+    from allocscope.tune import recommend, render, session
+
+    plan = _plan(args)
     if not args.resume:
-        code = check_out("tune", out, force=args.force)
+        code = check_out("tune", plan.out, force=args.force)
         if code != exitcodes.OK:
             return code
-    race = search.Race(baseline, cands, goal, bounds, seed, target.workload)
-    tune_info: dict[str, Any] = {
-        "args": {k: v for k, v in vars(args).items() if k in _KEPT},
-        "space": proof.space.to_dict(),
-        "refused": proof.refused,
-        "missing": proof.missing,
-        "budget_s": budget,
-        "max_runs": args.max_runs,
-        "specs": {s.name: s.spec() for s in settings},
-    }
-    config = {**target.config(), "tune": {"objective": goal.name, "budget_s": budget}}
-    runs: list[Any] = []
-    started = time.monotonic()
-
-    def heard(run_: Any) -> None:
-        runs.append(run_)
-        if not args.quiet:
-            from allocscope.report.progress import describe
-
-            left = max(0.0, budget - (time.monotonic() - started))
-            _say(args, f"  [{len(runs)}] {run_.variant}: {describe(run_)} ({left:.0f} s left)")
-
-    def measure(batch: list[Any]) -> list[Any]:
-        return list(target.run(batch, heard))
-
-    def saved() -> None:
-        document.save(
-            document.build(race, [*known, *runs], config=config, tune=tune_info, created=created),
-            out,
-        )
-
-    # The budget in runs comes from one warm-up of the baseline (a few seconds).
-    warm = [r for r in known if r.variant == baseline.name and r.repeat == 0]
-    interrupted = None
-    try:
-        with stop_on_signals():
-            if not warm:
-                began = time.monotonic()
-                _say(
-                    args, f"warm-up: {baseline.name} (to size the search to --budget {args.budget})"
-                )
-                warm = measure([(baseline, 0)])
-                race.measuring_s += time.monotonic() - began
-            per_run = max(0.5, max(r.duration_s for r in warm))
-            affordable = int(budget / per_run * BUDGET_SHARE)
-            if args.max_runs is not None:
-                affordable = min(affordable, args.max_runs)
-            schedule = search.fit(affordable, len(cands))
-            if schedule is None:
-                raise TuneError(
-                    f"--budget {args.budget} is too small for one search: a run takes "
-                    f"~{per_run:.1f} s and the smallest search takes {smallest} runs "
-                    f"(~{smallest * per_run:.0f} s)"
-                )
-            race.candidates = cands[: schedule.first]
-            tune_info["schedule"] = {
-                "first": schedule.first,
-                "sizes": schedule.sizes(),
-                "runs": schedule.runs(),
-                "per_run_s": round(per_run, 2),
-            }
-            _say(
-                args,
-                f"searching {schedule.first} of {proof.space.size()} settings "
-                f"(rounds of {schedule.sizes()} candidates, ~{schedule.runs()} runs, seed {seed})",
-            )
-            search.run(
-                race,
-                schedule,
-                measure,
-                known=[*known, *warm],
-                deadline=started + budget,
-                max_runs=args.max_runs,
-                say=lambda line: _say(args, line),
-                saved=saved,
-            )
-    except Interrupted as e:
-        interrupted = (e.args[0], e.exit_code)
-    decision = recommend.decide(race, by_name)
-    tune_info["duration_s"] = round(time.monotonic() - started, 1)
-    tune_info["runs_measured"] = len(runs)
-    tune_info["measuring_s"] = round(race.measuring_s, 1)  # the rest is the search's own
-    results = document.build(
-        race, [*known, *runs], config=config, tune=tune_info, created=created, decision=decision
-    )
-    document.save(results, out)
-    written = [os.path.join(out, document.FILE)]
+    outcome = session.execute(plan, lambda line: _say(args, line))
+    race, decision = outcome.race, outcome.decision
+    written = [os.path.join(plan.out, "results.json")]
     rec = decision.recommendation
     if args.chart and race.finalists():
         from allocscope.tune import pareto
 
         try:
-            written += pareto.write(
-                race, rec.setting.name if rec else None, os.path.join(out, "pareto")
-            )
+            stem = os.path.join(plan.out, "pareto")
+            written += pareto.write(race, rec.setting.name if rec else None, stem)
         except ModuleNotFoundError:
             _say(args, "allocscope tune: no chart: matplotlib is not installed ([report] extra)")
-    _print_table(race, decision)
+    render.print_table(race, decision)
     if rec is not None:
         print()
-        print(recommend.snippets(rec, kind=kind))
+        print(recommend.snippets(rec, kind=plan.target.kind))
     print(f"\nwrote {', '.join(written)}")
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
-    if interrupted is not None:
-        _say(
-            args,
-            f"allocscope tune: stopped by {interrupted[0]}: what was measured is in {out}; "
-            f"continue with --resume {out}",
-        )
-        return interrupted[1]
+    if outcome.interrupted is not None:
+        name, code = outcome.interrupted
+        _say(args, f"allocscope tune: stopped by {name}: what was measured is in {plan.out}; "
+                   f"continue with --resume {plan.out}")  # fmt: skip
+        return code
     if not any(r.counts for r in race.base_runs):
-        print(
-            f"allocscope tune: the baseline {baseline.name} never ran successfully", file=sys.stderr
+        raise TuneError(
+            f"the baseline {plan.baseline.name} never ran successfully", exitcodes.RUN_FAILED
         )
-        return exitcodes.RUN_FAILED
     return exitcodes.OK
-
-
-def _print_table(race: Any, decision: Any) -> None:
-    figures = [race.objective.name, *(b.figure.name for b in race.bounds)]
-    figures = list(dict.fromkeys([*figures, "throughput"]))
-    rec = decision.recommendation.setting.name if decision.recommendation else None
-    ranked = race.finalists() + sorted(
-        (c for c in race.candidates if c not in race.finalists() and c.ratios),
-        key=lambda c: (-(c.round_left or 0), race.score(c)),
-    )
-    print(
-        f"\nallocscope tune: {race.workload}, baseline {race.baseline.name}, "
-        f"{len(race.base_runs)} baseline runs, seed {race.seed}"
-    )
-    head = f"{'candidate':<58} {'runs':>4}  " + "  ".join(f"{f:<30}" for f in figures)
-    print(head)
-    for c in ranked[:25]:
-        cells = []
-        for f in figures:
-            r = c.ratios.get(f)
-            cells.append(
-                f"{'-':<30}"
-                if r is None
-                else f"{f'x{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] {r.verdict}':<30}"
-            )
-        mark = (
-            "  <- recommended"
-            if c.name == rec
-            else (f"  (dropped: {c.dropped})" if c.dropped else "")
-        )
-        print(f"{c.name[:58]:<58} {len(c.counted()):>4}  " + "  ".join(cells) + mark)
-    failed = [c for c in race.candidates if c.dropped and c.dropped.startswith("every run failed")]
-    for c in failed:
-        print(f"failed: {c.name}: {c.dropped}")
-    print(f"\n{decision.reason}")

@@ -40,6 +40,8 @@ TOTALS = (1, 3, 7)  # runs per candidate after each round; the last is the final
 FINAL_RUNS = TOTALS[-1]
 EARLY_SLACK = {1: 0.10, 3: 0.05}  # how far past a bound a candidate may be, by runs so far
 FIRST_MAX = 90  # candidates in round 1 at most
+CHUNK = 10  # round 1 runs in slices of this many runs, checking the time between them
+ROUND_ONE_SHARE = 0.5  # of the budget round 1 may spend, if runs turn out slower than sized
 
 
 @dataclass(frozen=True)
@@ -183,16 +185,15 @@ def _fitting(
     i: int,
     before: int,
     spent: int,
-    started: float,
-    deadline: float | None,
+    elapsed: float,
+    time_left: float | None,
     max_runs: int | None,
 ) -> int:
     """The most candidates (up to ``n``) the rest of the search can take within the runs
     and the time left, at the pace of the runs so far; 0 when not even one fits."""
-    now = time.monotonic()
-    per_run = (now - started) / spent if spent else 0.0
+    per_run = elapsed / spent if spent else 0.0
     for size in range(n, 0, -1):
-        late = deadline is not None and now + per_run * _left(size, i, before) > deadline
+        late = time_left is not None and per_run * _left(size, i, before) > time_left
         if not late and not _over_runs(size, i, before, spent, max_runs):
             return size
     return 0
@@ -212,6 +213,7 @@ def run(
     max_runs: int | None = None,
     say: Say = lambda line: None,
     saved: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Race:
     """Race the candidates through the schedule. ``known`` runs (a resumed search) are
     taken instead of measured again: the seeded order replays the same batches."""
@@ -227,7 +229,10 @@ def run(
             elif r.variant in by_name:
                 by_name[r.variant].runs.append(r)
 
-    def batch(variants: list[Variant], first: int, count: int) -> None:
+    def batch(
+        variants: list[Variant], first: int, count: int, enough: Callable[[], bool] | None = None
+    ) -> None:
+        """Measure in slices of CHUNK runs; ``enough`` (round 1) may end it early."""
         nonlocal spent
         pairs: list[tuple[Variant, int]] = []
         for repeat in range(first, first + count):
@@ -235,19 +240,30 @@ def run(
             pairs += [(v, repeat) for v in order]
         take([have[(v.name, rep)] for v, rep in pairs if (v.name, rep) in have])
         todo = [(v, rep) for v, rep in pairs if (v.name, rep) not in have]
-        if todo:
-            began = time.monotonic()
+        if enough is not None:  # the baseline first: a round cut short still has it
+            todo.sort(key=lambda pair: pair[0] is not race.baseline)
+        for at in range(0, len(todo), CHUNK if enough else max(1, len(todo))):
+            if at and enough is not None and enough():
+                break
+            chunk = todo[at : at + (CHUNK if enough else len(todo))]
+            began = clock()
             try:
-                take(measure(todo))
+                take(measure(chunk))
             except Interrupted as e:  # what was measured is kept (and saved by the caller)
                 take(e.runs)
                 raise
             finally:
-                race.measuring_s += time.monotonic() - began
-            spent += len(todo)
+                race.measuring_s += clock() - began
+            spent += len(chunk)
             saved()
 
-    started = time.monotonic()
+    def round_one_spent() -> bool:
+        """Round 1 may take ROUND_ONE_SHARE of the budget: the later rounds need the rest."""
+        if deadline is None:
+            return False
+        return clock() - started > ROUND_ONE_SHARE * (deadline - started)
+
+    started = clock()
     batch([race.baseline], 0, 1)  # the warm-up
     before = 0
     sizes = schedule.sizes()
@@ -258,7 +274,15 @@ def run(
             if c not in alive:
                 c.dropped, c.round_left = "ranked below the survivors", i
         if i:  # shrink this round (the final one too) to what is left to spend
-            fits = _fitting(len(alive), i, before, spent, started, deadline, max_runs)
+            fits = _fitting(
+                len(alive),
+                i,
+                before,
+                spent,
+                clock() - started,
+                deadline - clock() if deadline is not None else None,
+                max_runs,
+            )
             if fits == 0:
                 spent_what = (
                     "--max-runs" if _over_runs(1, i, before, spent, max_runs) else "--budget"
@@ -276,11 +300,18 @@ def run(
         add = upto - before
         say(f"round {i + 1}/{len(TOTALS)}: {len(alive)} candidates, {add} run(s) each, "
             "with the baseline, in a seeded order")  # fmt: skip
-        batch([race.baseline, *(c.variant for c in alive)], before + 1, add)
+        batch(
+            [race.baseline, *(c.variant for c in alive)],
+            before + 1,
+            add,
+            enough=None if i else round_one_spent,
+        )
         before = upto
         for c in alive:
             c.ratios = race.judge(c)
-            if not c.counted():
+            if not c.runs:
+                c.dropped, c.round_left = "not measured: round 1 had spent its share of --budget", 1
+            elif not c.counted():
                 c.dropped, c.round_left = _failure(c), i + 1
             elif (broken := race.broken_bound(c, final=final)) is not None:
                 c.dropped, c.round_left = broken, i + 1
