@@ -31,7 +31,7 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests examples container/check-lock.py container/sbom.py $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
@@ -60,4 +60,4 @@ examples: image
 test: lint typecheck image examples pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci
