@@ -21,6 +21,7 @@ from allocscope.bench import target_options, workloads
 from allocscope.errors import AllocscopeError
 
 if TYPE_CHECKING:  # the search needs psutil ([bench]); the parser must not
+    from allocscope.tune.measure import Target
     from allocscope.tune.session import Plan
 
 HELP = "search allocator settings on your workload or service and recommend one, with proof"
@@ -139,8 +140,9 @@ def _say(args: argparse.Namespace, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _target(args: argparse.Namespace) -> Any:
+def _target(args: argparse.Namespace) -> Target:
     from allocscope.bench.options import PlanError, parse_settle
+    from allocscope.bench.target import TargetError
     from allocscope.tune import measure
 
     if args.command and args.serve is not None:
@@ -186,9 +188,7 @@ def _target(args: argparse.Namespace) -> Any:
             timeout=args.timeout or 120.0,
             interval=args.interval,
         )
-    except (PlanError, workloads.WorkloadError) as e:
-        raise TuneError(str(e)) from None
-    except ValueError as e:  # TargetError
+    except (PlanError, workloads.WorkloadError, TargetError) as e:
         raise TuneError(str(e)) from None
 
 

@@ -27,7 +27,8 @@ Heard = Callable[[RunRecord], None]
 
 
 class Target(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     @property
     def workload(self) -> str: ...
