@@ -146,7 +146,7 @@ class Race:
             if r is None:
                 continue
             if final:
-                broken = not b.holds(r.ratio) and r.verdict == "significant"
+                broken = b.broken(r)
             else:
                 slack = EARLY_SLACK.get(r.n, EARLY_SLACK[3])
                 seen = r.high if b.op == ">=" else r.low
