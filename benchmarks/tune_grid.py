@@ -4,9 +4,9 @@ tune's own overhead per run, the gap to the grid's best and whether the seeds ag
 
 The grid is one ``allocscope compare`` of every setting of the space against the baseline
 (``--repeats N``); its best is the lowest objective ratio that breaks no bound, judged as
-tune judges them (``Bound.broken``). Both are measured on this machine at the same time of day: the gap
-is read from the grid's own figures (the recommendation's ratio in the grid minus the
-best ratio in the grid), so the two measurements do not mix.
+tune judges them (``Bound.broken``). The gap is read from the grid's own figures (the
+recommendation's ratio in the grid minus the best ratio in the grid), so the two
+measurements do not mix.
 
     .venv/bin/python benchmarks/tune_grid.py --space benchmarks/tune_space_small.toml \\
         --budget 6m -- -w fragment
