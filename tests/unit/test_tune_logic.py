@@ -345,3 +345,11 @@ def test_a_bound_is_broken_only_by_a_slowdown_compare_calls_significant(
     assert (near.dropped is None) is kept, near.dropped
     if not kept:
         assert "breaks throughput>=0.95" in (near.dropped or "") and near.round_left == 3
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_figures() -> None:
+    from allocscope.tune import pareto
+
+    pts = [("a", 0.2, 0.8, True), ("b", 0.3, 1.4, True), ("c", 0.5, 1.0, False),
+           ("d", 1.1, 1.5, False), ("e", 0.3, 1.2, False)]  # fmt: skip
+    assert [p[0] for p in pareto.front(pts)] == ["a", "b", "d"]
