@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
 from allocscope.inspect.errors import NoSuchProcess, NotInspectable
 from allocscope.inspect.procinfo import all_pids
@@ -22,16 +25,21 @@ HELP = "inspect running processes (any language): allocator, memory, crypto, con
 MAX_SECONDS = 86_400.0  # a day: past it time.sleep and deadlines overflow (inf, 1e308)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}: {text!r}"
-        )
-    return value
+def _seconds(flag: str) -> Callable[[str], float]:
+    """A flag's seconds: above 0, at most a day; otherwise bad input (exit 3, as README)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= MAX_SECONDS:
+            raise AllocscopeError(
+                f"{flag} {text!r}: must be a number of seconds above 0 and at most {MAX_SECONDS:g}"
+            )
+        return value
+
+    return parse
 
 
 def _count(text: str) -> int:
@@ -40,7 +48,7 @@ def _count(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: {text!r}")
+        raise AllocscopeError(f"--count {text!r}: must be a whole number, at least 1")
     return value
 
 
@@ -53,7 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help=f"print {SCHEMA} JSON")
     out.add_argument("--human", action="store_true", help="a readable page (the default)")
     parser.add_argument(
-        "--watch", type=_seconds, metavar="SECONDS", help="a timeline: inspect every SECONDS"
+        "--watch",
+        type=_seconds("--watch"),
+        metavar="SECONDS",
+        help="a timeline: inspect every SECONDS",
     )
     parser.add_argument(
         "--count", type=_count, metavar="N", help="with --watch: stop after N rounds"
@@ -70,7 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --attach: release free memory, report before/after",
     )
     parser.add_argument(
-        "--timeout", type=_seconds, default=10.0, help="with --attach: seconds to wait (10)"
+        "--timeout",
+        type=_seconds("--timeout"),
+        default=10.0,
+        help="with --attach: seconds to wait (10)",
     )
     parser.add_argument("--proc", default="/proc", help=argparse.SUPPRESS)  # fake trees in tests
     parser.epilog = (
@@ -78,8 +92,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "CAP_SYS_PTRACE for its maps and environ. Exit codes: 0 ok, 1 two allocators mapped "
         "in a process (a failure), 2 usage, 3 no such process or not a pid, 20 a kernel "
         "thread, a zombie, or a process that exited while being read; --attach: 21 not a "
-        "CPython (or not x86-64, or the probe failed inside), 22 ptrace not permitted, 23 "
-        "no answer within --timeout."
+        "CPython (or not x86-64 without sys.remote_exec, or the probe failed inside), 22 ptrace "
+        "not permitted or another tracer, 23 no answer within --timeout; --watch ends with 0 "
+        "when every process has ended."
     )
 
 
@@ -113,17 +128,14 @@ def _reports(
 def run(args: argparse.Namespace) -> int:
     pids = _pids(args)
     if isinstance(pids, str):
-        print(f"allocscope inspect: {pids}", file=sys.stderr)
-        return exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        code = exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        raise AllocscopeError(pids, code)
     if args.count is not None and args.watch is None:
-        print("allocscope inspect: --count needs --watch", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--count needs --watch")
     if args.trim and not args.attach:
-        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--trim needs --attach")
     if args.attach and (args.all or args.watch is not None):
-        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--attach takes PIDs (not --all or --watch)")
     if args.attach:
         return _attach(args, pids)
     if args.watch is not None:
@@ -148,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     """Passive report and the probe run inside, per PID; the first failure's exit code."""
-    from allocscope.bench.runner import stop_on_signals
     from allocscope.inspect.attach import SCHEMA as ATTACH_SCHEMA
     from allocscope.inspect.attach import attach
 
@@ -156,7 +167,7 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     for pid in pids:
         try:
             report = inspect_process(pid, args.proc)
-            with stop_on_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
+            with _stop_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
                 inside = attach(pid, trim=args.trim, timeout=args.timeout)
         except InspectError as e:
             print(f"allocscope inspect: {e}", file=sys.stderr)
@@ -171,6 +182,27 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
         if report.failed:
             code = code or exitcodes.CHECK_FAILED
     return code
+
+
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise as SIGINT does (bench.runner has the same, but needs psutil)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _watch(args: argparse.Namespace, pids: list[int]) -> int:

@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from allocscope import exitcodes
-from allocscope.bench import target_options, workloads
+from allocscope.bench import workloads
+from allocscope.commands import flags
 from allocscope.errors import AllocscopeError
 
 if TYPE_CHECKING:  # the search needs psutil ([bench]); the parser must not
@@ -76,7 +77,7 @@ class TuneError(AllocscopeError, ValueError):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    target_options.add_arguments(parser)
+    flags.add_target_arguments(parser)
     w = parser.add_argument_group("built-in workload")
     w.add_argument("--workload", "-w", metavar="NAME", help=", ".join(workloads.NAMES))
     w.add_argument("--scale", type=float, default=1.0, help="multiply the workload's iterations")
@@ -141,13 +142,12 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 
 def _target(args: argparse.Namespace) -> Target:
-    from allocscope.bench.options import PlanError, parse_settle
-    from allocscope.bench.target import TargetError
+    from allocscope.bench.plan import SERVICE_SETTLE, PlanError, parse_settle
     from allocscope.tune import measure
 
     if args.command and args.serve is not None:
         raise TuneError("give either -- CMD or --serve, not both", exitcodes.USAGE)
-    wants = target_options.wants_target(args)
+    wants = flags.wants_target(args)
     if wants and args.workload:
         raise TuneError(
             "-w chooses a built-in workload; with -- CMD or --serve, leave it out", exitcodes.USAGE
@@ -164,9 +164,10 @@ def _target(args: argparse.Namespace) -> Target:
         if args.serve is not None:
             from allocscope.bench import serve_target
 
-            opts = target_options.serve_options(args)
+            opts = flags.service_from(args)
             serve_target.check(opts)
-            return measure.Service(opts=opts, interval=max(args.interval, 0.1))
+            idle = parse_settle(args.idle, "--idle") if args.idle else SERVICE_SETTLE
+            return measure.Service(opts=opts, interval=max(args.interval, 0.1), settle=idle)
         if wants:
             from allocscope.bench import target
 
@@ -188,7 +189,7 @@ def _target(args: argparse.Namespace) -> Target:
             timeout=args.timeout or 120.0,
             interval=args.interval,
         )
-    except (PlanError, workloads.WorkloadError, TargetError) as e:
+    except (PlanError, workloads.WorkloadError) as e:
         raise TuneError(str(e)) from None
 
 
@@ -209,8 +210,7 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
 def _plan(args: argparse.Namespace) -> Plan:
     """Every check that needs no run, in the order a user would fix them."""
     from allocscope.bench import variants
-    from allocscope.bench.options import PlanError
-    from allocscope.bench.target_options import parse_duration
+    from allocscope.bench.plan import PlanError, parse_duration
     from allocscope.tune import objective, search, session, setting, space
 
     known: tuple[Any, ...] = ()
@@ -272,14 +272,12 @@ def _plan(args: argparse.Namespace) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocscope.commands.compare import check_out
+    from allocscope.report.bundle import check_out
     from allocscope.tune import recommend, render, session
 
     plan = _plan(args)
     if not args.resume:
-        code = check_out("tune", plan.out, force=args.force)
-        if code != exitcodes.OK:
-            return code
+        check_out(plan.out, force=args.force)
     outcome = session.execute(plan, lambda line: _say(args, line))
     race, decision = outcome.race, outcome.decision
     written = [os.path.join(plan.out, "results.json")]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 
+from allocscope import userfile
 from allocscope.bench import results as results_mod
 from allocscope.bench.results import Results
+from allocscope.errors import AllocscopeError
 from allocscope.report import table
 
 RESULTS = "results.json"
@@ -32,6 +35,26 @@ def occupied(directory: str, *, data: bool = True) -> list[str]:
     return [n for n in names if os.path.lexists(os.path.join(directory, n))]
 
 
+def check_out(directory: str, *, force: bool, data: bool = True) -> None:
+    """Refuse a directory that already holds results (unless ``force``), or cannot be
+    written (AllocscopeError, exit 3); create it otherwise."""
+    held = occupied(directory, data=data)
+    if held and not force:
+        raise AllocscopeError(
+            f"{directory} already holds {', '.join(held)}: not overwritten "
+            "(use --force to overwrite, or choose another --out)"
+        )
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise AllocscopeError(cannot_write(directory, e)) from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):  # writable (read-only mount, rights)?
+            pass
+    except OSError as e:
+        raise AllocscopeError(f"cannot write {directory}: {e.strerror or e}") from None
+
+
 def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:
     os.makedirs(directory, exist_ok=True)
     out = Written()
@@ -40,7 +63,7 @@ def write(results: Results, directory: str, *, data: bool = True, charts: bool =
         results_mod.save(results, path)
         out.paths.append(path)
     path = os.path.join(directory, MARKDOWN)
-    with open(path, "w", encoding="utf-8") as f:
+    with userfile.replacing(path) as f:
         f.write(table.markdown(results))
     out.paths.append(path)
     if charts:
