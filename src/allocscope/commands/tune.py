@@ -22,6 +22,7 @@ from allocscope.commands import flags
 from allocscope.errors import AllocscopeError
 
 if TYPE_CHECKING:  # the search needs psutil ([bench]); the parser must not
+    from allocscope.bench.variants import Variant
     from allocscope.tune.measure import Target
     from allocscope.tune.session import Plan
 
@@ -35,6 +36,8 @@ EPILOG = (
     "measured (continue with --resume DIR)."
 )
 DEFAULT_BUDGET = "20m"
+PARAMS = ("threads", "iters", "size", "keep", "rounds")
+TREE_INTERVAL = 0.1  # at least, sampling a process tree (as compare does)
 # Arguments a resumed tune takes from the first one (the target and the search).
 _KEPT = (
     "workload",
@@ -81,7 +84,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("built-in workload")
     w.add_argument("--workload", "-w", metavar="NAME", help=", ".join(workloads.NAMES))
     w.add_argument("--scale", type=float, default=1.0, help="multiply the workload's iterations")
-    for name in ("threads", "iters", "size", "keep", "rounds"):
+    for name in PARAMS:
         w.add_argument(f"--{name}", type=int, help=f"override the workload's {name}")
     s = parser.add_argument_group("search")
     s.add_argument(
@@ -141,9 +144,10 @@ def _say(args: argparse.Namespace, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _target(args: argparse.Namespace) -> Target:
-    from allocscope.bench.plan import SERVICE_SETTLE, PlanError, parse_settle
-    from allocscope.tune import measure
+def _target(args: argparse.Namespace, baseline: Variant) -> Target:
+    """The engine's checked plan for the baseline alone: tune runs its candidates on it."""
+    from allocscope.bench.plan import make, parse_settle
+    from allocscope.tune.measure import Target
 
     if args.command and args.serve is not None:
         raise TuneError("give either -- CMD or --serve, not both", exitcodes.USAGE)
@@ -156,41 +160,35 @@ def _target(args: argparse.Namespace) -> Target:
         raise TuneError(
             "give a target: -w WORKLOAD, -- CMD or --serve 'CMD {port}'", exitcodes.USAGE
         )
-    if not (args.interval > 0):
-        raise TuneError(f"--interval must be greater than 0, not {args.interval}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise TuneError(f"--timeout must be greater than 0, not {args.timeout}")
-    try:
-        if args.serve is not None:
-            from allocscope.bench import serve_target
-
-            opts = flags.service_from(args)
-            serve_target.check(opts)
-            idle = parse_settle(args.idle, "--idle") if args.idle else SERVICE_SETTLE
-            return measure.Service(opts=opts, interval=max(args.interval, 0.1), settle=idle)
-        if wants:
-            from allocscope.bench import target
-
-            argv = target.check_command(args.command)
-            return measure.Command(
-                argv=argv, timeout=args.timeout or 3600.0, interval=max(args.interval, 0.1)
-            )
-        overrides = {
-            k: getattr(args, k)
-            for k in ("threads", "iters", "size", "keep", "rounds")
-            if getattr(args, k) is not None
-        }
-        params = workloads.defaults(args.workload).scaled(args.scale).replace(**overrides)
-        settle = parse_settle(args.settle)
-        return measure.Workload(
-            args.workload,
-            params,
-            settle=settle or (0.5, 2.0),
-            timeout=args.timeout or 120.0,
-            interval=args.interval,
+    common: dict[str, Any] = {"repeats": 1, "warmup": 0, "seed": 0, "timeout": args.timeout}
+    if args.serve is not None:
+        idle = parse_settle(args.idle, "--idle") if args.idle else None
+        plan = make(
+            [baseline],
+            service=flags.service_from(args),
+            settle=idle,
+            interval=max(args.interval, TREE_INTERVAL),
+            **common,
         )
-    except (PlanError, workloads.WorkloadError) as e:
-        raise TuneError(str(e)) from None
+    elif wants:
+        plan = make(
+            [baseline], command=args.command, interval=max(args.interval, TREE_INTERVAL), **common
+        )
+    else:
+        params = {k: getattr(args, k) for k in PARAMS if getattr(args, k) is not None}
+        plan = make(
+            [baseline],
+            workloads=[args.workload],
+            scale=args.scale,
+            params=params,
+            settle=parse_settle(args.settle),
+            interval=args.interval,
+            purge=False,
+            **common,
+        )
+    target = Target(plan)
+    target.prepare()
+    return target
 
 
 def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], str]:
@@ -218,7 +216,13 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.resume:
         args, runs, created = _resumed(args)
         known = tuple(runs)
-    target = _target(args)
+    try:
+        baseline = variants.parse_spec(args.baseline)
+    except variants.VariantError as e:
+        raise TuneError(f"--baseline: {e}") from None
+    if not baseline.available:
+        raise TuneError(f"--baseline {baseline.name}: {baseline.unavailable}")
+    target = _target(args, baseline)
     kind = target.kind
     goal = objective.figure(kind, args.objective or objective.default_objective(kind))
     bounds = objective.parse_bounds(
@@ -241,12 +245,6 @@ def _plan(args: argparse.Namespace) -> Plan:
         _say(args, f"allocscope tune: left out {knob}: {why}")
     for allocator, why in proof.missing.items():
         _say(args, f"allocscope tune: left out [{allocator}]: {why}")
-    try:
-        baseline = variants.parse_spec(args.baseline)
-    except variants.VariantError as e:
-        raise TuneError(f"--baseline: {e}") from None
-    if not baseline.available:
-        raise TuneError(f"--baseline {baseline.name}: {baseline.unavailable}")
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     args.seed = seed
     skip = [setting.Setting(baseline.allocator, ())] if not baseline.env else []
@@ -299,8 +297,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(decision.to_dict(), indent=2))
     if outcome.interrupted is not None:
         name, code = outcome.interrupted
-        _say(args, f"allocscope tune: stopped by {name}: what was measured is in {plan.out}; "
-                   f"continue with --resume {plan.out}")  # fmt: skip
+        _say(
+            args,
+            f"allocscope tune: stopped by {name}: what was measured is in {plan.out}; "
+            f"continue with --resume {plan.out}",
+        )
         return code
     if not any(r.counts for r in race.base_runs):
         raise TuneError(
