@@ -21,7 +21,8 @@ def print_table(race: Race, decision: Decision) -> None:
         f"\nallocscope tune: {race.workload}, baseline {race.baseline.name}, "
         f"{len(race.base_runs)} baseline runs, seed {race.seed}"
     )
-    head = f"{'candidate':<58} {'runs':>4}  " + "  ".join(f"{f:<30}" for f in figures)
+    width = max([len("candidate"), *(len(c.name) for c in ranked[:SHOWN])])  # names whole
+    head = f"{'candidate':<{width}} {'runs':>4}  " + "  ".join(f"{f:<30}" for f in figures)
     print(head)
     for c in ranked[:SHOWN]:
         cells = []
@@ -37,7 +38,7 @@ def print_table(race: Race, decision: Decision) -> None:
             if c.name == rec
             else (f"  (dropped: {c.dropped})" if c.dropped else "")
         )
-        print(f"{c.name[:58]:<58} {len(c.counted()):>4}  " + "  ".join(cells) + mark)
+        print(f"{c.name:<{width}} {len(c.counted()):>4}  " + "  ".join(cells) + mark)
     failed = [c for c in race.candidates if c.dropped and c.dropped.startswith("every run failed")]
     for c in failed:
         print(f"failed: {c.name}: {c.dropped}")
