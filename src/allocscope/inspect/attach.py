@@ -17,6 +17,7 @@ payload, when it finally runs, frees it itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -240,10 +241,14 @@ def _run(
                 # now, rather than when its wait ends (a worker's select may last 15 s).
                 # It takes the GIL like any thread would, untraced: if another thread holds
                 # the GIL past the deadline, we stop waiting and the call runs when it can.
-                calls.call(
-                    (python["PyGILState_Ensure"],), (python["Py_MakePendingCalls"],),
-                    (python["PyGILState_Release"], 0), chain=True,
-                )  # fmt: skip
+                # Only if it still waits where the check found it: having moved on (into
+                # take_gil's condition variable, say), running GIL code in it would
+                # re-enter that condition variable and deadlock every thread.
+                with contextlib.suppress(inject.Moved):
+                    calls.call(
+                        (python["PyGILState_Ensure"],), (python["Py_MakePendingCalls"],),
+                        (python["PyGILState_Release"], 0), chain=True, at=calls.where,
+                    )  # fmt: skip
             answer = _await(pid, addr, calls.deadline, timeout)
         except BaseException:
             ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))  # it frees the buffer

@@ -80,6 +80,10 @@ class Busy(OSError):
     """Another attach owns the caves, or a call of an earlier one has not returned yet."""
 
 
+class Moved(Exception):
+    """The thread is no longer where the caller required it to be: nothing was run."""
+
+
 class CallPending(TimeoutError):
     """The call did not return in time; the thread runs it to its end on its own."""
 
@@ -149,20 +153,25 @@ class Injector:
         self.caves = caves
         self.deadline = deadline
         self.syscall: int | None = None  # the system call the thread last waited in
+        self.where = (-1, 0)  # (that system call or -1, its instruction pointer)
         self._used = False
         self._restarted = (-1, -1)  # (where, which) system call we restarted by restart_syscall
         self._frames = 0  # the top of the highest frame we wrote on the thread's stack
 
-    def call(self, *calls: tuple[int, ...], chain: bool = False) -> int:
+    def call(
+        self, *calls: tuple[int, ...], chain: bool = False, at: tuple[int, int] | None = None
+    ) -> int:
         """Run up to three ``(function, *args)`` in the thread; the last one's return value.
 
-        ``chain``: the last call's first argument is the first call's result.
+        ``chain``: the last call's first argument is the first call's result. ``at``: run
+        only if the thread still waits where the last hold found it (``where``), else
+        raise Moved: between two holds it runs freely, and may have left its wait.
         """
         token = int.from_bytes(secrets.token_bytes(8), "little") | 1
         with ptrace.signals_held():
             hold = ptrace.Hold(self.pid, self.deadline)
             try:
-                self._prepare(hold, calls, chain, token)
+                self._prepare(hold, calls, chain, token, at)
             finally:
                 hold.release()  # the thread runs the routine, untraced
         while True:
@@ -175,12 +184,16 @@ class Injector:
             time.sleep(0.0005)
 
     def _prepare(self, hold: ptrace.Hold, calls: tuple[tuple[int, ...], ...], chain: bool,
-                 token: int) -> None:  # fmt: skip
+                 token: int, at: tuple[int, int] | None) -> None:  # fmt: skip
         regs = hold.regs
         orig = _signed(int(regs[ptrace.ORIG_RAX]))
         self.syscall = orig if orig >= 0 else None
         if orig == _NR_RESTART_SYSCALL and self._restarted[0] + 2 == int(regs[ptrace.RIP]):
             self.syscall = self._restarted[1]  # still the wait we restarted last time
+        where = (-1 if self.syscall is None else self.syscall, int(regs[ptrace.RIP]))
+        if at is not None and where != at:
+            raise Moved(f"thread {self.pid} left its wait")
+        self.where = where
         owner, _, done, flight = struct.unpack(
             "<QQQQ", ptrace.read_memory(self.pid, self.caves.data, DATA_SIZE)
         )
