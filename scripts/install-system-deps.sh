@@ -15,5 +15,6 @@ packages=(
   libjemalloc-dev                                  # static libjemalloc.a: a statically linked target
   gdb                                              # --attach into CPython older than 3.14
   prometheus                                       # promtool and a real Prometheus for the rules
+  chromium                                         # the docs site rendered in a real browser (tests/docs)
 )
 ensure_packages "${packages[@]}"
