@@ -25,6 +25,7 @@ myst_heading_anchors = 3
 html_theme = "furo"
 html_title = f"allocscope {__version__}"
 html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"  # without one, browsers log a 404 for /favicon.ico
 # Strict: every warning fails `make docs` (sphinx-build -W -n); a page outside every
 # toctree, a broken link or a missing include is a warning.
 nitpicky = True
