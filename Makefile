@@ -31,7 +31,7 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests examples docs/conf.py docs/_ext container/check-lock.py container/sbom.py $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples docs/conf.py docs/_ext container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
@@ -65,5 +65,5 @@ examples: image
 test: lint typecheck docs image examples pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms \
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci \
 		docs/_build docs/reference/_generated

@@ -26,6 +26,16 @@
 #                   that script (or the FIPS provider script) changed since they were built
 # BUILDER_IMAGE and RUNTIME_IMAGE, when both are set, override the choice.
 #
+# Platforms (PLATFORMS, e.g. linux/amd64,linux/arm64): default, this machine's own plus
+# linux/arm64 when arm64 programs can run here under emulation (Debian's qemu-user-static
+# and binfmt-support; binfmt_misc is mounted when it is not); the build output says which.
+# Each platform is built on its own bases (another architecture's always on the Debian
+# stand-ins, built under emulation) and tagged in the local engine: this machine's as
+# ALLOCSCOPE_IMAGE, another as ALLOCSCOPE_IMAGE-ARCH (allocscope:latest-arm64). With more
+# than one, they are also published as one multi-architecture reference, an OCI image
+# index, in the OCI layout container/oci/NAME (tag as ALLOCSCOPE_IMAGE's), for skopeo,
+# podman or a registry push: `skopeo copy oci:container/oci/allocscope:latest docker://...`.
+#
 # Environment:
 #   REGISTRY, ORG              Chainguard's registry and organisation (cgr.dev, chainguard)
 #   ALLOCSCOPE_IMAGE           the tag to build (default allocscope:latest; also tagged
@@ -35,7 +45,7 @@
 #                              build-bases.sh
 #   ALLOCSCOPE_SOURCE_URL      the org.opencontainers.image.source label (default: the git
 #                              remote origin, if any)
-# stdout: one line "image size-in-bytes"; progress goes to stderr.
+# stdout: one line "image size-in-bytes" per platform; progress goes to stderr.
 set -euo pipefail
 
 exec 3>&1 1>&2
@@ -82,6 +92,26 @@ if [[ -z $app_command && -f $repo_root/$app_src/command ]]; then
 fi
 [[ -f $repo_root/$app_requirements ]] || die "the requirements $app_requirements do not exist"
 
+native=$(dpkg --print-architecture)
+if [[ -n ${PLATFORMS:-} ]]; then
+    IFS=, read -r -a platforms <<<"$PLATFORMS"
+    for p in "${platforms[@]}"; do
+        case $p in
+            linux/amd64 | linux/arm64) ;;
+            *) die "PLATFORMS: $p is not linux/amd64 or linux/arm64" ;;
+        esac
+        if [[ $p != "linux/$native" ]]; then
+            ensure_emulation "${p#linux/}" || die "PLATFORMS names $p, but its programs cannot run here (see above)"
+        fi
+    done
+elif [[ $native == amd64 ]] && ensure_emulation arm64 2>/dev/null; then
+    platforms=(linux/amd64 linux/arm64)
+    log "platforms: linux/amd64 and linux/arm64 (arm64 under emulation; PLATFORMS=linux/amd64 builds only this machine's)"
+else
+    platforms=("linux/$native")
+    log "platforms: linux/$native only (no emulation of another architecture here; PLATFORMS chooses)"
+fi
+
 BASES=${ALLOCSCOPE_BASES:-auto}
 REGISTRY=${REGISTRY:-cgr.dev}
 ORG=${ORG:-chainguard}
@@ -109,17 +139,20 @@ image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 # matches the stamp written after the last build, the images are current.
 debian_stamp() {
     {
-        sha256sum "$here/base/build-bases.sh" "$repo_root/scripts/build-fips-provider.sh" | cut -d' ' -f1
+        sha256sum "$here/base/build-bases.sh" "$here/base/python-main.c" "$here/base/openssl.cnf" \
+            "$here/base/set_platform.py" "$repo_root/scripts/build-fips-provider.sh" | cut -d' ' -f1
         printf '%s\n' "${ALLOCSCOPE_PY_SOURCE:-}" "${ALLOCSCOPE_PY_SUITE:-}" "${ALLOCSCOPE_PY_FROM:-}"
         image_id "$1"
         image_id "$2"
     } | sha256sum | cut -d' ' -f1
 }
 
-debian_bases() {
-    builder=$BASE_REPO/builder:$BASE_TAG
-    runtime=$BASE_REPO/runtime-fips:$BASE_TAG
-    local stamp_file=$CACHE/bases-${BASE_REPO//\//_}-$BASE_TAG.stamp
+debian_bases() { # $1 = Debian architecture
+    local tag=$BASE_TAG
+    if [[ $1 != "$native" ]]; then tag=$BASE_TAG-$1; fi
+    builder=$BASE_REPO/builder:$tag
+    runtime=$BASE_REPO/runtime-fips:$tag
+    local stamp_file=$CACHE/bases-${BASE_REPO//\//_}-$tag.stamp
     if [[ ${ALLOCSCOPE_REBUILD_BASES:-0} != 1 ]] && have_image "$builder" && have_image "$runtime" &&
         [[ -f $stamp_file && $(<"$stamp_file") == "$(debian_stamp "$builder" "$runtime")" ]]; then
         log "Debian bases are current: $builder, $runtime"
@@ -127,15 +160,30 @@ debian_bases() {
     fi
     log "building the Debian bases (container/base/build-bases.sh; CPython is cached in $CACHE)"
     local t=$SECONDS
-    ALLOCSCOPE_CACHE=$CACHE ALLOCSCOPE_BASE_REPO=$BASE_REPO ALLOCSCOPE_BASE_TAG=$BASE_TAG \
-        "$here/base/build-bases.sh" all >&2 3>&- 9>&-
+    ALLOCSCOPE_CACHE=$CACHE ALLOCSCOPE_BASE_REPO=$BASE_REPO ALLOCSCOPE_BASE_TAG=$tag \
+        ALLOCSCOPE_ARCH=$1 PYTHON=$PYTHON "$here/base/build-bases.sh" all >&2 3>&- 9>&-
     debian_stamp "$builder" "$runtime" >"$stamp_file"
-    log "Debian bases built in $((SECONDS - t))s"
+    log "Debian bases ($1) built in $((SECONDS - t))s"
+}
+
+PYTHON=${PYTHON:-$repo_root/.venv/bin/python}
+[[ -x $PYTHON ]] || PYTHON=python3
+
+# Chooses builder and runtime for Debian architecture $1 (another architecture's: the
+# Debian stand-ins, built for it).
+choose_bases() {
+    if [[ $1 != "$native" ]]; then
+        log "bases for $1: the Debian stand-ins (built under emulation)"
+        debian_bases "$1"
+        return
+    fi
+    choose_native_bases
 }
 
 chainguard_builder=$REGISTRY/$ORG/python:latest-dev
 chainguard_runtime=$REGISTRY/$ORG/python-fips:latest
 
+choose_native_bases() {
 if [[ -n ${BUILDER_IMAGE:-} && -n ${RUNTIME_IMAGE:-} ]]; then
     builder=$BUILDER_IMAGE
     runtime=$RUNTIME_IMAGE
@@ -161,19 +209,23 @@ else
                 log "using Chainguard's bases (present locally)"
             else
                 log "Chainguard's bases are not present locally: using the Debian stand-ins"
-                debian_bases
+                debian_bases "$native"
             fi
             ;;
-        debian) debian_bases ;;
+        debian) debian_bases "$native" ;;
         *) die "ALLOCSCOPE_BASES must be auto, chainguard or debian, not $BASES" ;;
     esac
 fi
+}
 
 # Both stages must run the same CPython ABI: ask each interpreter.
 py_info() {
-    docker run --rm --network none --entrypoint /usr/bin/python "$1" -c \
+    docker run --rm --pull never --network none --entrypoint /usr/bin/python "$1" -c \
         'import sys; print(sys.implementation.cache_tag, "%d.%d" % sys.version_info[:2])'
 }
+# Builds the image for Debian architecture $1, tagged $IMAGE (set by the caller).
+build_platform() {
+choose_bases "$1"
 read -r builder_tag builder_py < <(py_info "$builder") || die "cannot run /usr/bin/python in $builder"
 read -r runtime_tag _ < <(py_info "$runtime") || die "cannot run /usr/bin/python in $runtime"
 [[ $builder_tag == "$runtime_tag" ]] ||
@@ -181,6 +233,7 @@ read -r runtime_tag _ < <(py_info "$runtime") || die "cannot run /usr/bin/python
 log "Python ABI of both stages: $builder_tag"
 
 arch=$(docker image inspect -f '{{.Architecture}}' "$runtime")
+[[ $arch == "$1" ]] || die "the runtime base $runtime is built for $arch, not $1"
 "$here/fetch-wheels.sh" --python "$builder_py" --arch "$arch" --lock "$repo_root/$app_requirements" >/dev/null
 
 version=$(cut -d' ' -f1 <<<"$(sed -n 's/^allocscope==\([^ ]*\).*/\1/p' "$here/wheels/app/allocscope.lock")")
@@ -233,21 +286,15 @@ sbom() {
         docker cp "$c:/lib/apk/db/installed" "$work/osdb/installed" >/dev/null 2>&1 ||
         log "warning: $runtime has no dpkg status.d or apk database: the SBOM lists no system packages"
     docker rm "$c" >/dev/null
-    docker run --rm --network none --entrypoint /usr/bin/python "$IMAGE" -c "$IMAGE_FACTS_PY" \
+    docker run --rm --pull never --network none --entrypoint /usr/bin/python "$IMAGE" -c "$IMAGE_FACTS_PY" \
         >"$work/image.json" || die "cannot read the interpreter and jemalloc versions from $IMAGE"
     local base fips
     base=$(label "$runtime" org.opencontainers.image.base.name)
     fips=$(label "$runtime" allocscope.fips.provider)
-    "$PYTHON" -c 'import json, sys
-facts = json.load(open(sys.argv[1]))
-keys = ("image", "version", "revision", "created", "runtime", "builder", "app_src", "command",
-        "distro", "fips_provider")
-facts.update(zip(keys, sys.argv[2:]))
-facts["jemalloc_package"] = "copied from the builder"
-words = facts["fips_provider"].split()
-facts["fips_version"] = words[3] if words[:3] == ["OpenSSL", "FIPS", "provider"] else "unknown"
-print(json.dumps(facts))' "$work/image.json" "$IMAGE" "$version" "$revision" "$created" "$runtime" \
-        "$builder" "$app_src" "$app_command" "${base/:/-}" "${fips:-the runtime base image provides it}" \
+    "$PYTHON" "$here/sbom_facts.py" "$work/image.json" image="$IMAGE" version="$version" \
+        revision="$revision" created="$created" runtime="$runtime" builder="$builder" \
+        app_src="$app_src" command="$app_command" distro="${base/:/-}" platform="linux/$1" \
+        fips_provider="${fips:-the runtime base image provides it}" \
         >"$work/facts.json" || die "collecting the SBOM's facts failed"
     "$PYTHON" "$here/sbom.py" "$work/python.cdx.json" "$here/wheels" "$work/osdb" \
         "$work/facts.json" "$work/sbom.cdx.json" || die "writing the SBOM failed"
@@ -257,13 +304,11 @@ print(json.dumps(facts))' "$work/image.json" "$IMAGE" "$version" "$revision" "$c
     digest=$(sha256sum "$sbom_file" | cut -d' ' -f1)
     printf 'FROM %s\nCOPY sbom.cdx.json /app/sbom.cdx.json\nLABEL allocscope.sbom="/app/sbom.cdx.json" allocscope.sbom.sha256="%s" allocscope.sbom.format="CycloneDX 1.6 JSON"\n' \
         "$(image_id "$IMAGE")" "$digest" >"$work/Dockerfile"
-    docker build --network none -q -t "$IMAGE" -t "${IMAGE%:*}:$version" "$work" >/dev/null ||
+    docker build --network none -q -t "$IMAGE" -t "${IMAGE%:*}:$version$suffix" "$work" >/dev/null ||
         die "adding the SBOM to $IMAGE failed"
     rm -rf -- "$work"
     log "SBOM: $sbom_file ($(grep -c '"bom-ref"' "$sbom_file") bom-refs), also /app/sbom.cdx.json in $IMAGE"
 }
-PYTHON=${PYTHON:-$repo_root/.venv/bin/python}
-[[ -x $PYTHON ]] || PYTHON=python3
 sbom
 new=$(image_id "$IMAGE")
 # The previous build under this tag is now untagged: drop it unless something uses it.
@@ -272,3 +317,35 @@ if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || tr
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 log "$IMAGE: $((size / 1000 / 1000)) MB, built in $((SECONDS - start))s (bases: $builder, $runtime)"
 printf '%s %s\n' "$IMAGE" "$size" >&3
+}
+
+oci_index() { # the built images as one OCI image index; $@ = the local tags, in platform order
+    local name=${IMAGE%:*} tag=${IMAGE##*:} layout t refs=()
+    layout=$here/oci/${name//\//_}
+    command -v skopeo >/dev/null || ensure_packages skopeo
+    mkdir -p "$layout"
+    for t in "$@"; do
+        skopeo copy -q "docker-daemon:$t" "oci:$layout:${t##*:}" >&2 || die "skopeo copy of $t failed"
+        refs+=("${t##*:}")
+    done
+    "$PYTHON" "$here/oci_index.py" "$layout" "$tag" "${refs[@]}" >&2 || die "writing the OCI index failed"
+    log "OCI image index: oci:$layout:$tag ($(skopeo inspect --raw "oci:$layout:$tag" |
+        "$PYTHON" -c 'import json, sys; print(", ".join("%(os)s/%(architecture)s" % m["platform"] for m in json.load(sys.stdin)["manifests"]))'))"
+}
+
+base_image=$IMAGE
+built=()
+for p in "${platforms[@]}"; do
+    a=${p#linux/}
+    IMAGE=$base_image
+    suffix=
+    if [[ $a != "$native" ]]; then suffix=-$a; fi
+    IMAGE=$base_image$suffix
+    log "--- $p: $IMAGE"
+    t0=$SECONDS
+    build_platform "$a"
+    log "$p built in $((SECONDS - t0))s"
+    built+=("$IMAGE")
+done
+IMAGE=$base_image
+if ((${#built[@]} > 1)); then oci_index "${built[@]}"; fi

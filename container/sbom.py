@@ -154,7 +154,15 @@ def main(argv: list[str]) -> int:
                 "version": facts["version"],
                 "properties": [
                     {"name": f"allocscope:{k}", "value": str(facts[k])}
-                    for k in ("revision", "runtime", "builder", "python", "app_src", "command")
+                    for k in (
+                        "revision",
+                        "platform",
+                        "runtime",
+                        "builder",
+                        "python",
+                        "app_src",
+                        "command",
+                    )
                 ],
             },
         },

@@ -6,6 +6,8 @@
 #   scripts/build-fips-provider.sh [DIR]              build unless a usable cache exists
 #   scripts/build-fips-provider.sh --print-dir [DIR]  print where the cache is/would be; build nothing
 #   scripts/build-fips-provider.sh --check [DIR]      exit 0 (and print DIR) only if the cache is usable
+#   --arch ARCH   build for Debian architecture ARCH (default: this machine's; arm64 on an
+#                 amd64 host is cross-compiled with Debian's gcc-aarch64-linux-gnu)
 #
 #   dir=$(scripts/build-fips-provider.sh | tail -n1)
 #   OPENSSL_CONF=$dir/openssl-fips.cnf OPENSSL_MODULES=$dir/ossl-modules python3 -c \
@@ -13,6 +15,9 @@
 #
 # The last line of stdout is always the cache directory; all other output goes to stderr.
 # DIR defaults to ${ALLOCSCOPE_CACHE:-$HOME/.cache/allocscope}/fips/openssl-<version>-<arch>.
+# A cross-compiled provider (another architecture's) holds only ossl-modules/fips.so,
+# VERSION and README: no host openssl can load it, so its fipsinstall (self-tests, module
+# MAC) runs where it is installed, under emulation (container/base/build-bases.sh).
 # Layout of DIR:
 #   ossl-modules/fips.so               the provider, built from the upstream OpenSSL tarball
 #   fipsmodule.cnf                     from `openssl fipsinstall` (module MAC, self-tests passed)
@@ -34,10 +39,12 @@ exec 3>&1 1>&2
 
 mode=build
 dir_arg=
+target_arch=$(dpkg --print-architecture)
 while (($#)); do
     case $1 in
         --print-dir) mode=print ;;
         --check) mode=check ;;
+        --arch) target_arch=${2:?--arch needs an architecture}; shift ;;
         -h | --help) usage; exit 0 ;;
         --) shift; dir_arg=${1:-}; break ;;
         -*) usage; die "unknown option: $1" ;;
@@ -69,7 +76,14 @@ command -v openssl >/dev/null 2>&1 ||
 command -v openssl >/dev/null 2>&1 || ensure_packages openssl
 
 version=$(system_openssl_version) || die "cannot parse \`openssl version\`"
-arch=$(uname -m)
+host_arch=$(dpkg --print-architecture)
+cross=0
+case $target_arch in
+    "$host_arch") ;;
+    arm64) cross=1 cross_prefix=aarch64-linux-gnu- cross_target=linux-aarch64 ;;
+    *) die "cannot build the FIPS provider for $target_arch on $host_arch (only arm64 is cross-compiled)" ;;
+esac
+arch=$(arch_uname "$target_arch")
 
 if [[ -n $dir_arg ]]; then
     cache_dir=$(realpath -m -- "$dir_arg")
@@ -132,6 +146,11 @@ write_configs() {
 # the strict config (where fips is the only digest source) really computes a SHA-256.
 cache_usable() {
     local d=$1 f out
+    if ((cross)); then
+        [[ -s $d/ossl-modules/fips.so && -s $d/VERSION && $(<"$d/VERSION") == "$version" ]] || return 1
+        [[ $(elf_machine "$d/ossl-modules/fips.so") == "$(arch_elf_machine "$target_arch")" ]] || return 1
+        return 0
+    fi
     for f in ossl-modules/fips.so fipsmodule.cnf openssl-fips.cnf openssl-fips-strict.cnf \
         openssl-fips-nodefaultprops.cnf VERSION; do
         [[ -s $d/$f ]] || return 1
@@ -195,6 +214,7 @@ trap 'exit 130' INT TERM
 # The build needs a C toolchain, make and perl (OpenSSL's Configure is perl); dpkg-dev is
 # apt-get source's companion tooling; the system openssl runs fipsinstall.
 ensure_packages build-essential perl dpkg-dev openssl
+if ((cross)); then ensure_packages "gcc-${cross_prefix%-}"; fi
 
 # --- deb-src entry -----------------------------------------------------------------------
 # Source package + exact version of the installed openssl, so the tarball matches the
@@ -204,59 +224,11 @@ src_spec=$(dpkg-query -W -f='${source:Package}=${source:Version}' openssl) ||
 
 src_list=/etc/apt/sources.list.d/allocscope-src.sources
 
-# Stanzas of a deb822 file whose Types has "deb" but not "deb-src", turned into deb-src.
-deb822_to_src() {
-    awk '
-        function flush() {
-            if (n && isdeb && !issrc) { if (out) print ""; for (i = 1; i <= n; i++) print s[i]; out = 1 }
-            n = 0; isdeb = 0; issrc = 0
-        }
-        /^[[:space:]]*$/ { flush(); next }
-        {
-            line = $0
-            if (tolower(line) ~ /^types:/) {
-                t = " " substr(line, index(line, ":") + 1) " "
-                if (t ~ /[[:space:]]deb[[:space:]]/) isdeb = 1
-                if (t ~ /[[:space:]]deb-src[[:space:]]/) issrc = 1
-                line = "Types: deb-src"
-            }
-            s[++n] = line
-        }
-        END { flush() }
-    ' "$1"
-}
-
-# One-line "deb [opts] uri suite comps" entries turned into deb-src deb822 stanzas.
-oneline_to_src() {
-    awk '
-        /^[[:space:]]*deb[[:space:]]/ {
-            sub(/^[[:space:]]*deb[[:space:]]+/, ""); opts = ""
-            if ($0 ~ /^\[/) { opts = substr($0, 2, index($0, "]") - 2); sub(/^\[[^]]*\][[:space:]]*/, "") }
-            split($0, f, /[[:space:]]+/); comps = ""
-            for (i = 3; i in f; i++) if (f[i] != "") comps = comps (comps ? " " : "") f[i]
-            if (out) print ""
-            print "Types: deb-src"; print "URIs: " f[1]; print "Suites: " f[2]
-            if (comps != "") print "Components: " comps
-            if (match(opts, /signed-by=[^[:space:]]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
-            out = 1
-        }
-    ' "$1"
-}
-
 ensure_deb_src() {
     # Already resolvable? Then leave apt alone entirely.
     apt-get source --print-uris "$src_spec" >/dev/null 2>&1 && return 0
-    local want='' f
-    # Only the distribution's own entries: third-party repos often serve no sources, and a
-    # failing deb-src would break apt-get update for everyone.
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/ubuntu.sources; do
-        if [[ -f $f ]]; then want+=$(deb822_to_src "$f")$'\n\n'; fi
-    done
-    if [[ -z ${want//$'\n'/} ]]; then
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            if [[ -f $f ]]; then want+=$(oneline_to_src "$f")$'\n\n'; fi
-        done
-    fi
+    local want
+    want=$(host_sources deb-src "")
     want=$(sed '/./,$!d' <<<"$want")
     [[ -n $want ]] || die "found no 'deb' entries to derive a deb-src entry from"
     want="# Added by allocscope scripts/build-fips-provider.sh: source entries for the system's
@@ -322,7 +294,11 @@ srcdir=$(find "$work/build" -mindepth 1 -maxdepth 1 -type d | head -n1)
 jobs=$(nproc 2>/dev/null || echo 1)
 if ! (
     cd "$srcdir"
-    ./Configure enable-fips
+    if ((cross)); then
+        ./Configure "$cross_target" enable-fips --cross-compile-prefix="$cross_prefix"
+    else
+        ./Configure enable-fips
+    fi
     make -j"$jobs" build_generated
     make -j"$jobs" providers/fips.so
 ) >"$work/build.log" 2>&1; then
@@ -336,6 +312,23 @@ log "built in $((SECONDS - start)) s"
 stage=$(mktemp -d "$parent/.$(basename -- "$cache_dir").tmp.XXXXXX")
 chmod 0755 "$stage"
 install -D -m 0755 "$srcdir/providers/fips.so" "$stage/ossl-modules/fips.so"
+if ((cross)); then
+    printf '%s\n' "$version" >"$stage/VERSION"
+    cat >"$stage/README" <<EOF
+This is the OpenSSL FIPS provider code built from source, NOT a FIPS 140 validated module.
+fips.so was cross-compiled for $target_arch ($arch) with ${cross_prefix}gcc from the upstream
+OpenSSL $src_version tarball of Debian source package $src_spec by allocscope
+scripts/build-fips-provider.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ). It has no fipsmodule.cnf: run
+\`openssl fipsinstall\` with an $target_arch openssl where it is installed (self-tests run there).
+EOF
+    cache_usable "$stage" || die "the cross-compiled fips.so is not an $target_arch object"
+    rm -rf -- "${cache_dir:?}"
+    mv -T -- "$stage" "$cache_dir"
+    stage=
+    log "FIPS provider for OpenSSL $version ($target_arch, cross-compiled) cached in $cache_dir ($((SECONDS - start)) s)"
+    printf '%s\n' "$cache_dir" >&3
+    exit 0
+fi
 log "running openssl fipsinstall (module self-tests)"
 sysossl fipsinstall -module "$stage/ossl-modules/fips.so" -out "$stage/fipsmodule.cnf" \
     -provider_name fips >&2

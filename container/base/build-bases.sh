@@ -33,7 +33,10 @@
 #   ALLOCSCOPE_CACHE         cache root (default $HOME/.cache/allocscope); CPython lives in
 #                            $ALLOCSCOPE_CACHE/cpython/<debian-version>-<arch>/
 #   ALLOCSCOPE_BASE_REPO     image repository prefix (default allocscope-base)
-#   ALLOCSCOPE_BASE_TAG      image tag (default latest)
+#   ALLOCSCOPE_BASE_TAG      image tag (default latest; latest-ARCH for another architecture)
+#   ALLOCSCOPE_ARCH          Debian architecture of the images (default: this machine's);
+#                            arm64 on an amd64 host runs under emulation (qemu-user-static,
+#                            binfmt_misc), its FIPS provider is cross-compiled
 #   ALLOCSCOPE_PY_SOURCE     Debian source package (default python3.14; python3.13 still builds)
 #   ALLOCSCOPE_PY_SUITE      Debian suite to take it from (default: sid for python3.14, the
 #                            newest 3.14 point release with Debian's patches; trixie for 3.13)
@@ -69,7 +72,11 @@ done
 
 CACHE=${ALLOCSCOPE_CACHE:-${HOME:?HOME is not set}/.cache/allocscope}
 REPO=${ALLOCSCOPE_BASE_REPO:-allocscope-base}
+ARCH=${ALLOCSCOPE_ARCH:-$(dpkg --print-architecture)}
+foreign=0
+if [[ $ARCH != "$(dpkg --print-architecture)" ]]; then foreign=1; fi
 TAG=${ALLOCSCOPE_BASE_TAG:-latest}
+if ((foreign)) && [[ -z ${ALLOCSCOPE_BASE_TAG:-} ]]; then TAG=latest-$ARCH; fi
 PY_SOURCE=${ALLOCSCOPE_PY_SOURCE:-python3.14}
 # Where each CPython comes from (see "CPython" in container/base/README.md):
 #   python3.13  built here from trixie's source package (Debian's patches), on the host's suite;
@@ -152,116 +159,16 @@ if [[ $PY_FROM == debian ]]; then
         '_test*' _ctypes_test _xxtestfuzz 'xx*')
 fi
 
-# Our main(): CPython's own (Py_BytesMain), with the built-in hash modules other than
-# blake2 taken out of the table of built-in modules before the interpreter starts. That is
-# what configuring with --with-builtin-hashlib-hashes=blake2 does; here it applies to
-# Debian's libpython, whose table has _md5, _sha1, _sha2 and _sha3.
-python_main_c() {
-    cat <<'C'
-#include <Python.h>
-#include <string.h>
-
-static const char *const DROPPED[] = {"_md5", "_sha1", "_sha2", "_sha3", NULL};
-
-static int dropped(const char *name) {
-    for (const char *const *d = DROPPED; *d; d++) {
-        if (strcmp(name, *d) == 0) return 1;
-    }
-    return 0;
-}
-
-int main(int argc, char **argv) {
-    static struct _inittab table[512];
-    size_t n = 0;
-    for (struct _inittab *p = PyImport_Inittab; p->name; p++) {
-        if (dropped(p->name)) continue;
-        if (n + 1 >= sizeof table / sizeof table[0]) return 120;
-        table[n++] = *p;
-    }
-    table[n].name = NULL;
-    table[n].initfunc = NULL;
-    PyImport_Inittab = table;
-    return Py_BytesMain(argc, argv);
-}
-C
-}
-
 HOST_PACKAGES=(
-    mmdebstrap build-essential pkg-config dpkg-dev xz-utils patch binutils openssl
+    mmdebstrap arch-test build-essential pkg-config dpkg-dev xz-utils patch binutils openssl
     libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev libsqlite3-dev uuid-dev
     libexpat1-dev
 )
 
 
-host_codename() {
-    local c
-    # shellcheck disable=SC1091
-    c=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
-    [[ -n $c ]] || die "cannot read VERSION_CODENAME from /etc/os-release"
-    printf '%s\n' "$c"
-}
-
-# All enabled "deb" entries of the host as deb822 stanzas, optionally with Types and Suites
-# replaced. $1 = Types to write, $2 = Suites to write ("" keeps the original suites).
-# Only stanzas that mention the host's codename are used (the host's Debian archive).
-host_sources() {
-    local types=$1 suites=$2 codename f
-    codename=$(host_codename)
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [[ -f $f ]] || continue
-        awk -v types="$types" -v suites="$suites" -v code="$codename" '
-            function flush() {
-                if (n && isdeb && hascode) {
-                    if (out) print ""
-                    for (i = 1; i <= n; i++) print s[i]
-                    out = 1
-                }
-                n = 0; isdeb = 0; hascode = 0
-            }
-            /^[[:space:]]*$/ { flush(); next }
-            /^[[:space:]]*#/ { next }
-            {
-                line = $0
-                if (tolower(line) ~ /^types:/) {
-                    t = " " substr(line, index(line, ":") + 1) " "
-                    if (t ~ /[[:space:]]deb[[:space:]]/) isdeb = 1
-                    line = "Types: " types
-                }
-                if (tolower(line) ~ /^suites:/) {
-                    t = " " substr(line, index(line, ":") + 1) " "
-                    # Rewriting suites: only the plain release stanza; else also -updates/-security.
-                    if (t ~ ("[[:space:]]" code "[[:space:]]")) hascode = 1
-                    if (suites == "" && t ~ ("[[:space:]]" code "-[a-z]+[[:space:]]")) hascode = 1
-                    if (suites != "") line = "Suites: " suites
-                }
-                s[++n] = line
-            }
-            END { flush() }
-        ' "$f"
-        printf '\n'
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [[ -f $f ]] || continue
-        awk -v types="$types" -v suites="$suites" -v code="$codename" '
-            /^[[:space:]]*deb[[:space:]]/ {
-                sub(/^[[:space:]]*deb[[:space:]]+/, ""); opts = ""
-                if ($0 ~ /^\[/) { opts = substr($0, 2, index($0, "]") - 2); sub(/^\[[^]]*\][[:space:]]*/, "") }
-                n = split($0, f, /[[:space:]]+/)
-                if (f[2] != code && (suites != "" || f[2] !~ ("^" code "-[a-z]+$"))) next
-                comps = ""
-                for (i = 3; i <= n; i++) if (f[i] != "") comps = comps (comps ? " " : "") f[i]
-                print "Types: " types; print "URIs: " f[1]
-                print "Suites: " (suites != "" ? suites : f[2])
-                if (comps != "") print "Components: " comps
-                if (match(opts, /signed-by=[^[:space:]]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
-                print ""
-            }
-        ' "$f"
-    done
-}
-
-arch=$(dpkg --print-architecture)
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+arch=$ARCH
+multiarch=$(dpkg-architecture -a"$ARCH" -qDEB_HOST_MULTIARCH 2>/dev/null) ||
+    die "dpkg-architecture does not know $ARCH"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/allocscope-bases.XXXXXX")
 cleanup() { rm -rf -- "$work"; }
@@ -464,7 +371,7 @@ ensure_debian_python() {
     local r=$work/builder-rootfs
     make_rootfs apt builder "$r" "${BUILDER_PACKAGES[@]}"
     cpython_version=$(chroot "$r" dpkg-query -W -f '${Version}' "$PY_SOURCE")
-    python_main_c >"$r/tmp/python-main.c"
+    install -m 0644 "$here/python-main.c" "$r/tmp/python-main.c"
     chroot "$r" gcc -O2 -Wall -Wextra -Werror -fstack-protector-strong -fcf-protection \
         -D_FORTIFY_SOURCE=2 -I"/usr/include/$PY_SOURCE" -o /tmp/python-main /tmp/python-main.c \
         -l"$PY_SOURCE" -Wl,-z,relro -Wl,-z,now >&2 || die "compiling our main() against Debian's lib$PY_SOURCE failed"
@@ -525,7 +432,7 @@ python_abi() { # $1 = rootfs; prints "cache_tag soabi" of its /usr/bin/python
 mmdebstrap_common() { # prints args shared by both images
     local hooks=/usr/share/mmdebstrap/hooks/merged-usr
     [[ -d $hooks ]] && printf '%s\n' "--hook-dir=$hooks"
-    printf '%s\n' --aptopt='Acquire::Languages "none"' --dpkgopt='path-exclude=/usr/share/man/*' \
+    printf '%s\n' --architectures="$ARCH" --aptopt='Acquire::Languages "none"' --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/locale/*'
     # A development suite's Release file expires within days; a mirror kept as a snapshot
     # serves it expired. Its signature is still checked.
@@ -581,6 +488,12 @@ add_nonroot() { # $1 = rootfs, $2 = login shell
     chmod 1777 "$r/tmp"
 }
 
+# The host's ldconfig reads only its own architecture's libraries: another's runs its own,
+# emulated.
+rootfs_ldconfig() { # $1 = rootfs
+    if ((foreign)); then chroot "$1" /usr/sbin/ldconfig; else ldconfig -r "$1"; fi
+}
+
 import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra --change via IMPORT_CHANGES
     local rootfs=$1 image=$2 title=$3 desc=$4 abi tag soabi created
     abi=$(python_abi "$rootfs")
@@ -609,6 +522,15 @@ import_image() { # $1 = rootfs, $2 = image, $3 = title, $4 = description; extra 
     old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
     log "importing $image"
     new=$(tar -C "$rootfs" --numeric-owner -cf - . | docker import "${changes[@]}" - "$image")
+    if ((foreign)); then
+        # docker import labels every image with the engine's own architecture.
+        docker save "$image" >"$work/import.tar"
+        docker rmi "$new" >/dev/null
+        "$PYTHON" "$here/set_platform.py" "$work/import.tar" "$ARCH" | docker load -q >&2 ||
+            die "re-labelling $image as $ARCH failed"
+        rm -f -- "$work/import.tar"
+        new=$(docker image inspect -f '{{.Id}}' "$image")
+    fi
     # The previous build under this tag is now untagged: drop it unless something uses it.
     if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
@@ -626,7 +548,7 @@ build_builder() {
     [[ -f $je ]] || die "libjemalloc2 did not install in the builder"
     install -m 0644 "$je" "$r/usr/lib/libjemalloc.so.2"
     add_nonroot "$r" /bin/sh
-    ldconfig -r "$r"
+    rootfs_ldconfig "$r"
     IMPORT_CHANGES=(--change 'WORKDIR /home/nonroot')
     import_image "$r" "$BUILDER_IMAGE" "allocscope builder base" \
         "Debian $(image_suite) with CPython $cpython_version, pip, jemalloc"
@@ -637,51 +559,26 @@ build_builder() {
 ensure_fips_provider() {
     local script=$repo_root/scripts/build-fips-provider.sh
     [[ -x $script ]] || die "$script is missing"
-    fips_dir=$("$script" | tail -n1)
-    [[ -f $fips_dir/ossl-modules/fips.so && -f $fips_dir/fipsmodule.cnf ]] ||
-        die "build-fips-provider.sh gave no usable dir ($fips_dir)"
+    fips_dir=$("$script" --arch "$ARCH" | tail -n1)
+    [[ -f $fips_dir/ossl-modules/fips.so ]] || die "build-fips-provider.sh gave no usable dir ($fips_dir)"
 }
 
-runtime_openssl_cnf() {
-    cat <<'EOF'
-# OpenSSL configuration of the allocscope runtime base image.
-# The FIPS provider is active and ENFORCED: default_properties = fips=yes, so every fetch
-# without an explicit property query is served by the fips provider. The default provider
-# is loaded too, so a caller can still ask for a non-FIPS algorithm explicitly with the
-# "-fips" property (as hashlib.md5(usedforsecurity=False) does).
-# The fips provider is OpenSSL's FIPS provider code built from source: it is NOT a
-# FIPS 140 validated module unless it was built from a validated OpenSSL release.
-config_diagnostics = 1
-openssl_conf = openssl_init
-
-.include /etc/ssl/fipsmodule.cnf
-
-[openssl_init]
-providers = provider_sect
-alg_section = algorithm_sect
-ssl_conf = ssl_sect
-
-[provider_sect]
-fips = fips_sect
-base = base_sect
-default = default_sect
-
-[base_sect]
-activate = 1
-
-[default_sect]
-activate = 1
-
-[algorithm_sect]
-default_properties = fips=yes
-
-[ssl_sect]
-system_default = system_default_sect
-
-[system_default_sect]
-MinProtocol = TLSv1.2
-CipherString = DEFAULT:@SECLEVEL=2
-EOF
+# `openssl fipsinstall` (the module's self-tests and MAC) for the image's fips.so: the host's
+# openssl, the one the provider was built for; for another architecture the builder root
+# filesystem's, emulated, with -self_test_oninstall so the file has the install-status a
+# 3.0 provider requires. $1 = fips.so, $2 = fipsmodule.cnf to write.
+image_fipsinstall() {
+    if ((foreign == 0)); then
+        env -u OPENSSL_CONF -u OPENSSL_MODULES openssl fipsinstall -module "$1" -out "$2" -provider_name fips
+        return
+    fi
+    local b=$work/builder-rootfs
+    [[ -x $b/usr/bin/openssl ]] || die "the builder root filesystem has no openssl to run fipsinstall with"
+    install -m 0644 "$1" "$b/tmp/fips.so"
+    chroot "$b" /usr/bin/openssl fipsinstall -self_test_oninstall -module /tmp/fips.so \
+        -out /tmp/fipsmodule.cnf -provider_name fips || return 1
+    mv -- "$b/tmp/fipsmodule.cnf" "$2"
+    rm -f -- "$b/tmp/fips.so"
 }
 
 build_runtime() {
@@ -757,17 +654,17 @@ build_runtime() {
     install -m 0644 "$fips_dir/ossl-modules/fips.so" "$moddir/fips.so"
     # fipsmodule.cnf belongs to one exact fips.so: regenerate it for the copy in the image
     # (self-tests run again) and check it matches the one the provider cache made.
-    env -u OPENSSL_CONF -u OPENSSL_MODULES openssl fipsinstall -module "$moddir/fips.so" \
-        -out "$r/etc/ssl/fipsmodule.cnf" -provider_name fips >"$work/fipsinstall.log" 2>&1 ||
+    image_fipsinstall "$moddir/fips.so" "$r/etc/ssl/fipsmodule.cnf" >"$work/fipsinstall.log" 2>&1 ||
         { cat "$work/fipsinstall.log" >&2; die "openssl fipsinstall failed for the image's fips.so"; }
     chmod 0644 "$r/etc/ssl/fipsmodule.cnf"
-    if cmp -s "$r/etc/ssl/fipsmodule.cnf" "$fips_dir/fipsmodule.cnf"; then
+    if [[ ! -f $fips_dir/fipsmodule.cnf ]]; then
+        log "fipsmodule.cnf written by the $ARCH openssl under emulation (self-tests passed)"
+    elif cmp -s "$r/etc/ssl/fipsmodule.cnf" "$fips_dir/fipsmodule.cnf"; then
         log "fipsmodule.cnf for the image is identical to the provider cache's (MAC covers the file, not its path)"
     else
         log "note: regenerated fipsmodule.cnf differs from the provider cache's; using the regenerated one"
     fi
-    runtime_openssl_cnf >"$r/etc/ssl/openssl.cnf"
-    chmod 0644 "$r/etc/ssl/openssl.cnf"
+    install -m 0644 "$here/openssl.cnf" "$r/etc/ssl/openssl.cnf"
     install -d -m 0755 "$r/usr/lib/ssl"
     ln -sfn /etc/ssl/openssl.cnf "$r/usr/lib/ssl/openssl.cnf"
     ln -sfn /etc/ssl/certs "$r/usr/lib/ssl/certs"
@@ -779,7 +676,7 @@ build_runtime() {
     [[ ${libssl_ver%%-*} == "$fips_ver" ]] ||
         log "warning: libssl3 ($libssl_ver) and the FIPS provider ($fips_ver) versions differ"
 
-    ldconfig -r "$r"
+    rootfs_ldconfig "$r"
     rm -rf -- "$r/var/cache/ldconfig"
 
     # --- what must not be there ------------------------------------------------------------
@@ -802,7 +699,7 @@ build_runtime() {
 smoke_test() {
     local out
     log "smoke test: $RUNTIME_IMAGE"
-    out=$(docker run --rm --network none "$RUNTIME_IMAGE" /usr/bin/python -c '
+    out=$(docker run --rm --pull never --network none "$RUNTIME_IMAGE" /usr/bin/python -c '
 import hashlib, _hashlib
 assert _hashlib.get_fips_mode() == 1, "fips mode off"
 for f in (lambda: hashlib.md5(), lambda: hashlib.new("md5")):
@@ -813,19 +710,19 @@ for f in (lambda: hashlib.md5(), lambda: hashlib.new("md5")):
     else:
         raise SystemExit("MD5 was not refused")
 hashlib.md5(usedforsecurity=False); hashlib.sha256(b"x")
-import ssl, ctypes, sqlite3, json, uuid, zlib, lzma, bz2, decimal, zoneinfo
-print("ok", ssl.OPENSSL_VERSION)
+import ssl, ctypes, sqlite3, json, uuid, zlib, lzma, bz2, decimal, zoneinfo, platform
+print("ok", platform.machine(), ssl.OPENSSL_VERSION)
 ') || die "runtime smoke test failed"
     log "runtime: $out"
-    if docker run --rm --network none --entrypoint /bin/sh "$RUNTIME_IMAGE" -c true >/dev/null 2>&1; then
+    if docker run --rm --pull never --network none --entrypoint /bin/sh "$RUNTIME_IMAGE" -c true >/dev/null 2>&1; then
         die "runtime has a working /bin/sh"
     fi
 }
 
 check_abi() {
     local a b
-    a=$(docker run --rm --network none "$BUILDER_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
-    b=$(docker run --rm --network none "$RUNTIME_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    a=$(docker run --rm --pull never --network none "$BUILDER_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
+    b=$(docker run --rm --pull never --network none "$RUNTIME_IMAGE" python -c 'import sys,sysconfig; print(sys.implementation.cache_tag, sysconfig.get_config_var("SOABI"))')
     [[ $a == "$b" ]] || die "builder ABI ($a) differs from runtime ABI ($b)"
     log "builder and runtime share the Python ABI: $a"
 }
@@ -841,6 +738,8 @@ if [[ $step == cpython && $PY_FROM == debian ]]; then
     die "$PY_SOURCE is Debian's $PY_SUITE build here: it needs $PY_SUITE's C library and does not run on this host; run it in the builder image (docker run --rm allocscope-base/builder python -V), or build CPython from source with ALLOCSCOPE_PY_SOURCE=python3.13"
 fi
 ensure_packages "${HOST_PACKAGES[@]}"
+if ((foreign)); then ensure_emulation "$ARCH" || die "cannot run $ARCH programs here (see above)"; fi
+PYTHON=${PYTHON:-python3}
 ensure_cpython
 case $step in
     cpython)

@@ -13,7 +13,7 @@ from allocscope import __version__, exitcodes
 from allocscope.errors import AllocscopeError
 
 # Subcommand -> module under allocscope.commands (each imports its heavy parts when run).
-COMMANDS = ("info", "inspect", "agent", "verify", "serve", "bench", "compare", "report")
+COMMANDS = ("info", "inspect", "agent", "verify", "serve", "bench", "compare", "tune", "report")
 
 # Modules outside the standard library -> the extra that installs them (pyproject.toml).
 EXTRAS = {

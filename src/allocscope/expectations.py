@@ -120,8 +120,7 @@ def background_thread_check(requested: bool, live: bool) -> list[Check]:
         return []
     if live:
         return [Check("background_thread", True, "background_thread requested and running")]
-    fix = "call allocscope.forksafe.after_fork() in each worker after fork"
-    return [Check("background_thread", False, f"{BACKGROUND_THREAD_LOST}: {fix}")]
+    return [Check("background_thread", False, BACKGROUND_THREAD_LOST)]
 
 
 def _malloc_conf_check(snap: Snapshot) -> Check:

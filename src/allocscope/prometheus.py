@@ -12,8 +12,9 @@ processes: allocator counters are per process.
 
 Built from the probe's records only (``allocscope.facts``): the allocator, FIPS and runtime
 are detected once per pid, a forked worker detects again; each scrape reads memory from
-``/proc/self/status`` and the allocator's counters (jemalloc ``stats.*``, glibc
-``mallinfo2``). ``collect()`` never raises: a part that cannot be read is left out of that
+``/proc/self/status`` and the allocator's counters (``allocscope.probe.held``: what it
+holds resident, in use and free, for glibc, jemalloc and tcmalloc; jemalloc ``stats.*``,
+glibc ``mallinfo2``). ``collect()`` never raises: a part that cannot be read is left out of that
 scrape and counted in ``allocscope_collector_errors_total{part}``.
 """
 
@@ -29,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from allocscope import __version__, facts, forksafe
 from allocscope.expectations import FIPS_LEVELS
-from allocscope.probe import glibc, memory, procfs
+from allocscope.probe import glibc, held, memory, procfs
 
 __all__ = ["AllocscopeCollector"]
 
@@ -100,7 +101,7 @@ class AllocscopeCollector(Collector):
             "Scrapes in which a part of allocscope's series could not be read (left out)",
             labels=["pid", "part"],
         )
-        for part in ("facts", *(name for name, _ in self._parts)):
+        for part in ("facts", *(name for name, _ in self._parts), "held"):
             family.add_metric([pid, part], self._errors[part])
         return family
 
@@ -168,28 +169,46 @@ class AllocscopeCollector(Collector):
     def _allocator(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             f"{PREFIX}_allocator_bytes",
-            "The allocator's own byte counters, by kind (jemalloc stats.*, glibc mallinfo2)",
+            "The allocator's byte counters, by kind: in_use, free_resident (kept resident, "
+            "not in use), returnable (what a trim/purge returns) and held (in_use + "
+            "free_resident), the same for every allocator (allocscope.probe.held); and the "
+            "allocator's own books (jemalloc stats.*, glibc mallinfo2)",
             labels=["pid", "allocator", "kind"],
         )
-        if f.jemalloc is not None:
-            s = f.jemalloc.stats()
+        name = f.allocator.name
+        s = f.jemalloc.stats() if f.jemalloc is not None else None
+        g = glibc.heap() if s is None and name == "glibc" else None
+        try:  # smaps and anonymous RSS: left out alone when unreadable, the books stay
+            h: held.Held | None = held.read(f.allocator, self._proc_root, heap=g, stats=s)
+        except Exception:
+            self._errors["held"] += 1
+            h = None
+        for kind, value in (
+            ("in_use", h.in_use_bytes if h else None),
+            ("free_resident", h.free_bytes if h else None),
+            ("returnable", h.releasable_bytes if h else None),
+            ("held", h.held_bytes if h else None),
+        ):
+            if value is not None:
+                family.add_metric([pid, name, kind], value)
+        if s is not None:
             for kind in JEMALLOC_KINDS:
                 family.add_metric([pid, "jemalloc", kind], getattr(s, kind))
             yield family
             yield _gauge("jemalloc_arenas", "jemalloc arenas", s.narenas, pid)
-        elif f.allocator.name == "glibc":
-            h = glibc.heap()
-            for kind, value in (
-                ("arena", h.arena_bytes),
-                ("in_use", h.in_use_bytes),
-                ("free", h.free_bytes),
-                ("mmap", h.mmap_bytes),
-                ("releasable", h.releasable_bytes),
+        elif g is not None:
+            for kind, value in (  # mallinfo2's books: "free" counts trimmed pages too
+                ("arena", g.arena_bytes),
+                ("free", g.free_bytes),
+                ("mmap", g.mmap_bytes),
+                ("releasable", g.releasable_bytes),
             ):
                 family.add_metric([pid, "glibc", kind], value)
             yield family
-            if h.arenas is not None:
-                yield _gauge("glibc_arenas", "glibc malloc arenas", h.arenas, pid)
+            if g.arenas is not None:
+                yield _gauge("glibc_arenas", "glibc malloc arenas", g.arenas, pid)
+        elif family.samples:
+            yield family
 
     def _background_thread(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
         if f.jemalloc is None:

@@ -243,8 +243,8 @@ def _results(**run: object) -> str:
         (["report", "{good}", "{good}"], 3, "given twice"),
         (["report", "{good}", "{copy}"], 3, "the same run appears twice"),
         (["report", "{good}", "{threads2}"], 3, "was run with different parameters"),
-        (["report", "{binary}"], 3, "not a text file"),
-        (["report", "{dir}"], 3, "Is a directory"),
+        (["report", "{binary}"], 3, "not UTF-8 text"),
+        (["report", "{dir}"], 3, "a directory, not a regular file"),
     ],
 )
 def test_bad_input_never_ends_in_a_traceback(

@@ -101,13 +101,18 @@ def test_snapshot_and_verify_report_the_loss(jemalloc: str) -> None:
     doc = run_json(DETECT, LD_PRELOAD=jemalloc, MALLOC_CONF="background_thread:true")
     assert doc["parent"] == {"warnings": [], "passed": True, "failed": []}
     lost = doc["lost"]
-    assert lost["warnings"] == ["background_thread requested but not running (lost at fork)"]
+    assert lost["warnings"] == [
+        "background_thread requested but not running (lost at fork): your deployment needs "
+        "`-c python:allocscope.gunicorn_conf` (gunicorn) or `allocscope.forksafe.install()` "
+        "(any os.fork) in each worker"
+    ]
     assert not lost["passed"]
     # Both say so: the thread's own check, and MALLOC_CONF's key (opt.* still reads true).
     conf, thread = lost["failed"]
-    assert conf == (
+    assert conf.startswith(
         "malloc_conf: MALLOC_CONF keys not in effect: background_thread: "
-        "requested true, but the thread is not running (lost at fork)"
+        "requested true, but the thread is not running (lost at fork): your deployment needs "
+        "`-c python:allocscope.gunicorn_conf`"
     )
     assert thread.startswith(
         "background_thread: background_thread requested but not running (lost at fork)"

@@ -23,19 +23,25 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
         (["0"], 3, "not a process id: 0"),
         (["-5"], 3, "not a process id: -5"),
         (["2"], 20, "process 2 is a kernel thread (kthreadd): no user memory"),
-        (["abc"], 2, "not a process id: 'abc'"),
+        (["abc"], 3, "not a process id: 'abc'"),  # as the epilog says
         ([], 2, "give at least one PID, or --all"),
         (["--all", "1"], 2, "give PIDs or --all, not both"),
         (["1", "--count", "2"], 2, "--count needs --watch"),
         (["1", "--trim"], 2, "--trim needs --attach"),
         (["--all", "--attach"], 2, "--attach takes PIDs (not --all or --watch)"),
-        (["1", "--attach", "--timeout", "0"], 2, "must be a positive number of seconds"),
+        (["1", "--attach", "--timeout", "0"], 2, "must be a number of seconds above 0"),
+        (["1", "--watch", "inf"], 2, "--watch: must be a number of seconds above 0 and at most"),
+        (["1", "--watch", "1e308"], 2, "at most 86400: '1e308'"),
+        (["1", "--watch", "nan"], 2, "must be a number of seconds"),
+        (["1", "--watch", "soon"], 2, "argument --watch: must be a number of seconds"),
+        (["1", "--watch", "1", "--count", "x"], 2, "must be a whole number, at least 1: 'x'"),
     ],
 )
 def test_bad_input(args: list[str], code: int, message: str) -> None:
     proc = run_allocscope("inspect", *args)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "_seconds" not in proc.stderr and "_count" not in proc.stderr  # no internal names
 
 
 def test_zombie() -> None:
@@ -71,9 +77,15 @@ def test_watch_prints_a_timeline_and_stops() -> None:
 def test_watch_follows_until_the_process_exits() -> None:
     with running([sys.executable, "-c", "import time; time.sleep(1.5)"]) as target:
         proc = run_allocscope("inspect", str(target.pid), "--watch", "0.3", timeout=30)
-    assert proc.returncode in (3, 20), proc.stderr  # gone: no such process, or exited mid-read
+    assert proc.returncode == 0, proc.stderr  # the normal end of a timeline
     assert len(proc.stdout.splitlines()) >= 2
-    assert "Traceback" not in proc.stderr
+    assert f"process {target.pid} has ended" in proc.stderr
+    assert "no such process" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_watch_of_a_pid_that_never_existed_is_still_an_error() -> None:
+    proc = run_allocscope("inspect", "999999999", "--watch", "0.1", "--count", "2")
+    assert proc.returncode == 3 and "no such process: 999999999" in proc.stderr
 
 
 def test_all_sees_every_process_and_skips_kernel_threads() -> None:

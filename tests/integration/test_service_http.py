@@ -129,8 +129,12 @@ def test_metrics_under_glibc(glibc_server: Server) -> None:
     fams = _families(glibc_server)
     [(labels, _)] = fams["allocscope_allocator_info"]
     assert labels["name"] == "glibc"
-    kinds = {lab["kind"] for lab, _ in fams["allocscope_allocator_bytes"]}
-    assert kinds == {"arena", "in_use", "free", "mmap", "releasable"}
+    kinds = {lab["kind"]: v for lab, v in fams["allocscope_allocator_bytes"]}
+    books = {"arena", "free", "mmap", "releasable"}  # mallinfo2's
+    assert set(kinds) == books | {"in_use", "free_resident", "returnable", "held"}
+    assert kinds["held"] == kinds["in_use"] + kinds["free_resident"]
+    [(_, anon)] = fams["allocscope_process_anonymous_memory_bytes"]
+    assert kinds["free_resident"] <= anon
 
 
 def test_healthz(glibc_server: Server) -> None:

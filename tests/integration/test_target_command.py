@@ -33,6 +33,8 @@ puts keep.size
 
 def compare(tmp_path: Path, *args: str, timeout: float = 180) -> tuple[int, str, Results | None]:
     out = tmp_path / "out"
+    if "--repeats" not in args and "-r" not in args:  # one run each: these test behaviour
+        args = ("--repeats", "1", *args)
     proc = run_allocscope("compare", "-q", "--no-chart", "-o", str(out), *args, timeout=timeout)
     path = out / "results.json"
     return proc.returncode, proc.stdout + proc.stderr, load(str(path)) if path.exists() else None
@@ -240,3 +242,36 @@ def test_the_hook_chains_to_the_users_sitecustomize(tmp_path: Path) -> None:
     assert marker.read_text() == "ran"  # the user's own sitecustomize still ran
     run = load(str(tmp_path / "out" / "results.json")).runs[0]
     assert (run.target or {})["inside"][0]["allocator"] == "glibc"  # and ours did too
+
+
+def test_compare_on_a_command_is_decisive_without_flags(tmp_path: Path) -> None:
+    """No --repeats: 5 interleaved runs of each, a verdict beside every ratio and the
+    plain-words line (issue 17: it was 1 run, n<5 everywhere, no line)."""
+    job = (
+        "import threading\n"
+        "keep = []\n"
+        "def work():\n"
+        "    junk = []\n"
+        "    for i in range(60000):\n"
+        "        s = b'x' * (600 + i % 5000)\n"
+        "        (keep if i % 50 == 0 else junk).append(s)\n"
+        "        if len(junk) > 2000: junk.clear()\n"
+        "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+    )
+    out = tmp_path / "out"
+    proc = run_allocscope(
+        "compare", "--no-chart", "-o", str(out), "-V", "glibc", "-V", "jemalloc-tuned",
+        "--", PY, "-c", job, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == exitcodes.OK, proc.stderr
+    results = load(str(out / "results.json"))
+    order = [(r.repeat, r.variant) for r in results.runs]
+    assert [r for r, _ in order] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # interleaved rounds
+    assert all(r.counts for r in results.runs)
+    tables = proc.stdout.split("median of the runs")[0]  # the legend explains both words
+    assert "n<5" not in tables and "one run" not in tables
+    assert "what this means: " in proc.stdout and "jemalloc-tuned against glibc: " in proc.stdout
+    assert "runs: 5 of each variant by default, interleaved" in proc.stdout
+    c = results.comparison(results.workloads()[0], "jemalloc-tuned", "cpu_s")
+    assert c is not None and c.verdict in ("significant", "within noise", "below floor")

@@ -73,9 +73,31 @@ def test_flask_under_gunicorn_glibc_against_jemalloc(tmp_path: Path, worker_clas
     assert "serve: python" in text and "req/s" in text and "growth MiB" in text
 
 
-def test_workers_that_lost_the_background_thread_fail_their_proof(tmp_path: Path) -> None:
+def test_workers_that_lost_the_background_thread_are_restored_by_default(tmp_path: Path) -> None:
+    """The README's --serve example with bare gunicorn: jemalloc-tuned is proved and measured
+    in every worker, and the table says what the deployment needs (issue 17)."""
     code, text, results = compare(
-        tmp_path, "-V", "jemalloc-tuned",
+        tmp_path, "-V", "glibc", "-V", "jemalloc-tuned",
+        "--serve", f"{GUNICORN_BARE} flask_app:app", "--ready", "/healthz", "--repeats", "1",
+        *SHORT,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    by = {r.variant: r for r in results.runs}
+    check_service_run(by["jemalloc-tuned"], "jemalloc", processes=3)
+    (note,) = by["jemalloc-tuned"].target["warnings"]  # type: ignore[index]
+    assert "restored after fork by allocscope" in note, note
+    assert "-c python:allocscope.gunicorn_conf" in note and "forksafe.install()" in note
+    assert len(note.split("process ")[1].split(":")[0].split(", ")) == 2  # both workers
+    assert "warnings" not in (by["glibc"].target or {})  # nothing to restore under glibc
+    assert "restored after fork by allocscope" in text
+
+
+def test_as_deployed_workers_that_lost_the_background_thread_fail_and_name_the_fix(
+    tmp_path: Path,
+) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "jemalloc-tuned", "--as-deployed", "--repeats", "1",
         "--serve", f"{GUNICORN_BARE} flask_app:app", "--ready", "/healthz", *SHORT,
     )  # fmt: skip
     assert code == exitcodes.RUN_FAILED, text
@@ -83,6 +105,7 @@ def test_workers_that_lost_the_background_thread_fail_their_proof(tmp_path: Path
     (run,) = results.runs
     lost = [f for f in run.failures if "lost at fork" in f]
     assert len(lost) == 2, run.failures  # each of the two workers, not the arbiter
+    assert all("-c python:allocscope.gunicorn_conf" in f for f in lost), lost
 
 
 def test_fastapi_under_uvicorn_with_a_requests_file(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import allocscope.probe
 from allocscope.inspect import payload
-from allocscope.inspect.attach import judge
+from allocscope.inspect.verdict import judge
 
 
 def run_payload(trim: bool = False) -> dict[str, object]:

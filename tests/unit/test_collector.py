@@ -17,6 +17,13 @@ Families = dict[str, list[tuple[dict[str, str], float]]]
 STATUS = "Name:\tpython3\nVmHWM:\t   50000 kB\nVmRSS:\t   40000 kB\nRssAnon:\t   30000 kB\n"
 
 
+# glibc's main arena: 1 GiB of [heap], 512 MiB of it resident (more than RssAnon above).
+SMAPS = (
+    "55d0c0000000-55d100000000 rw-p 00000000 00:00 0                          [heap]\n"
+    "Size:            1048576 kB\nRss:              524288 kB\n"
+)
+
+
 def scrape(collector: AllocscopeCollector) -> Families:
     registry = CollectorRegistry()
     registry.register(collector)
@@ -35,6 +42,7 @@ def errors(fams: Families) -> dict[str, float]:
 def fake_proc(tmp_path: Path) -> Path:
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "status").write_text(STATUS)
+    (tmp_path / "self" / "smaps").write_text(SMAPS)
     return tmp_path
 
 
@@ -61,7 +69,24 @@ def test_unreadable_memory_is_a_missing_series_and_a_counted_error(tmp_path: Pat
     assert "allocscope_process_resident_memory_bytes" not in second
     assert "allocscope_allocator_info" in second  # the other parts still answer
     assert errors(first)["memory"] == 1 and errors(second)["memory"] == 2
-    assert errors(second)["allocator"] == 0
+    assert errors(second)["allocator"] == 0  # the allocator's books are still read
+    assert errors(second)["held"] == 2  # what it holds needs the anonymous RSS
+
+
+def test_held_bytes_are_resident_arena_pages_minus_in_use(fake_proc: Path) -> None:
+    """glibc: free_resident is the arenas' resident pages minus what mallinfo2 has in use,
+    never mallinfo2's free books, and never more than the anonymous RSS."""
+    from allocscope.probe import allocator, glibc
+
+    if allocator.detect().name != "glibc":
+        pytest.fail("this test runs under glibc (no allocator preloaded)")
+    fams = scrape(AllocscopeCollector(proc_root=str(fake_proc), server=""))
+    kinds = {labels["kind"]: v for labels, v in fams["allocscope_allocator_bytes"]}
+    heap = glibc.heap()
+    assert {"in_use", "free_resident", "returnable", "held", "free"} <= set(kinds)
+    assert heap.in_use_bytes < 512 * 2**20 - 30000 * 1024  # so the cap is what decides
+    assert kinds["free_resident"] == 30000 * 1024  # RssAnon of the fake tree, not 512 MiB
+    assert kinds["held"] == kinds["in_use"] + kinds["free_resident"]
 
 
 def test_facts_that_cannot_be_detected_leave_only_the_error_counter() -> None:

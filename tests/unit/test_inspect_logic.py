@@ -168,3 +168,13 @@ def test_a_refused_read_says_what_would_help(monkeypatch: pytest.MonkeyPatch) ->
     assert "needs root or CAP_SYS_PTRACE" in report._why(refused)
     monkeypatch.setattr(report, "can_ptrace_others", lambda: True)
     assert report._why(refused).startswith("permission denied even with CAP_SYS_PTRACE")
+
+
+def test_an_unidentified_allocator_is_not_named_unknown_in_a_sentence() -> None:
+    from allocscope.inspect.report import _counters_note
+
+    note = _counters_note("unknown")
+    assert "unknown's" not in note and note.startswith("no allocator was identified")
+    assert _counters_note("mimalloc") == (
+        "mimalloc's own counters cannot be read from outside the process"
+    )

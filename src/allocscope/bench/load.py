@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from allocscope import userfile
+
 LOOPBACK = ("127.0.0.1", "::1")
 BUCKETS_PER_E = 100  # log buckets: e^(1/100): ~1 % apart
 REQUEST_TIMEOUT = 10.0
@@ -85,12 +87,10 @@ def _request(doc: Any, where: str) -> Request:
 def read_requests(path: str) -> list[Request]:
     """One request per line, JSON: ``{"method", "path", "headers", "body"}``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise LoadError(f"--requests {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise LoadError(f"--requests {path}: not UTF-8 text") from None
+        text = userfile.read_text(path, userfile.REQUESTS_LIMIT, f"--requests {path}")
+    except userfile.UserFileError as e:
+        raise LoadError(str(e)) from None
+    lines = text.splitlines()
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -129,8 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         "--repeats",
         "-r",
         metavar="N|auto",
-        help="measured runs of each variant (default 5: fewer get no verdict; 1 for a command "
-        "or service); auto: repeat "
+        help="measured runs of each variant (default 5: fewer get no verdict; for a command "
+        "or service, 5 interleaved unless a run takes a minute or more, then as many as "
+        "--budget allows); auto (built-in workloads): repeat "
         "until the 99%% interval "
         "of retained RSS, peak RSS and CPU time is within --target of each median, or "
         "--budget is spent",
@@ -149,7 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_workloads: Sequenc
         default=AUTO_BUDGET,
         metavar="S",
         help=f"--repeats auto: seconds to spend at most, shared by the workloads "
-        f"(default {AUTO_BUDGET:g}; at most {AUTO_MAX} repeats)",
+        f"(default {AUTO_BUDGET:g}; at most {AUTO_MAX} repeats); a command or service "
+        "without --repeats: seconds its long runs may take in all",
     )
     m.add_argument(
         "--seed",

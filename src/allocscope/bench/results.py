@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from allocscope import __version__
+from allocscope import __version__, userfile
 from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
 
@@ -73,6 +73,21 @@ DERIVED = {"rss_kept": "RSS after the last settle period minus RSS when the work
 # for); rss_kept (above the interpreter's own RSS) is shown beside it with its ratio.
 VERDICT_METRICS = ("rss_peak", "rss_retained", "rss_kept", "cpu_s")
 HEADLINE = ("rss_retained", "rss_peak", "cpu_s")  # --repeats auto narrows these
+
+
+# The smallest memory difference that may be called significant: 1 MiB, or 3 % of the
+# baseline's RSS when that is larger. 1 MiB because RSS moves in whole allocator units of
+# about that size whatever the allocator does well or badly: one pymalloc arena (1 MiB
+# since CPython 3.10), glibc's 128 KiB top pad and mmap threshold, a jemalloc extent or a
+# mimalloc segment; a kept RSS of 0.4 against 0.7 MiB is a 0.57x ratio of nothing. 3 %
+# because that is MIN_EFFECT's smallest memory effect worth a decision, and rss_kept (a
+# small figure on top of a large process) must be judged against the process, not itself.
+MEMORY_FLOOR_BYTES = 2**20
+MEMORY_FLOOR_SHARE = stats.MIN_EFFECT["memory"]
+
+
+def is_memory(metric: str) -> bool:
+    return metric.startswith(("rss_", "pss_"))
 
 
 def value(run: RunRecord, metric: str) -> float | None:
@@ -212,7 +227,17 @@ class Results:
             seed=self.seed,
             key=f"{workload}/{variant}/{metric}",
             kind="time" if metric.endswith("_s") else "memory",
+            floor=self.memory_floor(workload, metric) if is_memory(metric) else 0.0,
         )
+
+    def memory_floor(self, workload: str, metric: str) -> float:
+        """max(1 MiB, 3 % of the baseline's RSS): see MEMORY_FLOOR_BYTES. For rss_kept the
+        RSS is the retained RSS the kept part sits in."""
+        base = self.baseline()
+        whole = "rss_retained" if metric == "rss_kept" else metric
+        values = self.values(workload, base, whole) if base else []
+        share = MEMORY_FLOOR_SHARE * statistics.median(values) if values else 0.0
+        return max(float(MEMORY_FLOOR_BYTES), share)
 
     def comparisons(self) -> list[dict[str, Any]]:
         """Every ratio against the baseline on the VERDICT_METRICS, for the JSON."""
@@ -547,12 +572,9 @@ def load(paths: str | Sequence[str]) -> Results:
             raise ResultsError(f"{path}: given twice (as {seen[real]}): its runs would count twice")
         seen[real] = path
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ResultsError(f"{path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ResultsError(f"{path}: not a text file") from None
+            text = userfile.read_text(path, userfile.RESULTS_LIMIT)
+        except userfile.UserFileError as e:
+            raise ResultsError(str(e)) from None
         loaded.append(parse(text, path))
     results = loaded[0] if len(loaded) == 1 else merge(loaded)
     check_pooling(results)

@@ -10,7 +10,10 @@ a rank test agrees (Mann-Whitney's statistic, p < 2 % by random relabelling). Th
 interval, not just the median ratio: a peak RSS whose runs spread +-4 % around no effect
 was once called a 3 % difference by the median-ratio rule, and the next run called it
 noise (tests/integration/test_compare_numbers.py). Anything else is **within noise**;
-with fewer than :data:`MIN_RUNS` runs on either side there is no verdict. On simulated
+with fewer than :data:`MIN_RUNS` runs on either side there is no verdict. A difference of
+medians under the caller's absolute ``floor`` (memory: see ``results.memory_floor``) is
+**below floor** whatever its interval: 0.4 against 0.7 MiB is a 0.57x ratio that no
+deployment decision should rest on. On simulated
 identical variants (5 runs each, 5-20 % noise) about 1 ratio in 70 was called significant
 under the median-ratio rule: 5 runs that happen not to overlap at all (2 orders in 252)
 look like a difference to any test. More runs (``--repeats 8``, or ``auto``) bring it
@@ -39,7 +42,7 @@ MIN_RUNS = 5
 # The smallest difference we call real, by kind of figure.
 MIN_EFFECT = {"memory": 0.03, "time": 0.05}
 
-Verdict = Literal["significant", "within noise", "too few runs"]
+Verdict = Literal["significant", "within noise", "too few runs", "below floor"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,25 @@ class Comparison:
     verdict: Verdict
     n: int
     n_base: int
+    difference: float = 0.0  # median minus the baseline's median, in the values' unit
+    floor: float = 0.0  # the smallest absolute difference that may be significant
+    base_median: float = 0.0
 
     @property
     def short(self) -> str:
-        return {"significant": "sig", "within noise": "noise"}.get(self.verdict, f"n<{MIN_RUNS}")
+        return {"significant": "sig", "within noise": "noise", "below floor": "<floor"}.get(
+            self.verdict, f"n<{MIN_RUNS}"
+        )
+
+    @property
+    def single(self) -> bool:
+        """One run on a side: the interval has no width and means nothing."""
+        return min(self.n, self.n_base) < 2
+
+    @property
+    def ratio_meaningful(self) -> bool:
+        """A ratio on a base under the floor (0.1 MiB kept) says nothing: show the difference."""
+        return self.base_median > max(self.floor, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,11 +120,17 @@ def median_interval(values: Sequence[float], *, seed: int, key: str = "") -> Int
 
 @functools.lru_cache(maxsize=4096)
 def _compare(
-    values: tuple[float, ...], base: tuple[float, ...], seed: int, key: str, min_effect: float
+    values: tuple[float, ...],
+    base: tuple[float, ...],
+    seed: int,
+    key: str,
+    min_effect: float,
+    floor: float,
 ) -> Comparison | None:
     base_median = statistics.median(base)
     if base_median <= 0 or statistics.median(values) <= 0:
         return None  # kept RSS can be negative (less than before the work): no ratio
+    difference = statistics.median(values) - base_median
     ratio = statistics.median(values) / base_median
     rng = _rng(seed, key)
     ratios = []
@@ -119,13 +143,17 @@ def _compare(
     verdict: Verdict
     if min(len(values), len(base)) < MIN_RUNS:
         verdict = "too few runs"
+    elif abs(difference) < floor:
+        verdict = "below floor"
     elif (low >= 1 + min_effect or high <= 1 - min_effect) and _permutation_p(
         values, base, rng
     ) < ALPHA:
         verdict = "significant"
     else:
         verdict = "within noise"
-    return Comparison(ratio, low, high, verdict, len(values), len(base))
+    return Comparison(
+        ratio, low, high, verdict, len(values), len(base), difference, floor, base_median
+    )
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -165,12 +193,14 @@ def compare(
     seed: int,
     key: str = "",
     kind: str = "memory",
+    floor: float = 0.0,
 ) -> Comparison | None:
     """``values`` against ``base``: the ratio of medians, its interval and the verdict.
-    None when either side has no values or either median is not positive."""
+    None when either side has no values or either median is not positive. A difference
+    of medians smaller than ``floor`` (the values' unit) is never significant."""
     if not values or not base:
         return None
-    return _compare(tuple(values), tuple(base), seed, key, MIN_EFFECT[kind])
+    return _compare(tuple(values), tuple(base), seed, key, MIN_EFFECT[kind], floor)
 
 
 def cv(values: Sequence[float]) -> float | None:

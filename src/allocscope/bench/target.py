@@ -22,6 +22,7 @@ from allocscope.bench import tree
 from allocscope.bench.results import Run
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
+from allocscope.probe import jemalloc
 
 
 class TargetError(ValueError):
@@ -101,6 +102,22 @@ def run_command(spec: CommandSpec) -> Run:
         watch.finish()
 
 
+def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
+    """The workers whose jemalloc background thread allocscope's hook turned back on."""
+    pids = [
+        str(e.get("pid"))
+        for e in events
+        if e.get("event") == "start" and (e.get("restored") or {}).get("action") == "restored"
+    ]
+    if not pids:
+        return []
+    return [
+        f"jemalloc background_thread lost at fork in process {', '.join(pids)}: restored "
+        f"after fork by allocscope (measured as asked; --as-deployed measures without it); "
+        f"{jemalloc.FORK_FIX}"
+    ]
+
+
 def finish_run(
     watch: Watch,
     variant: Variant,
@@ -140,6 +157,7 @@ def finish_run(
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
     exits = [e for e in events if e.get("event") == "exit"]
+    warnings = [*(extra or {}).get("warnings", []), *restored_after_fork(events)]
     target = {
         "tree": watch.tree.to_dict(),
         "processes": [p.to_dict() for p in watch.proofs.values()],
@@ -155,6 +173,8 @@ def finish_run(
         },
         **(extra or {}),
     }
+    if warnings:
+        target["warnings"] = warnings
     return Run(
         variant=variant.name,
         workload=workload,

@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="-- CMD [ARGS...]",
         help="run this command (any language) under each variant instead of the workloads",
     )
+    parser.add_argument(
+        "--as-deployed",
+        action="store_true",
+        help="measure forked Python workers as deployed: allocscope's hook does not turn "
+        "jemalloc's background thread back on after fork (by default it does, and says so)",
+    )
     s = parser.add_argument_group("your own service (--serve)")
     s.add_argument(
         "--serve",

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocscope import libraries
+from allocscope import libraries, userfile
 from allocscope.expectations import ALLOCATORS
 from allocscope.probe import elf
 from allocscope.probe.allocator import allocator_of
@@ -287,10 +287,9 @@ def parse_spec(text: str, libs: Libraries | None = None) -> Variant:
 def load_toml(path: str, libs: Libraries | None = None) -> list[Variant]:
     """Variants from a TOML file of ``[[variant]]`` tables."""
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as e:
-        raise VariantError(f"{path}: {e.strerror or e}") from None
+        doc = tomllib.loads(userfile.read_text(path, userfile.CONFIG_LIMIT))
+    except userfile.UserFileError as e:
+        raise VariantError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise VariantError(f"{path}: not valid TOML: {e}") from None
     tables = doc.get("variant")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
+from dataclasses import replace
 
 from allocscope import exitcodes
+from allocscope.inspect.agent_limits import Limits
 
 HELP = "serve /metrics for the node's processes: allocator, memory, FIPS provider, arenas"
 
@@ -21,6 +20,7 @@ def _positive(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    limits = Limits()
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=9464, help="port (default 9464)")
     parser.add_argument(
@@ -28,33 +28,51 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--proc", default="/proc", help="procfs root (a host's /proc mounted)")
     parser.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="cgroupfs root")
-    parser.epilog = "Exit codes: 0 stopped by SIGTERM or SIGINT, 3 the address cannot be bound."
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=limits.connections,
+        metavar="N",
+        help=f"connections served at once; more wait in the kernel's backlog of "
+        f"{limits.backlog}, then are refused (default {limits.connections})",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=limits.header_timeout_ms // 1000,
+        metavar="S",
+        help="a connection that has not sent its request line and headers in S seconds is "
+        f"closed (default {limits.header_timeout_ms // 1000})",
+    )
+    parser.epilog = (
+        "Exit codes: 0 stopped by SIGTERM or SIGINT, 3 the address cannot be bound, "
+        "5 the service extra (granian) is missing."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    # prometheus_client only here (the rest of inspect is stdlib); without it cli.main
-    # names the extra to install (exit 5).
-    from prometheus_client import CollectorRegistry, start_http_server
-
+    # granian and prometheus_client only here (the rest of inspect is stdlib); without
+    # them cli.main names the extra to install (exit 5).
+    from allocscope.inspect.agent import serve
     from allocscope.inspect.node import NodeCollector
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector(args.top, args.proc, args.cgroup_root))
-    try:
-        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
-    except OSError as e:
-        print(f"allocscope agent: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    limits = replace(
+        Limits(), connections=args.max_connections, header_timeout_ms=args.header_timeout * 1000
+    )
     print(
-        f"allocscope agent: serving /metrics on {args.host}:{server.server_port}"
-        f" (top {args.top} processes by RSS)",
+        f"allocscope agent: serving /metrics on {args.host}:{args.port} (top {args.top}"
+        f" processes by RSS, at most {limits.connections} connections)",
         file=sys.stderr,
         flush=True,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    server.shutdown()
-    thread.join(timeout=5)
+    try:
+        serve(
+            lambda: NodeCollector(args.top, args.proc, args.cgroup_root),
+            args.host,
+            args.port,
+            limits,
+        )
+    except OSError as e:
+        print(f"allocscope agent: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     return exitcodes.OK

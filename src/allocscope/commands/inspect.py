@@ -5,29 +5,42 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
 
 from allocscope import exitcodes
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
+from allocscope.inspect.errors import NoSuchProcess, NotInspectable
 from allocscope.inspect.procinfo import all_pids
 from allocscope.inspect.render import render, render_attach, timeline_line
 
 HELP = "inspect running processes (any language): allocator, memory, crypto, container"
 
 
+MAX_SECONDS = 86_400.0  # a day: past it time.sleep and deadlines overflow (inf, 1e308)
+
+
 def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}: {text!r}"
+        )
     return value
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: {text!r}")
     return value
 
 
@@ -82,7 +95,7 @@ def _pids(args: argparse.Namespace) -> list[int] | str:
         try:
             pids.append(int(text))
         except ValueError:
-            return f"not a process id: {text!r}"
+            return f"not a process id: {text!r}"  # exit 3, as an impossible pid
     return pids
 
 
@@ -101,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     pids = _pids(args)
     if isinstance(pids, str):
         print(f"allocscope inspect: {pids}", file=sys.stderr)
-        return exitcodes.USAGE
+        return exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
     if args.count is not None and args.watch is None:
         print("allocscope inspect: --count needs --watch", file=sys.stderr)
         return exitcodes.USAGE
@@ -135,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     """Passive report and the probe run inside, per PID; the first failure's exit code."""
+    from allocscope.bench.runner import stop_on_signals
     from allocscope.inspect.attach import SCHEMA as ATTACH_SCHEMA
     from allocscope.inspect.attach import attach
 
@@ -142,7 +156,8 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     for pid in pids:
         try:
             report = inspect_process(pid, args.proc)
-            inside = attach(pid, trim=args.trim, timeout=args.timeout)
+            with stop_on_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
+                inside = attach(pid, trim=args.trim, timeout=args.timeout)
         except InspectError as e:
             print(f"allocscope inspect: {e}", file=sys.stderr)
             code = code or e.exit_code
@@ -159,20 +174,26 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
 
 
 def _watch(args: argparse.Namespace, pids: list[int]) -> int:
-    """One line (or JSON document) per process per round, until --count or Ctrl-C."""
+    """One line (or JSON document) per process per round, until --count, Ctrl-C, or every
+    process has ended: a process seen once that then exits is the normal end (exit 0)."""
     rounds = 0
     code = exitcodes.OK
     live = list(pids)
+    seen: set[int] = set()
     while live and (args.count is None or rounds < args.count):
         if rounds:
             time.sleep(args.watch)
         targets = all_pids(args.proc) if args.all else live
         for pid, result in _reports(targets, args.proc, args.all):
             if isinstance(result, InspectError):
-                print(f"allocscope inspect: {result}", file=sys.stderr)
                 live.remove(pid)  # it has gone: the others' timelines go on
+                if pid in seen and isinstance(result, (NoSuchProcess, NotInspectable)):
+                    print(f"allocscope inspect: process {pid} has ended", file=sys.stderr)
+                    continue
+                print(f"allocscope inspect: {result}", file=sys.stderr)
                 code = code or result.exit_code
             else:
+                seen.add(pid)
                 line = json.dumps(result.to_dict()) if args.json else timeline_line(result)
                 print(line, flush=True)
                 if result.failed:  # two allocators mapped: a failure in either format

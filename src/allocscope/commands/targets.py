@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 from allocscope import exitcodes
 from allocscope.bench import target, target_options, target_session
@@ -20,6 +21,12 @@ from allocscope.bench.runner import Interrupted, stop_on_signals
 from allocscope.bench.variants import Variant, VariantError
 
 COMMAND_TIMEOUT = 3600.0  # a user's job may well take minutes; --timeout for more
+# Without --repeats: enough runs for a verdict (stats.MIN_RUNS), interleaved. All of them
+# when every run so far took under LONG_RUN seconds; past that, as many rounds as the
+# --budget allows (never fewer than one), and the footer says so.
+DEFAULT_REPEATS = 5
+LONG_RUN = 60.0
+AS_DEPLOYED = ("ALLOCSCOPE_AS_DEPLOYED", "1")
 TREE_INTERVAL = 0.1  # at least: smaps_rollup of every process costs a page walk
 
 
@@ -41,9 +48,13 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
         if single and not (args.variant or args.variants_file):
             args.variant = ["glibc"]
         variants = chosen_variants(args)
+        if args.as_deployed:  # the hook reads it in each forked worker
+            variants = [replace(v, env=(*v.env, AS_DEPLOYED)) for v in variants]
         if args.repeats == "auto":
             raise PlanError("--repeats auto is for the built-in workloads; give a number")
-        repeats = 1 if args.repeats is None else _whole("repeats", args.repeats)
+        chosen = args.repeats is None
+        repeats = DEFAULT_REPEATS if chosen else _whole("repeats", args.repeats)
+        _positive("budget", args.budget)
         warmup = 0 if args.warmup is None else args.warmup
         _positive("warmup", warmup, integer=True, zero=True)
         args.timeout = COMMAND_TIMEOUT if args.timeout is None else args.timeout
@@ -81,6 +92,9 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
         "argv": list(argv),
         "serve": serve.config() if serve else None,
         "repeats": repeats,
+        "repeats_default": {"runs": repeats, "long_run_s": LONG_RUN, "budget_s": args.budget}
+        if chosen
+        else None,
         "warmup": warmup,
         "interval_s": interval,
         "timeout_s": args.timeout,
@@ -90,7 +104,7 @@ def run(command: str, args: argparse.Namespace, *, single: bool) -> int:
     pairs = target_session.plan(variants, repeats, warmup)
     try:
         with stop_on_signals():
-            _runs(pairs, serve, argv, args, interval, session)
+            _runs(pairs, serve, argv, args, interval, session, args.budget if chosen else None)
     except Interrupted as e:  # SIGINT, SIGTERM, SIGHUP: what was measured is kept
         assert session.results is not None
         session.results.session["interrupted"] = e.args[0]
@@ -108,8 +122,26 @@ def _runs(
     args: argparse.Namespace,
     interval: float,
     session: target_session.Session,
+    budget: float | None = None,
 ) -> None:
+    """Run the pairs in order; with a ``budget`` (repeats left to us), stop before a
+    measured round that would pass it once a run has taken LONG_RUN seconds or more."""
+    started = time.monotonic()
+    longest = 0.0
     for i, (variant, repeat) in enumerate(pairs, 1):
+        first_of_round = repeat > 1 and pairs[i - 2][1] != repeat
+        if budget is not None and first_of_round and longest >= LONG_RUN:
+            spent = time.monotonic() - started
+            if spent + spent / (repeat - 1) > budget:  # rounds so far (warm-ups included)
+                assert session.results is not None
+                session.results.session["repeats_stopped"] = (
+                    f"{repeat - 1} run{'s' if repeat > 2 else ''} of each variant, not "
+                    f"{DEFAULT_REPEATS}: a run took {longest:.0f} s and another round would "
+                    f"pass the {budget:g} s budget (--budget S, or --repeats N)"
+                )
+                session.save()
+                return
+        began = time.monotonic()
         if serve is not None:
             from allocscope.bench import serve_target
 
@@ -121,6 +153,7 @@ def _runs(
                 argv, variant, repeat, args.timeout, interval, variant.trim_every
             )
             run_ = target.run_command(spec)
+        longest = max(longest, time.monotonic() - began)
         session.add(run_)
         if not args.quiet:
             _say(i, len(pairs), variant, run_)

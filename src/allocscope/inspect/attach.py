@@ -1,34 +1,40 @@
 """``inspect --attach``: run allocscope's probe inside a running CPython, then judge.
 
-Mechanism (every CPython 3 on x86-64 Linux, no debugger): seize the main thread with
-ptrace, call libc's ``mmap`` in it for a buffer, write the payload there, and call
-``Py_AddPendingCall(PyRun_SimpleString, payload)``. When the thread was waiting in the
-kernel without the GIL (select, poll, sleep, read, accept: a server's idle main thread),
-we run the pending call at once in it (``PyGILState_Ensure``, ``Py_MakePendingCalls``,
-``PyGILState_Release``); otherwise the interpreter runs it at its next bytecode boundary.
-Either way it runs in the main thread with the GIL, writes its JSON answer into the
-buffer and removes everything it imported; registers are restored (the interrupted wait
-restarts) and the thread detached. We poll the buffer through /proc/PID/mem, then seize
-the thread once more to ``munmap`` it. A main thread blocked in a lock or in C code that
-holds the GIL answers only when it returns: past the timeout the caller marks the buffer
-abandoned and the payload, when it finally runs, frees it itself.
+Two ways in. A CPython 3.14 target reached from a CPython 3.14 allocscope gets the probe
+through ``sys.remote_exec`` (PEP 768, any architecture, no register handling of ours).
+Any other CPython 3 on x86-64 Linux: call, in its main thread (``inject``: each call
+runs untraced and restores the thread itself), libc's ``mmap`` for a buffer, write the
+payload there, and ``Py_AddPendingCall(PyRun_SimpleString, payload)``. When the thread
+was waiting in the kernel without the GIL (select, poll, sleep, read, accept: a server's
+idle main thread), it also runs ``PyGILState_Ensure``, ``Py_MakePendingCalls``,
+``PyGILState_Release`` at once; otherwise the interpreter runs the pending call at its
+next bytecode boundary. Either way it runs in the main thread with the GIL, writes its
+JSON answer into the buffer and removes everything it imported. We poll the buffer
+through /proc/PID/mem, then ``munmap`` it. Past ``--timeout`` (a main thread blocked in a
+lock, or the GIL held elsewhere) the caller marks the buffer abandoned and leaves: the
+payload, when it finally runs, frees it itself.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from allocscope.inspect import payload, ptrace
+from allocscope.inspect import inject, payload, ptrace
 from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
 from allocscope.inspect.procinfo import Mapping, Proc, parse_maps
+from allocscope.inspect.verdict import Verdict, judge
 from allocscope.probe import elf
-from allocscope.probe.memory import mib
 
 SCHEMA = "allocscope.attach/1"
-MECHANISM = "ptrace: mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread"
+MECHANISM = (
+    "mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread, "
+    "each call run untraced by a routine that restores the thread"
+)
+Path = Literal["ptrace", "remote_exec"]
 _PYTHON = (
     "Py_AddPendingCall", "PyRun_SimpleString", "Py_MakePendingCalls",
     "PyGILState_Check", "PyGILState_Ensure", "PyGILState_Release",
@@ -42,28 +48,20 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
-class Verdict:
-    kind: Literal["fragmentation", "objects", "unknown"]
-    held_bytes: int | None  # anonymous resident memory of the process
-    in_use_bytes: int | None  # live allocations, as the allocator counts them
-    free_held_bytes: int | None  # kept by the allocator but free
-    releasable_bytes: int | None  # what a trim/purge could give back (an upper bound)
-    sentence: str
-
-
-@dataclass(frozen=True)
 class Trim:
     action: str
     rss_before_bytes: int | None
     rss_after_bytes: int | None
     returned_bytes: int | None
     in_use_after_bytes: int | None
+    verdict: Verdict | None = None  # judged again after the trim: what the process holds now
 
 
 @dataclass(frozen=True)
 class AttachReport:
     schema: str
     pid: int
+    path: Path  # how the probe got in: sys.remote_exec (PEP 768) or our ptrace calls
     mechanism: str
     round_trip_seconds: float
     python: dict[str, Any]
@@ -72,13 +70,8 @@ class AttachReport:
     trim: Trim | None
 
 
-def _symbols(
-    proc: Proc, maps: list[Mapping], names: tuple[str, ...], like: str
-) -> dict[str, int] | None:
-    """Run-time addresses of ``names`` from the first mapped object defining all of them.
-
-    Only the executable and objects whose file name contains ``like`` are read.
-    """
+def _objects(proc: Proc, maps: list[Mapping], like: str) -> Iterator[tuple[Mapping, bytes]]:
+    """The executable and the mapped objects whose file name contains ``like``, read."""
     seen: set[str] = set()
     exe = proc.link("exe")
     for m in maps:
@@ -89,9 +82,17 @@ def _symbols(
         seen.add(m.path)
         try:
             with open(proc.in_root(m.path), "rb") as f:
-                data = f.read()
+                yield m, f.read()
         except OSError:
             continue
+
+
+def _symbols(
+    proc: Proc, maps: list[Mapping], names: tuple[str, ...], like: str
+) -> tuple[dict[str, int], inject.Caves | None] | None:
+    """Run-time addresses of ``names`` from the first mapped object defining all of them,
+    and that object's caves."""
+    for m, data in _objects(proc, maps, like):
         found = elf.defined_symbols(data, names)
         if len(found) < len(names):
             continue
@@ -101,39 +102,8 @@ def _symbols(
             expected = elf.bytes_at(data, found[name], 16)
             if ptrace.read_memory(proc.pid, at, 16) != expected:
                 raise AttachUnsupported(f"{name} in {m.path} does not match the process's memory")
-        return addresses
+        return addresses, inject.find_caves(data, m.start, maps, m.path)
     return None
-
-
-def judge(snap: dict[str, Any], python: dict[str, Any]) -> Verdict:
-    """Leak or fragmentation: the allocator's in-use bytes against what it holds."""
-    mem = snap.get("memory") or {}
-    held = mem.get("anon_rss_bytes")
-    in_use = free = releasable = None
-    if snap.get("glibc"):
-        g = snap["glibc"]
-        in_use = g["in_use_bytes"] + g["mmap_bytes"]
-        free = releasable = g["free_bytes"]
-    elif snap.get("jemalloc"):
-        s = snap["jemalloc"]["stats"]
-        in_use = s["allocated"]
-        free = s["resident"] - s["allocated"]
-        releasable = max(0, s["resident"] - s["active"] - s["metadata"])  # dirty + muzzy pages
-    if in_use is None or free is None:
-        name = snap.get("allocator", {}).get("name", "unknown")
-        return Verdict("unknown", held, None, None, None, f"{name} has no counters we read")
-    blocks = python.get("allocated_blocks")
-    if free > in_use:
-        sentence = (
-            f"fragmentation: the allocator keeps {mib(free)} free beside {mib(in_use)} in use; "
-            f"a trim could return up to {mib(releasable)}"
-        )
-        return Verdict("fragmentation", held, in_use, free, releasable, sentence)
-    sentence = (
-        f"objects: {mib(in_use)} are live allocations ({blocks} Python blocks), "
-        f"{mib(free)} free in the allocator: a leak or a cache, not the allocator"
-    )
-    return Verdict("objects", held, in_use, free, releasable, sentence)
 
 
 def _trim(answer: dict[str, Any]) -> Trim | None:
@@ -141,9 +111,9 @@ def _trim(answer: dict[str, Any]) -> Trim | None:
         return None
     before = (answer["snapshot"].get("memory") or {}).get("rss_bytes")
     after = (answer["after_trim"].get("memory") or {}).get("rss_bytes")
-    verdict = judge(answer["after_trim"], answer["python"])
     returned = before - after if before is not None and after is not None else None
-    return Trim(answer["trim_action"], before, after, returned, verdict.in_use_bytes)
+    verdict = judge(answer["after_trim"], answer["python"])
+    return Trim(answer["trim_action"], before, after, returned, verdict.in_use_bytes, verdict)
 
 
 def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachReport:
@@ -165,61 +135,102 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     libc = _symbols(proc, maps, ("mmap", "munmap", "gnu_get_libc_version"), "libc")
     if libc is None:
         raise AttachUnsupported(f"process {pid} has no glibc mapped to call mmap with")
+    if libc[1] is None:
+        raise AttachUnsupported(f"process {pid}: its libc has no unused page tail to run from")
     started = time.perf_counter()
-    size = -(-(payload.CODE_AT + 4 * 2**20) // _PAGE) * _PAGE  # room for the payload line
+    calls = inject.Injector(pid, libc[1], time.monotonic() + timeout)
     try:
-        with ptrace.Tracee(pid, timeout=timeout) as thread:
-            addr = thread.call(libc["mmap"], 0, size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
-            if addr >= 2**64 - 4096:
-                raise AttachUnsupported(
-                    f"mmap in process {pid} failed: {os.strerror(-addr % 2**64)}"
-                )
-            code = payload.line(addr, size, trim)
-            if payload.CODE_AT + len(code) > size:
-                raise AttachUnsupported("the payload does not fit its buffer")
-            thread.write(addr + payload.CODE_AT, code)
-            if thread.call(python["Py_AddPendingCall"], python["PyRun_SimpleString"],
-                           addr + payload.CODE_AT) != 0:  # fmt: skip
-                thread.call(libc["munmap"], addr, size)
-                raise AttachUnsupported(f"process {pid}: the pending-call queue is full")
-            if thread.syscall in _WAITING and thread.call(python["PyGILState_Check"]) == 0:
-                # Waiting in the kernel without the GIL: run the pending call now, in this
-                # thread, rather than when the wait ends (a worker's select may last 15 s).
-                gil = thread.call(python["PyGILState_Ensure"])
-                # Holding the GIL now: abandoning the payload midway would leave the GIL
-                # taken for good, so it gets all the time it needs (it runs in ~0.2 s).
-                thread.timeout = max(timeout, 120.0)
-                thread.call(python["Py_MakePendingCalls"])
-                thread.call(python["PyGILState_Release"], gil)
+        answer = _run(calls, python[0], libc[0], trim, timeout)
     except ptrace.PtraceError as e:
-        if e.errno in (1, 13):  # EPERM, EACCES
-            raise AttachDenied(
-                f"ptrace not permitted on process {pid}: {e.strerror} "
-                "(needs root or CAP_SYS_PTRACE, Yama ptrace_scope allowing it, no other tracer)"
-            ) from e
-        raise AttachUnsupported(f"attach to process {pid} failed: {e.strerror}") from e
-    except ptrace.CallTimeout as e:
-        raise AttachTimeout(f"process {pid}: {e}") from e
-    answer = _await(pid, addr, size, libc["munmap"], timeout - (time.perf_counter() - started))
+        raise _refused(pid, e) from e
+    except (ptrace.StopTimeout, inject.CallPending) as e:
+        raise AttachTimeout(f"process {pid}: {e} (within --timeout {timeout:g} s)") from e
+    except ptrace.GroupStopped as e:
+        raise AttachUnsupported(f"{e}: continue it (SIGCONT) to attach") from e
+    except inject.Busy as e:
+        raise AttachDenied(str(e)) from e
     elapsed = time.perf_counter() - started
     if "error" in answer:
         raise AttachUnsupported(f"the probe failed inside process {pid}: {answer['error']}")
+    trimmed = _trim(answer)
     return AttachReport(
         schema=SCHEMA,
         pid=pid,
+        path="ptrace",
         mechanism=MECHANISM,
         round_trip_seconds=round(elapsed, 4),
         python=answer["python"],
         snapshot=answer["snapshot"],
-        verdict=judge(answer["snapshot"], answer["python"]),
-        trim=_trim(answer),
+        verdict=judge(
+            answer["snapshot"], answer["python"], trimmed.returned_bytes if trimmed else None
+        ),
+        trim=trimmed,
     )
 
 
-def _await(pid: int, addr: int, size: int, munmap: int, timeout: float) -> dict[str, Any]:
+def _refused(pid: int, e: ptrace.PtraceError) -> AttachDenied | AttachUnsupported:
+    if e.errno not in (1, 13):  # EPERM, EACCES
+        return AttachUnsupported(f"attach to process {pid} failed: {e.strerror}")
+    tracer = ptrace.tracer_of(pid)
+    if tracer:  # the likeliest cause when we are allowed to trace: say it first
+        return AttachDenied(
+            f"process {pid} is already traced by process {tracer[0]} ({tracer[1]}): "
+            "one tracer at a time; try again when it has let go"
+        )
+    return AttachDenied(
+        f"ptrace not permitted on process {pid}: {e.strerror} "
+        "(needs root or CAP_SYS_PTRACE, and Yama ptrace_scope allowing it)"
+    )
+
+
+def _run(
+    calls: inject.Injector, python: dict[str, int], libc: dict[str, int], trim: bool,
+    timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """mmap a buffer, queue the payload, run it now if the thread waits, await, munmap."""
+    pid = calls.pid
+    size = -(-(payload.CODE_AT + 4 * 2**20) // _PAGE) * _PAGE  # room for the payload line
+    try:
+        addr = calls.call((libc["mmap"], 0, size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0))
+        if addr >= 2**64 - 4096:
+            raise AttachUnsupported(f"mmap in process {pid} failed: {os.strerror(-addr % 2**64)}")
+        code = payload.line(addr, size, trim)
+        if payload.CODE_AT + len(code) > size:
+            calls.call((libc["munmap"], addr, size))
+            raise AttachUnsupported("the payload does not fit its buffer")
+        ptrace.write_memory(pid, addr + payload.CODE_AT, code)
+        try:
+            queued = calls.call((python["Py_AddPendingCall"], python["PyRun_SimpleString"],
+                                 addr + payload.CODE_AT))  # fmt: skip
+        except BaseException:  # it may still queue the call: the payload frees the buffer
+            ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))
+            raise
+        if queued != 0:
+            calls.call((libc["munmap"], addr, size))
+            raise AttachUnsupported(f"process {pid}: the pending-call queue is full")
+        try:
+            if calls.syscall in _WAITING and calls.call((python["PyGILState_Check"],)) == 0:
+                # Waiting in the kernel without the GIL: the thread runs the pending call
+                # now, rather than when its wait ends (a worker's select may last 15 s).
+                # It takes the GIL like any thread would, untraced: if another thread holds
+                # the GIL past the deadline, we stop waiting and the call runs when it can.
+                calls.call(
+                    (python["PyGILState_Ensure"],), (python["Py_MakePendingCalls"],),
+                    (python["PyGILState_Release"], 0), chain=True,
+                )  # fmt: skip
+            answer = _await(pid, addr, calls.deadline, timeout)
+        except BaseException:
+            ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))  # it frees the buffer
+            raise
+        calls.call((libc["munmap"], addr, size))
+        return answer
+    finally:
+        calls.close()
+
+
+def _await(pid: int, addr: int, deadline: float, timeout: float) -> dict[str, Any]:
     import json
 
-    deadline = time.monotonic() + max(timeout, 0.1)
     while True:
         try:
             head = ptrace.read_memory(pid, addr, 16)
@@ -227,15 +238,11 @@ def _await(pid: int, addr: int, size: int, munmap: int, timeout: float) -> dict[
             raise AttachUnsupported(f"process {pid} exited before it answered") from e
         state, length = int.from_bytes(head[:8], "little"), int.from_bytes(head[8:], "little")
         if state == 1:
-            data = ptrace.read_memory(pid, addr + 16, length)
-            with ptrace.Tracee(pid) as thread:
-                thread.call(munmap, addr, size)
-            answer: dict[str, Any] = json.loads(data)
+            answer: dict[str, Any] = json.loads(ptrace.read_memory(pid, addr + 16, length))
             return answer
         if time.monotonic() > deadline:
-            ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))
             raise AttachTimeout(
-                f"process {pid} did not answer within {timeout:.0f} s: its main thread has "
+                f"process {pid} did not answer within {timeout:g} s: its main thread has "
                 "not reached a bytecode boundary (blocked in C code, e.g. a long sleep or a "
                 "lock); it will free the buffer itself when it does"
             )

@@ -12,11 +12,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 
 from allocscope.inspect.procinfo import Mapping
-from allocscope.probe import procfs
-
-# glibc's non-main arenas live in heaps of HEAP_MAX_SIZE (64 MiB on 64-bit), mapped
-# aligned to that size: a read-write part that grows, and a PROT_NONE reserve after it.
-HEAP_MAX_SIZE = 64 * 2**20
+from allocscope.probe import held, procfs
 
 
 @dataclass(frozen=True)
@@ -27,27 +23,8 @@ class GlibcHeaps:
 
 
 def glibc_heaps(maps: list[Mapping]) -> GlibcHeaps:
-    main = sum(m.size for m in maps if m.path == "[heap]")
-    heaps = used = 0
-    for i, m in enumerate(maps):
-        if m.path or m.start % HEAP_MAX_SIZE or not m.perms.startswith("rw"):
-            continue
-        end, rw, j = m.end, m.size, i + 1
-        while (
-            j < len(maps)
-            and maps[j].start == end
-            and not maps[j].path
-            and end < m.start + HEAP_MAX_SIZE
-        ):
-            if maps[j].perms.startswith("---"):
-                end = maps[j].end
-            else:
-                break
-            j += 1
-        if end - m.start == HEAP_MAX_SIZE or (m.size == HEAP_MAX_SIZE and j == i + 1):
-            heaps += 1
-            used += rw
-    return GlibcHeaps(main, heaps, used)
+    main, heaps = held.glibc_heaps([held.Region(m.start, m.end, m.perms, m.path) for m in maps])
+    return GlibcHeaps(sum(m.size for m in main), len(heaps), sum(m.size for m in heaps))
 
 
 @dataclass(frozen=True)

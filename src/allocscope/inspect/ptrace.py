@@ -1,44 +1,51 @@
-"""Call a C function inside another process, briefly, with ptrace (x86-64 Linux only).
+"""ptrace primitives (x86-64 Linux): seize a thread, read and set its registers, let go.
 
-This is what gdb's ``call`` does, without gdb: gdb 13 cannot restore the extended
-register state on some kernels ("Couldn't write extended state status: Bad address"),
-while PTRACE_GETREGS/SETREGS and GETFPREGS/SETFPREGS work. The thread is seized and
-interrupted, its registers saved; each call points rip at the function with the System V
-arguments, on a 16-byte-aligned stack below the red zone, returning to address 0; the
-SIGSEGV that return raises is where the result (rax) is read. Then registers are put
-back exactly (an interrupted system call restarts as the kernel would have restarted it)
-and the thread is detached. Signals that arrive meanwhile are delivered at detach.
+Only what ``inject`` needs: a thread is held for a few system calls at a time (seize,
+interrupt, read registers, write memory, set registers, detach), never while code of
+ours runs in it. Memory is read and written through /proc/PID/mem.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import signal
 import time
-from types import TracebackType
+from collections.abc import Iterator
 
 _PTRACE_CONT, _PTRACE_DETACH = 7, 17
-_PTRACE_GETREGS, _PTRACE_SETREGS, _PTRACE_GETFPREGS, _PTRACE_SETFPREGS = 12, 13, 14, 15
+_PTRACE_GETREGS, _PTRACE_SETREGS = 12, 13
 _PTRACE_SEIZE, _PTRACE_INTERRUPT = 0x4206, 0x4207
+_PTRACE_EVENT_STOP = 128
 _WALL = 0x40000000
 # struct user_regs_struct (x86-64): indices of the registers we use
-_RAX, _RCX, _RDX, _RSI, _RDI, _ORIG_RAX, _RIP, _RSP = 10, 11, 12, 13, 14, 15, 16, 19
-_R8, _R9 = 9, 8
-_ARGS = (_RDI, _RSI, _RDX, _RCX, _R8, _R9)
-_RED_ZONE = 1024  # below the interrupted frame's 128-byte red zone, with room to spare
+RAX, RCX, RDX, RSI, RDI, ORIG_RAX, RIP, RSP, RBX = 10, 11, 12, 13, 14, 15, 16, 19, 5
+R15, R14, R13, R12, RBP, R11, R10, R9, R8, EFLAGS = 0, 1, 2, 3, 4, 6, 7, 8, 9, 18
 
-_Regs = ctypes.c_ulonglong * 27
-_FpRegs = ctypes.c_ubyte * 512
+Regs = ctypes.c_ulonglong * 27
+# Signals whose default action would end allocscope while it holds a thread: held back
+# (blocked) for the few system calls a hold lasts, delivered right after.
+CATCHABLE = frozenset(
+    {
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE,
+        signal.SIGALRM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN,
+        signal.SIGTTOU, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGVTALRM, signal.SIGPROF,
+    }
+)  # fmt: skip
 
 
 class PtraceError(OSError):
     """ptrace refused (EPERM: no CAP_SYS_PTRACE, Yama, or another tracer) or failed."""
 
 
-class CallTimeout(TimeoutError):
-    pass
+class StopTimeout(TimeoutError):
+    """The thread did not reach a ptrace stop in time (e.g. uninterruptible sleep)."""
+
+
+class GroupStopped(OSError):
+    """The process is stopped by a signal (SIGSTOP, Ctrl-Z): it runs nothing until continued."""
 
 
 def _libc() -> ctypes.CDLL:
@@ -51,110 +58,87 @@ def _libc() -> ctypes.CDLL:
 def supported() -> str | None:
     """Why calls cannot be made from here, or None when they can."""
     machine = os.uname().machine
-    return None if machine == "x86_64" else f"attach is implemented for x86-64 only, not {machine}"
+    return None if machine == "x86_64" else f"ptrace attach is x86-64 only, not {machine}"
 
 
-class Tracee:
-    """A seized thread; use as a context manager, then ``call`` functions in it."""
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Block the catchable signals inside the block; restore the mask on every way out."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
-    def __init__(self, tid: int, timeout: float = 5.0) -> None:
+
+class Hold:
+    """One thread seized and stopped; ``release`` lets it run on from its registers.
+
+    Use inside :func:`signals_held`: if allocscope dies anyway (SIGKILL), the kernel
+    detaches the thread, which runs on from whatever registers it holds at that moment.
+    """
+
+    def __init__(self, tid: int, deadline: float) -> None:
         self.tid = tid
-        self.timeout = timeout
         self._libc = _libc()
-        self._saved = _Regs()
-        self._fp = _FpRegs()
-        self._pending: list[int] = []  # signals to deliver when we detach
+        self._ptrace(_PTRACE_SEIZE, None, "PTRACE_SEIZE")
+        try:
+            self._ptrace(_PTRACE_INTERRUPT, None, "PTRACE_INTERRUPT")
+            self._stop(deadline)
+            self.regs = Regs()
+            self._ptrace(_PTRACE_GETREGS, self.regs, "PTRACE_GETREGS")
+        except BaseException:
+            self.release()
+            raise
 
-    def _ptrace(self, request: int, data: object = None, what: str = "ptrace") -> None:
+    def _ptrace(self, request: int, data: object, what: str) -> None:
         arg = ctypes.byref(data) if isinstance(data, ctypes.Array) else data
         if self._libc.ptrace(request, self.tid, None, arg) == -1:
             code = ctypes.get_errno()
             raise PtraceError(code, f"{what}: {os.strerror(code)}")
 
-    def __enter__(self) -> Tracee:
-        self._ptrace(_PTRACE_SEIZE, what="PTRACE_SEIZE")
-        try:
-            self._ptrace(_PTRACE_INTERRUPT, what="PTRACE_INTERRUPT")
-            self._wait_stop(lambda status: True)
-            self._ptrace(_PTRACE_GETREGS, self._saved, "PTRACE_GETREGS")
-            self._ptrace(_PTRACE_GETFPREGS, self._fp, "PTRACE_GETFPREGS")
-        except BaseException:
-            self._detach()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            self._ptrace(_PTRACE_SETREGS, self._saved, "PTRACE_SETREGS")
-            self._ptrace(_PTRACE_SETFPREGS, self._fp, "PTRACE_SETFPREGS")
-        finally:
-            self._detach()
-
-    def _detach(self) -> None:
-        sig = self._pending[0] if self._pending else 0
-        self._libc.ptrace(_PTRACE_DETACH, self.tid, None, ctypes.c_void_p(sig))
-        for other in self._pending[1:]:
-            os.kill(self.tid, other)
-
-    def _wait_stop(self, done: object) -> int:
-        """Wait (with the timeout) until a stop that ``done(status)`` accepts."""
-        deadline = time.monotonic() + self.timeout
+    def _stop(self, deadline: float) -> None:
+        """Wait for the interrupt's stop; a signal that arrives first goes on to the thread."""
         while True:
             pid, status = os.waitpid(self.tid, os.WNOHANG | _WALL)
             if pid == 0:
                 if time.monotonic() > deadline:
-                    raise CallTimeout(f"thread {self.tid} did not stop within {self.timeout} s")
-                time.sleep(0.0005)
+                    raise StopTimeout(f"thread {self.tid} did not stop for ptrace in time")
+                time.sleep(0.0002)
                 continue
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 raise PtraceError(errno.ESRCH, f"process {self.tid} exited")
-            if done(status):  # type: ignore[operator]
-                return status
             sig = os.WSTOPSIG(status)
-            if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL) and status >> 16 == 0:
-                raise PtraceError(errno.EFAULT, f"the call faulted ({signal.Signals(sig).name})")
-            if sig not in (signal.SIGTRAP, signal.SIGSTOP) and status >> 16 == 0:
-                self._pending.append(sig)  # a real signal: hold it, deliver it at detach
-            self._ptrace(_PTRACE_CONT, None, "PTRACE_CONT")
+            if status >> 16 == _PTRACE_EVENT_STOP:
+                if sig == signal.SIGTRAP:
+                    return  # our interrupt
+                raise GroupStopped(f"process {self.tid} is stopped ({signal.Signals(sig).name})")
+            # A signal-delivery stop: hand the signal on at once, then wait for our stop.
+            self._ptrace(_PTRACE_CONT, ctypes.c_void_p(sig), "PTRACE_CONT")
 
-    @property
-    def syscall(self) -> int | None:
-        """The system call the thread was stopped in (its number), or None."""
-        number = int(self._saved[_ORIG_RAX])
-        return None if number >= 2**63 else number
-
-    def call(self, function: int, *args: int) -> int:
-        """Run ``function(*args)`` in the thread; its return value (rax, unsigned)."""
-        regs = _Regs(*self._saved)
-        for index, value in zip(_ARGS, args, strict=False):
-            regs[index] = value & 0xFFFFFFFFFFFFFFFF
-        sp = ((self._saved[_RSP] - _RED_ZONE) & ~0xF) - 8  # as after a `call`: rsp+8 aligned
-        self.write(sp, b"\0" * 8)  # the return address: 0, so returning faults where we wait
-        regs[_RSP], regs[_RIP], regs[_RAX] = sp, function, 0
-        regs[_ORIG_RAX] = 0xFFFFFFFFFFFFFFFF  # not in a system call: no restart fix-up
+    def set(self, regs: ctypes.Array[ctypes.c_ulonglong]) -> None:
         self._ptrace(_PTRACE_SETREGS, regs, "PTRACE_SETREGS")
-        self._ptrace(_PTRACE_CONT, None, "PTRACE_CONT")
-        try:
-            self._wait_stop(self._returned)
-        except CallTimeout:
-            self._ptrace(_PTRACE_INTERRUPT, what="PTRACE_INTERRUPT")
-            self._wait_stop(lambda status: True)
-            raise
-        out = _Regs()
-        self._ptrace(_PTRACE_GETREGS, out, "PTRACE_GETREGS")
-        return int(out[_RAX])
 
-    def _returned(self, status: int) -> bool:
-        if os.WSTOPSIG(status) != signal.SIGSEGV:
-            return False
-        regs = _Regs()
-        self._ptrace(_PTRACE_GETREGS, regs, "PTRACE_GETREGS")
-        return regs[_RIP] == 0
+    def release(self) -> None:
+        """Detach (a group stop in progress stays a stop, as the kernel keeps it)."""
+        self._libc.ptrace(_PTRACE_DETACH, self.tid, None, None)
 
-    def write(self, address: int, data: bytes) -> None:
-        write_memory(self.tid, address, data)
+
+def tracer_of(pid: int) -> tuple[int, str] | None:
+    """The process tracing ``pid`` (TracerPid) and its name, or None."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+        tracer = int(fields.get("TracerPid", "0"))
+    except (OSError, ValueError):
+        return None
+    if not tracer:
+        return None
+    try:
+        with open(f"/proc/{tracer}/comm", encoding="utf-8", errors="replace") as f:
+            return tracer, f.read().strip()
+    except OSError:
+        return tracer, "?"
 
 
 def write_memory(pid: int, address: int, data: bytes) -> None:

@@ -95,7 +95,8 @@ def render_attach(a: AttachReport) -> str:
     snap, py, v = a.snapshot, a.python, a.verdict
     alloc = snap["allocator"]
     lines = [
-        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip ({a.mechanism})",
+        f"  attach      {a.round_trip_seconds * 1000:.0f} ms round trip via {a.path} "
+        f"({a.mechanism})",
         f"  inside      {alloc['name']} {alloc['version'] or ''} serves malloc "
         f"(confirmed by {alloc['confirmed_by'] or 'nothing'}), fips {snap['fips']['state']}",
     ]
@@ -109,8 +110,15 @@ def render_attach(a: AttachReport) -> str:
     if snap.get("glibc"):
         g = snap["glibc"]
         lines.append(
-            f"  mallinfo2   in use {mib(g['in_use_bytes'])}, free {mib(g['free_bytes'])}, "
-            f"mmap {mib(g['mmap_bytes'])}, arenas {g['arenas']}"
+            f"  mallinfo2   in use {mib(g['in_use_bytes'])}, free in its books "
+            f"{mib(g['free_bytes'])} (trimmed pages included), mmap {mib(g['mmap_bytes'])}, "
+            f"arenas {g['arenas']}"
+        )
+    h = snap.get("held")
+    if h and h.get("free_bytes") is not None:
+        lines.append(
+            f"  held        in use {mib(h['in_use_bytes'])}, free and resident "
+            f"{mib(h['free_bytes'])}, releasable {mib(h['releasable_bytes'])} ({h['source']})"
         )
     traced = (
         f", tracemalloc {mib(py['tracemalloc_current_bytes'])}"
@@ -129,4 +137,6 @@ def render_attach(a: AttachReport) -> str:
             f"{mib(t.rss_after_bytes)}, returned {mib(t.returned_bytes)}, "
             f"in use after {mib(t.in_use_after_bytes)}"
         )
+        if t.verdict is not None:
+            lines.append(f"  after trim  {t.verdict.sentence}")
     return "\n".join(lines)

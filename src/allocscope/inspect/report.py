@@ -170,4 +170,6 @@ def _counters_note(name: str) -> str:
         return (
             "glibc's mallinfo2 (in use, free) needs --attach; from outside: heap and arena mappings"
         )
+    if name == "unknown":
+        return "no allocator was identified, so no allocator counters are read"
     return f"{name}'s own counters cannot be read from outside the process"

@@ -55,6 +55,11 @@ OPTIONS: dict[str, ValueType] = {
 }
 
 ALL_ARENAS = 4096  # MALLCTL_ARENAS_ALL
+# What a pre-fork server needs so that each worker runs jemalloc's background thread.
+FORK_FIX = (
+    "your deployment needs `-c python:allocscope.gunicorn_conf` (gunicorn) or "
+    "`allocscope.forksafe.install()` (any os.fork) in each worker"
+)
 
 OptionValue = bool | int | str | None
 
@@ -168,7 +173,9 @@ class Jemalloc:
                 # opt.* keeps saying true after fork() stopped the thread: judge the state now.
                 effective = self.read("background_thread", "bool")
                 if not effective:
-                    reason = "requested true, but the thread is not running (lost at fork)"
+                    reason = (
+                        "requested true, but the thread is not running (lost at fork): " + FORK_FIX
+                    )
             in_effect = reason is None and complaint is None and _same(requested, effective)
             if complaint is not None:
                 reason = complaint + (f" ({reason})" if reason else "")

@@ -17,6 +17,7 @@ from allocscope import __version__
 from allocscope.probe import allocator as allocator_mod
 from allocscope.probe import fips as fips_mod
 from allocscope.probe import glibc, jemalloc, memory, procfs
+from allocscope.probe import held as held_mod
 from allocscope.probe import runtime as runtime_mod
 from allocscope.probe.errors import ProbeError
 from allocscope.probe.glibc import ArenaLimitProof
@@ -52,12 +53,16 @@ class Snapshot:
     warnings: tuple[str, ...] = ()  # facts that were read and look wrong (see faults())
     # A declared glibc arena limit, proved by observation (only when asked: it starts threads)
     arena_limit: ArenaLimitProof | None = None
+    # What the allocator holds: in use, free and resident, releasable (see probe.held)
+    held: held_mod.Held | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-BACKGROUND_THREAD_LOST = "background_thread requested but not running (lost at fork)"
+BACKGROUND_THREAD_LOST = (
+    f"background_thread requested but not running (lost at fork): {jemalloc.FORK_FIX}"
+)
 
 
 def background_thread_lost(report: JemallocReport | None) -> bool:
@@ -116,6 +121,17 @@ def snapshot(
     je = soft(errors, "jemalloc statistics", lambda: jemalloc_report(info, messages=prove))
     heap = soft(errors, "glibc heap", glibc.heap) if info.name == "glibc" else None
     mem = soft(errors, "memory", lambda: memory.read(proc_root))
+    holds = soft(
+        errors,
+        "allocator held",
+        lambda: held_mod.read(
+            info,
+            proc_root,
+            heap=heap,
+            stats=je.stats if je else None,
+            anon=mem.anon_rss_bytes if mem else None,
+        ),
+    )
     arenas = None
     if prove and info.name == "glibc":
         arenas = soft(errors, "glibc arena limit", glibc.arena_limit_proof)
@@ -133,6 +149,7 @@ def snapshot(
         errors=tuple(errors),
         warnings=faults(je),
         arena_limit=arenas,
+        held=holds,
     )
 
 

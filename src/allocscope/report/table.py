@@ -30,8 +30,8 @@ COLUMNS_BY_KIND: dict[str, tuple[tuple[str, str, float, int, bool], ...]] = {
         ("rss_peak", "peak MiB", MB, 1, True),
         ("rss_end", "end MiB", MB, 1, True),
         ("pss_peak", "peak PSS MiB", MB, 1, False),
-        ("work_s", "wall s", 1.0, 2, True),
-        ("cpu_s", "cpu s", 1.0, 2, False),
+        ("cpu_s", "cpu s", 1.0, 2, True),  # the ratio the time verdict judges
+        ("work_s", "wall s", 1.0, 2, False),  # shown, never judged: others stretch it
     ),
     "service": (
         ("rps", "req/s", 1.0, 0, True),
@@ -43,6 +43,16 @@ COLUMNS_BY_KIND: dict[str, tuple[tuple[str, str, float, int, bool], ...]] = {
     ),
 }
 MISSING = "—"
+ONE_RUN = "one run: no interval, no verdict"
+# What each kind of table's plain-words line judges: (metric, words).
+HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
+    "command": (("rss_peak", "peak memory (RSS of the whole tree)"), ("cpu_s", "CPU time")),
+    "service": (
+        ("rss_idle", "memory after idle"),
+        ("rps", "throughput"),
+        ("p99_ms", "p99 latency"),
+    ),
+}
 
 
 def kind_of(results: Results, workload: str) -> str:
@@ -84,15 +94,21 @@ class Table:
 def _cell(iv: Interval | None, divisor: float, decimals: int) -> str:
     if iv is None:
         return MISSING
+    if iv.median < 0:  # kept RSS below the RSS before the work: see _below_start
+        return f"{iv.median / divisor:.{decimals}f} (below start)"
     spread = f" ±{iv.half_width * 100:.0f}%" if iv.n > 1 else ""
     return f"{iv.median / divisor:.{decimals}f}{spread}"
 
 
-def _ratio(c: Comparison | None, is_base: bool) -> str:
+def _ratio(c: Comparison | None, is_base: bool, divisor: float = 1.0) -> str:
     if is_base:
         return "1.00x"
     if c is None:
         return MISSING
+    if c.single:  # an interval of width zero would read as certain
+        return f"{c.ratio:.2f}x one run"
+    if not c.ratio_meaningful:  # 0.1 MiB against 1.1 MiB is no ratio: say the difference
+        return f"{c.difference / divisor:+.1f} MiB {c.short}"
     return f"{c.ratio:.2f}x [{c.low:.2f}-{c.high:.2f}] {c.short}"
 
 
@@ -141,7 +157,7 @@ def tables(results: Results) -> list[Table]:
                 row.append(_cell(results.interval(workload, variant, metric), divisor, decimals))
                 if ratio and base:
                     c = results.comparison(workload, variant, metric)
-                    row.append(_ratio(c, variant == base and bool(counted)))
+                    row.append(_ratio(c, variant == base and bool(counted), divisor))
             if service:
                 row.append(growth_cell(counted))
             rows.append(row)
@@ -152,16 +168,54 @@ def tables(results: Results) -> list[Table]:
     return out
 
 
-def _less_or_more(ratio: float) -> str:
+def _less_or_more(ratio: float, words: tuple[str, str] = ("less", "more")) -> str:
     pct = abs(1 - ratio) * 100
-    return f"{pct:.0f}% {'less' if ratio < 1 else 'more'}"
+    return f"{pct:.0f}% {words[0] if ratio < 1 else words[1]}"
+
+
+def _judged(measure: str, words: str, c: Comparison | None, base: str) -> str:
+    """One measure's comparison in plain words ('CPU time 12% less (significant)')."""
+    if c is None:
+        return f"{words}: no figure"
+    if c.verdict == "significant":
+        scale = ("lower", "higher") if measure in ("rps", "p99_ms") else ("less", "more")
+        return f"{words} {_less_or_more(c.ratio, scale)} (significant)"
+    if c.verdict == "below floor":
+        return f"{words} differs by {abs(c.difference) / MB:.1f} MiB: under the floor"
+    if c.verdict == "too few runs":
+        return f"{words}: too few runs"
+    return f"{words} is within noise of {base}'s"
 
 
 def what_this_means(results: Results, workload: str) -> str | None:
-    """The headline in plain words: the variant that changes retained memory the most."""
+    """The headline in plain words: memory and CPU time (workloads, commands), or memory,
+    throughput and p99 (services), of each variant against the baseline."""
     base = results.baseline()
     if base is None or not results.counted(workload, base):
         return None
+    kind = kind_of(results, workload)
+    if kind == "workload":
+        return _workload_headline(results, workload, base)
+    measures = HEADLINES[kind]
+    others = [v for v in results.variant_names() if v != base and results.counted(workload, v)]
+    if not others:
+        return None
+    found = {v: {m: results.comparison(workload, v, m) for m, _ in measures} for v in others}
+    every = [c for by in found.values() for c in by.values() if c is not None]
+    if every and all(c.single for c in every):
+        return f"{workload}: {ONE_RUN} (run each variant {MIN_RUNS} times: --repeats {MIN_RUNS})"
+    if every and all(c.verdict == "too few runs" for c in every):
+        return f"{workload}: too few runs for a verdict ({MIN_RUNS} of each are needed)"
+    parts = [
+        f"{v} against {base}: "
+        + ", ".join(_judged(m, words, found[v][m], base) for m, words in measures)
+        for v in others
+    ]
+    return f"{workload}: " + "; ".join(parts)
+
+
+def _workload_headline(results: Results, workload: str, base: str) -> str | None:
+    """The variant that changes retained memory the most (a table of many variants)."""
     found = [
         (c, v)
         for v in results.variant_names()
@@ -185,9 +239,21 @@ def what_this_means(results: Results, workload: str) -> str | None:
     cpu = results.comparison(workload, best, "cpu_s")
     if cpu is None:
         return words
-    if cpu.verdict == "significant":
-        return f"{words}; its CPU time is {_less_or_more(cpu.ratio)} (significant)"
-    return f"{words}; its CPU time is {cpu.verdict} of {base}'s"
+    return f"{words}; its " + _judged("cpu_s", "CPU time", cpu, base)
+
+
+def _below_start(results: Results, workload: str) -> list[str]:
+    """A negative kept RSS, in words rather than as a bare negative number."""
+    notes = []
+    for variant in results.variant_names():
+        iv = results.interval(workload, variant, "rss_kept")
+        if iv is not None and iv.median < 0:
+            notes.append(
+                f"{variant}: kept {iv.median / MB:.1f} MiB: below its pre-work RSS: the "
+                "allocator returned memory it held before the work (nothing the work "
+                "allocated is kept)"
+            )
+    return notes
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -196,7 +262,7 @@ def _params(params: dict[str, Any]) -> str:
 
 
 def _notes(results: Results, workload: str) -> list[str]:
-    notes = []
+    notes = _below_start(results, workload)
     for run in results.failed():
         if run.workload == workload:
             which = "warm-up" if run.repeat == 0 else f"run {run.repeat}"
@@ -232,11 +298,15 @@ def legend(results: Results) -> list[str]:
             "sig = significant (the whole interval is at least "
             f"{MIN_EFFECT['memory']:.0%} from 1 for memory, {MIN_EFFECT['time']:.0%} for time, "
             "and a rank test agrees), "
-            f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict"
+            f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict, "
+            "<floor = a memory difference under max(1 MiB, 3% of the baseline's RSS) "
+            "(one allocator unit: never a decision); on a baseline under that floor the "
+            "difference in MiB is shown instead of a ratio; 'one run' = no interval, no verdict"
         )
         lines.append(
             "verdicts on memory use retained (and peak) RSS: what the process holds; on time, "
-            "CPU time of the work: other processes stretch wall time, not our CPU time"
+            "CPU time of the work: other processes stretch wall time, not our CPU time "
+            "(wall time is shown without a ratio)"
         )
     lines += [
         f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
@@ -269,6 +339,16 @@ def _noise_lines(results: Results) -> list[str]:
             f"session: other processes used {noise.get('other_cpu', 0):g} CPUs on average, "
             f"steal {float(noise.get('steal', 0)):.1%}; busiest: {named}"
         )
+    chosen = results.config.get("repeats_default")
+    if isinstance(chosen, dict):
+        out.append(
+            f"runs: {chosen.get('runs')} of each variant by default, interleaved (the fewest "
+            "that give an interval and a verdict); after a run of "
+            f"{chosen.get('long_run_s', 60):g} s or more, only the rounds that fit a "
+            f"{chosen.get('budget_s', 600):g} s budget"
+        )
+    if session.get("repeats_stopped"):
+        out.append(f"runs: stopped at {session['repeats_stopped']}")
     auto = session.get("repeats_auto")
     if isinstance(auto, dict):
         out += [f"--repeats auto, {w}: stopped: {why}" for w, why in auto.items()]

@@ -5,7 +5,9 @@ Standard library only; it never touches the user's code. It chains to the
 ``$ALLOCSCOPE_INJECT_DIR/events/<pid>.jsonl``: ``start`` (the allocator the probe sees
 from inside, PYTHONMALLOC, effective MALLOC_CONF keys), ``trim`` (with
 ``ALLOCSCOPE_TRIM_EVERY``: each ``malloc_trim(0)`` and the RSS it gave back) and
-``exit``. Forked children (gunicorn workers) start their own file and trim thread.
+``exit``. Forked children (gunicorn workers) start their own file and trim thread, and
+get jemalloc's background thread back when fork() dropped it (``restored`` in their
+``start``), unless ``ALLOCSCOPE_AS_DEPLOYED=1`` asks to measure the target as deployed.
 """
 
 import atexit
@@ -115,9 +117,10 @@ def _trim_loop(every: float, pid: int) -> None:
         )
 
 
-def _start() -> None:
+def _start(restored: dict[str, str] | None = None) -> None:
     _emit(
         "start",
+        restored=restored,
         ppid=os.getppid(),
         argv=sys.argv[:8] if hasattr(sys, "argv") else None,
         python=sys.version.split()[0],
@@ -139,11 +142,30 @@ def _start() -> None:
             ).start()
 
 
+def _restore() -> dict[str, str] | None:
+    """jemalloc's background thread, lost at fork and not restored by the server's own
+    hooks: turned back on so the variant is measured as asked (and the results say so)."""
+    if os.environ.get("ALLOCSCOPE_AS_DEPLOYED") == "1":
+        return None
+    try:
+        from allocscope import forksafe
+
+        done = forksafe.after_fork()
+    except Exception as e:  # the hook must never break the target
+        return {"action": "failed", "detail": f"{type(e).__name__}: {e}"}
+    return {"action": done.action, "detail": done.detail} if done.restored else None
+
+
+def _after_fork() -> None:
+    _start(_restore())
+
+
 def _start_after_fork() -> None:
     """A forked worker is proved once the server's own post-fork hooks have run (gunicorn's
-    post_fork restores jemalloc's background thread; at fork time it is always stopped)."""
+    post_fork restores jemalloc's background thread; at fork time it is always stopped);
+    only what they left undone is restored by allocscope."""
     delay = float(os.environ.get("ALLOCSCOPE_FORK_SETTLE", "1.0") or 0)
-    timer = threading.Timer(delay, _start)
+    timer = threading.Timer(delay, _after_fork)
     timer.daemon = True
     timer.start()
 

@@ -1,0 +1,156 @@
+"""The one door from tune to the measuring engine.
+
+tune asks for a batch of ``(variant, repeat)`` runs in a given order and gets their
+records back; everything about how a run is made and proved (preloading, proof of every
+setting in every process, RSS sampling, load) is the engine's. Repeat 0 is a warm-up.
+
+Today the engine has two halves (built-in workloads through ``bench.runner``; commands
+and services through ``bench.target`` and ``bench.serve_target``); when the one-engine
+Python API lands, this module is the only one that changes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from allocscope.bench import runner
+from allocscope.bench.record import RunRecord
+from allocscope.bench.target_options import ServeOptions
+from allocscope.bench.variants import Variant
+from allocscope.bench.workloads import Params
+
+Batch = Sequence[tuple[Variant, int]]
+Heard = Callable[[RunRecord], None]
+
+
+class Target(Protocol):
+    kind: str
+
+    @property
+    def workload(self) -> str: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+    def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
+        """The batch's runs in its order; on a stop signal ``runner.Interrupted`` with
+        ``.runs`` the runs done so far."""
+        ...
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    params: Params
+    settle: tuple[float, ...] = (0.5, 2.0)
+    timeout: float = 120.0
+    interval: float = 0.05
+    purge: bool = False  # the figures tune judges need no purge; it costs a pass
+    kind: str = "workload"
+
+    @property
+    def workload(self) -> str:
+        return self.name
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "workloads": {self.name: self.params.to_dict()},
+            "settle_s": list(self.settle),
+            "interval_s": self.interval,
+            "timeout_s": self.timeout,
+        }
+
+    def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
+        specs = [
+            runner.RunSpec(
+                v,
+                self.name,
+                self.params,
+                self.settle if repeat else (),
+                repeat,
+                self.timeout,
+                purge=self.purge and repeat > 0,
+                order=i,
+            )
+            for i, (v, repeat) in enumerate(batch)
+        ]
+
+        def progress(event: str, spec: runner.RunSpec, run: RunRecord | None) -> None:
+            if event == "done" and run is not None:
+                heard(run)
+
+        return runner.Runner(interval=self.interval, progress=progress).run(specs)
+
+
+@dataclass(frozen=True)
+class _OneByOne:
+    """Commands and services run one at a time (each owns the machine while measured)."""
+
+    def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
+        done: list[RunRecord] = []
+        try:
+            for variant, repeat in batch:
+                run = self.one(variant, repeat)
+                done.append(run)
+                heard(run)
+        except runner.Interrupted as e:
+            e.runs = done
+            raise
+        return done
+
+    def one(self, variant: Variant, repeat: int) -> RunRecord:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Command(_OneByOne):
+    argv: tuple[str, ...] = ()
+    timeout: float = 3600.0
+    interval: float = 0.1
+    kind: str = "command"
+
+    @property
+    def workload(self) -> str:
+        from allocscope.bench.target import label
+
+        return label(self.argv)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "argv": list(self.argv), "timeout_s": self.timeout}
+
+    def one(self, variant: Variant, repeat: int) -> RunRecord:
+        from allocscope.bench import target
+
+        spec = target.CommandSpec(
+            self.argv, variant, repeat, self.timeout, self.interval, variant.trim_every
+        )
+        return target.run_command(spec)
+
+
+@dataclass(frozen=True)
+class Service(_OneByOne):
+    opts: ServeOptions | None = None
+    interval: float = 0.1
+    kind: str = "service"
+
+    @property
+    def workload(self) -> str:
+        from allocscope.bench.target import label
+
+        assert self.opts is not None
+        return label(shlex.split(self.opts.template), "serve")
+
+    def config(self) -> dict[str, Any]:
+        assert self.opts is not None
+        return {"kind": self.kind, "serve": self.opts.config()}
+
+    def one(self, variant: Variant, repeat: int) -> RunRecord:
+        from allocscope.bench import serve_target
+
+        assert self.opts is not None
+        return serve_target.run_service(
+            self.opts, variant, repeat, interval=self.interval, quiet=True
+        )

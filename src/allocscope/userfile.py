@@ -1,0 +1,82 @@
+"""Reading a file the user named: regular files only, bounded in size, never blocking.
+
+``report /dev/zero`` once read until memory ran out, and a FIFO or ``/dev/full`` never
+returned. Every reader of a user-given file (results, ``--requests``, variant TOML) goes
+through ``read_text``: it opens without blocking (a FIFO with no writer would hold
+``open`` forever), refuses anything but a regular file at once, and refuses a file past
+its size limit before reading it (and one that grows past it while being read).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from allocscope.errors import AllocscopeError
+
+MIB = 1 << 20
+RESULTS_LIMIT = 256 * MIB  # a week-long soak's timeline is a few MiB
+REQUESTS_LIMIT = 64 * MIB
+CONFIG_LIMIT = 1 * MIB
+
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC  # a FIFO would block open()
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class UserFileError(AllocscopeError, ValueError):
+    """A user-given file that cannot be read as one (exit 3)."""
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_bytes(path: str, limit: int, label: str | None = None) -> bytes:
+    """The whole of the regular file ``path``; ``UserFileError`` ("LABEL: why") otherwise."""
+    label = label or path
+    try:
+        before = os.stat(path)
+        fd = -1 if not stat.S_ISREG(before.st_mode) else os.open(path, _FLAGS)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise UserFileError(f"{label}: {getattr(e, 'strerror', None) or e}") from None
+    _regular(before, label)  # before open: opening a socket fails as ENXIO
+    try:
+        st = _regular(os.fstat(fd), label)  # again: it may have been replaced meanwhile
+        if st.st_size > limit:
+            raise UserFileError(f"{label}: {_size(st.st_size)}, past the limit of {_size(limit)}")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(MIB, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise UserFileError(f"{label}: grew past the limit of {_size(limit)} while read")
+        return b"".join(chunks)
+    except OSError as e:
+        raise UserFileError(f"{label}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def _regular(st: os.stat_result, label: str) -> os.stat_result:
+    if not stat.S_ISREG(st.st_mode):
+        raise UserFileError(f"{label}: {_kind(st.st_mode)}, not a regular file")
+    return st
+
+
+def read_text(path: str, limit: int, label: str | None = None) -> str:
+    """``read_bytes`` decoded as UTF-8; a file that is not says so."""
+    data = read_bytes(path, limit, label)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserFileError(f"{label or path}: not UTF-8 text (byte {e.start})") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
