@@ -24,8 +24,12 @@ and are not run.
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import os
 import re
+import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +38,7 @@ RUN_LANGUAGES = ("console", "pycon")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w-]*)[^\n]*$")
 _MARKER = re.compile(r"<!--\s*example:\s*(?P<body>.*?)\s*-->", re.S)
-_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # a sign stays: "Linux-6.1" keeps its dash
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,33 @@ def console_script(steps: list[tuple[str, list[str]]]) -> str:
     for command, _ in steps:
         parts += [command, f"echo {SENTINEL}"]
     return "\n".join(parts) + "\n"
+
+
+def run_console(
+    steps: list[tuple[str, list[str]]], cwd: Path, env: dict[str, str], timeout: float
+) -> str:
+    """Run a block's commands; what they printed, steps separated by :data:`SENTINEL`.
+
+    The block runs in its own session: whatever it started (a server, a sleeper) is killed
+    with it when it ends, and when it hangs past ``timeout`` (then TimeoutExpired).
+    """
+    block = subprocess.Popen(
+        ["bash", "-c", console_script(steps)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        printed, _ = block.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(block.pid, signal.SIGKILL)
+        block.communicate()
+    return printed
 
 
 # --- pycon blocks -------------------------------------------------------------------------

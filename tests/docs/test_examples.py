@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,18 +33,9 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 def test_console_example(example: examples.Example, tmp_path: Path) -> None:
     steps = examples.console_steps(example.text)
     cwd = examples.ROOT if example.repo_cwd else tmp_path
-    done = subprocess.run(
-        ["bash", "-c", examples.console_script(steps)],
-        cwd=cwd,
-        env=_env(example.env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
-    outputs = done.stdout.split(examples.SENTINEL + "\n")
-    assert len(outputs) == len(steps) + 1, f"the block stopped early:\n{done.stdout}"
+    printed = examples.run_console(steps, cwd, _env(example.env), timeout=180)
+    outputs = printed.split(examples.SENTINEL + "\n")
+    assert len(outputs) == len(steps) + 1, f"the block stopped early:\n{printed}"
     for (command, expected), actual in zip(steps, outputs, strict=False):
         assert examples.matches(expected, actual.splitlines()), (
             f"{example.id}: $ {command}\n--- the docs show:\n"
@@ -85,3 +77,28 @@ def test_tolerance_forgives_numbers_not_words() -> None:
     assert examples.matches(["fips  off: the ..."], ["fips off: the provider is off"])
     assert not examples.matches(["allocator jemalloc 5.3.0"], ["allocator glibc 2.36"])
     assert not examples.matches(["exit 0"], ["exit 0", "extra line"])
+
+
+def test_a_hanging_block_ends_with_everything_it_started(tmp_path: Path) -> None:
+    """Interrupted by its timeout, a block leaves nothing running (its sleeper included)."""
+    pidfile = tmp_path / "sleeper.pid"
+    steps = examples.console_steps(f"$ sleep 300 & echo $! > {pidfile}\n$ sleep 300\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        examples.run_console(steps, tmp_path, _env({}), timeout=2)
+    sleeper = int(pidfile.read_text())
+    assert _ended(sleeper), f"pid {sleeper} still runs"
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for a reaper that is not ours (killed all the same)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
