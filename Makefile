@@ -33,9 +33,12 @@ run: setup
 
 LINTED := src tests examples docs/conf.py docs/_ext container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
 
+SHELL_SCRIPTS := $(wildcard scripts/*.sh container/*.sh container/base/*.sh) .ci/run
+
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	shellcheck -x $(SHELL_SCRIPTS)
 
 typecheck: setup
 	$(BIN)/mypy

@@ -271,7 +271,7 @@ print(json.dumps({"python": platform.python_version(), "jemalloc_version": v.val
 
 label() { docker image inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
 
-sbom() {
+sbom() { # $1 = Debian architecture
     local work cyclonedx c digest
     work=$(mktemp -d "${TMPDIR:-/tmp}/allocscope-sbom.XXXXXX")
     cyclonedx=$repo_root/.venv/bin/cyclonedx-py
@@ -309,7 +309,7 @@ sbom() {
     rm -rf -- "$work"
     log "SBOM: $sbom_file ($(grep -c '"bom-ref"' "$sbom_file") bom-refs), also /app/sbom.cdx.json in $IMAGE"
 }
-sbom
+sbom "$1"
 new=$(image_id "$IMAGE")
 # The previous build under this tag is now untagged: drop it unless something uses it.
 if [[ -n $old && $old != "$new" ]]; then docker rmi "$old" >/dev/null 2>&1 || true; fi

@@ -15,6 +15,10 @@ packages=(
   libjemalloc-dev                                  # static libjemalloc.a: a statically linked target
   gdb                                              # --attach into CPython older than 3.14
   prometheus                                       # promtool and a real Prometheus for the rules
+  qemu-user-static binfmt-support arch-test        # arm64 images and programs under emulation
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross      # arm64 FIPS provider and test programs, cross-compiled
+  skopeo                                           # the images as one OCI image index (multi-arch)
+  shellcheck                                       # make lint: every shell script
   chromium                                         # the docs site rendered in a real browser (tests/docs)
 )
 ensure_packages "${packages[@]}"

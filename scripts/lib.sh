@@ -138,7 +138,8 @@ elf_machine() { LC_ALL=C readelf -h -- "$1" 2>/dev/null | sed -n 's/^ *Machine: 
 # also works inside chroots and containers). Mounts binfmt_misc when it is not mounted.
 # $1 = Debian architecture. Returns 1, with the reason on stderr, when it cannot be had.
 emulation_ready() {
-    local f=/proc/sys/fs/binfmt_misc/qemu-$(arch_uname "$1")
+    local f
+    f=/proc/sys/fs/binfmt_misc/qemu-$(arch_uname "$1")
     [[ -r $f ]] && grep -qx enabled "$f" && grep -q '^flags:.*F' "$f"
 }
 ensure_emulation() {

@@ -372,7 +372,10 @@ ensure_debian_python() {
     make_rootfs apt builder "$r" "${BUILDER_PACKAGES[@]}"
     cpython_version=$(chroot "$r" dpkg-query -W -f '${Version}' "$PY_SOURCE")
     install -m 0644 "$here/python-main.c" "$r/tmp/python-main.c"
-    chroot "$r" gcc -O2 -Wall -Wextra -Werror -fstack-protector-strong -fcf-protection \
+    # Control-flow protection as Debian builds with it: CET on x86-64, PAC/BTI on arm64.
+    local cfi=-fcf-protection
+    if [[ $ARCH == arm64 ]]; then cfi=-mbranch-protection=standard; fi
+    chroot "$r" gcc -O2 -Wall -Wextra -Werror -fstack-protector-strong "$cfi" \
         -D_FORTIFY_SOURCE=2 -I"/usr/include/$PY_SOURCE" -o /tmp/python-main /tmp/python-main.c \
         -l"$PY_SOURCE" -Wl,-z,relro -Wl,-z,now >&2 || die "compiling our main() against Debian's lib$PY_SOURCE failed"
     mv -- "$r/tmp/python-main" "$work/python-main"

@@ -304,8 +304,18 @@ def _always_reread(
     return [f"{section}/index" for section in SECTIONS]
 
 
+def _generate(app: Any) -> None:
+    from sphinx.errors import ExtensionError
+
+    try:
+        generate()
+    except (RuntimeError, subprocess.CalledProcessError) as e:  # said in one line, not a log
+        detail = getattr(e, "stderr", None) or ""
+        raise ExtensionError(f"the reference cannot be generated: {e} {detail}".strip()) from e
+
+
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("builder-inited", lambda app: generate())
+    app.connect("builder-inited", _generate)
     app.connect("source-read", _on_source_read)
     app.connect("env-get-outdated", _always_reread)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

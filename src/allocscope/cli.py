@@ -7,7 +7,8 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from allocscope import __version__, exitcodes
 from allocscope.errors import AllocscopeError
@@ -41,37 +42,76 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The one place that prints an error and chooses the exit code."""
     for stream in (sys.stdout, sys.stderr):  # environment values may hold undecodable bytes
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     given = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(given)
+    try:  # a flag's value our own types refuse (--seed x) ends like any other bad value
+        args = build_parser().parse_args(given)
+    except AllocscopeError as e:
+        command = next((a for a in given if a in COMMANDS), "")
+        return _say(command, str(e), e.exit_code)
     # `compare --` with nothing after it is an empty command, not "no command".
     args.dashdash = "--" in given
+    command = args.subcommand
+    stdout, sys.stdout = sys.stdout, _Checked(sys.stdout)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()
+        return code
     except AllocscopeError as e:  # the one error path: one line, its own exit code
-        return _say(args.subcommand, str(e), e.exit_code)
+        return _say(command, str(e), e.exit_code)
     except KeyboardInterrupt as e:  # bench.runner.Interrupted carries its signal's code
         return int(getattr(e, "exit_code", exitcodes.INTERRUPTED))
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]
         if module not in EXTRAS:
-            return _internal(args.subcommand, e)
-        print(
-            f"allocscope {args.subcommand}: needs {module}, which is not installed: "
-            f"pip install 'allocscope[{EXTRAS[module]}]'",
-            file=sys.stderr,
+            return _internal(command, e)
+        message = (
+            f"needs {module}, which is not installed: pip install 'allocscope[{EXTRAS[module]}]'"
         )
-        return exitcodes.MISSING_EXTRA
+        return _say(command, message, exitcodes.MISSING_EXTRA)
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `allocscope info | head`: not an error
         return exitcodes.OK
-    except OSError as e:  # a file or stream the command needs cannot be used
-        _quiet_stdout()
-        return _say(args.subcommand, f"cannot write or read: {e}", exitcodes.BAD_INPUT)
-    except Exception as e:
-        return _internal(args.subcommand, e)
+    except Exception as e:  # an OSError here was not expected where it happened: a bug
+        return _internal(command, e)
+    finally:
+        sys.stdout = stdout
+
+
+class OutputError(AllocscopeError):
+    """stdout cannot be written (a full disk, a closed or read-only descriptor): exit 3."""
+
+
+class _Checked:
+    """stdout whose write and flush turn an OSError into an OutputError (a pipe closed by
+    its reader stays a BrokenPipeError: not an error)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with self._said():
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        with self._said():
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @contextlib.contextmanager
+    def _said(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            _quiet_stdout()
+            raise OutputError(f"cannot write to stdout: {e}") from None
 
 
 def _internal(command: str, e: Exception) -> int:

@@ -61,11 +61,17 @@ def image(engine: None) -> str:
     return IMAGE
 
 
-def build_image(tag: str, *args: str) -> None:
-    """container/build-image.sh ARGS, tagged ``tag``; the test fails with its message."""
+def build_image(tag: str, *args: str, platforms: str | None = None) -> None:
+    """container/build-image.sh ARGS, tagged ``tag``; the test fails with its message.
+
+    ``platforms`` (PLATFORMS): another architecture's image is tagged ``tag-ARCH``.
+    """
+    env = {**os.environ, "ALLOCSCOPE_IMAGE": tag}
+    if platforms is not None:
+        env["PLATFORMS"] = platforms
     proc = subprocess.run(
         [str(REPO / "container" / "build-image.sh"), *args],
-        env={**os.environ, "ALLOCSCOPE_IMAGE": tag},
+        env=env,
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,

@@ -7,6 +7,7 @@ see the script at the same path."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -42,3 +43,39 @@ def test_remote_exec_into_the_running_server(flask_image: str, shared_dir: Path)
         [line] = [ln for ln in c.logs().splitlines() if ln.startswith("remote_exec:")]
         # pid 1 is gunicorn's arbiter, still the unprivileged user, jemalloc's thread alive.
         assert line == "remote_exec: pid 1 uid 65532 live True"
+
+
+ATTACH = """import json, os, sys, time
+from allocscope.cli import main
+def ppid(p):
+    with open(f"/proc/{p}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[1]
+worker = next(p for p in os.listdir("/proc") if p.isdigit() and ppid(p) == "1")
+code = main(["inspect", worker, "--attach", "--json", "--timeout", "30"])
+time.sleep(0.5)
+left = [n for n in os.listdir("/proc/1/root/tmp") if n.startswith("allocscope-attach")]
+print(json.dumps({"code": code, "left": left, "worker": int(worker)}))
+"""
+
+
+def test_attach_uses_remote_exec_between_two_cpython_314s(flask_image: str, python_xy: str) -> None:
+    """``allocscope inspect --attach`` run by the image's CPython 3.14 in a sidecar (the
+    source of this checkout, on PYTHONPATH) into a gunicorn worker: the path is
+    sys.remote_exec, the worker serves on, and its /tmp is left as it was."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    with service(flask_image) as c:
+        c.wait_serving(deadline_s=90)
+        proc = run_once(
+            "--pid", f"container:{c.name}", "--user", "0", "--cap-add", "SYS_PTRACE",
+            "-v", f"{src}:/allocscope-src:ro", "-e", "PYTHONPATH=/allocscope-src",
+            "--entrypoint", "/usr/bin/python", flask_image, "-c", ATTACH,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        doc, tail = (json.loads(line) for line in proc.stdout.strip().splitlines())
+        assert tail["code"] == 0 and tail["left"] == [], tail
+        attach = doc["attach"]
+        assert attach["path"] == "remote_exec" and "PEP 768" in attach["mechanism"]
+        assert attach["snapshot"]["pid"] == tail["worker"]
+        assert attach["snapshot"]["allocator"]["name"] == "jemalloc"
+        assert attach["python"]["version"].startswith(f"{python_xy}.")
+        assert c.get("/healthz").status == 200  # the worker serves on

@@ -11,14 +11,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from allocscope.inspect import process_tree
 from allocscope.inspect.verdict import FLOOR_BYTES
-from tests.conftest import allocator_path
-from tests.integration.targets import running
-from tests.integration.test_attach import FRAGMENTED, attach_json
+from tests.conftest import allocator_path, run_allocscope
+from tests.integration.targets import free_port, running, serves
+from tests.integration.test_attach import APP, FRAGMENTED, attach_json
 
 MIB = 2**20
 # 40 MiB of live objects above pymalloc's limit, allocated once: nothing to fragment.
@@ -100,3 +102,22 @@ def test_live_objects_are_not_called_fragmentation(allocator: str) -> None:
         return
     assert v["kind"] == "objects", v["sentence"]
     assert v["in_use_bytes"] > 40 * MIB
+
+
+def test_a_worker_that_lost_the_background_thread_is_told_the_fix(tmp_path: Path) -> None:
+    """inspect --attach into a bare gunicorn worker (jemalloc asked for its thread): the
+    loss is said with what the deployment needs."""
+    (tmp_path / "app.py").write_text(APP)
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+            "--chdir", str(tmp_path), "app:app"]  # fmt: skip
+    env = {"LD_PRELOAD": allocator_path("jemalloc"), "MALLOC_CONF": "background_thread:true"}
+    with running(argv, lambda p: serves(port), **env) as master:
+        worker = process_tree(master.pid)[1]
+        proc = run_allocscope("inspect", "--attach", str(worker), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "  warning     background_thread requested but not running (lost at fork): your "
+        "deployment needs `-c python:allocscope.gunicorn_conf` (gunicorn) or "
+        "`allocscope.forksafe.install()` (any os.fork) in each worker"
+    ) in proc.stdout

@@ -174,6 +174,27 @@ def test_an_unexpected_error_is_one_line_and_exit_70(
     assert err.count("\n") == 1 and err.startswith("allocscope info: internal error: KeyError")
 
 
+def test_an_unexpected_os_error_is_a_bug_with_its_traceback_on_demand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OSError no code expected (not stdout, not a file the user named) is exit 70."""
+    from allocscope import cli
+    from allocscope.commands import info
+
+    def broken(_: object) -> int:
+        raise PermissionError(13, "Permission denied", "/proc/self/something")
+
+    monkeypatch.setattr(info, "run", broken)
+    monkeypatch.delenv("ALLOCSCOPE_DEBUG", raising=False)
+    assert cli.main(["info"]) == exitcodes.INTERNAL
+    err = capsys.readouterr().err
+    assert err.startswith("allocscope info: internal error: PermissionError")
+    assert err.count("\n") == 1
+    monkeypatch.setenv("ALLOCSCOPE_DEBUG", "1")
+    with pytest.raises(PermissionError):  # the traceback is the interpreter's to print
+        cli.main(["info"])
+
+
 def test_an_unwritable_stdout_is_bad_input_in_one_line() -> None:
     with open(os.devnull, "rb") as read_only:  # writing to it fails with EBADF
         proc = subprocess.run(
@@ -187,5 +208,5 @@ def test_an_unwritable_stdout_is_bad_input_in_one_line() -> None:
         )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == exitcodes.BAD_INPUT
-    assert proc.stderr.startswith("allocscope info: cannot write or read"), proc.stderr
+    assert proc.stderr.startswith("allocscope info: cannot write to stdout: "), proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr

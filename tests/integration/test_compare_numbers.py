@@ -236,7 +236,7 @@ def _results(**run: object) -> str:
             3,
             "--budget must be a number greater than 0",
         ),
-        (["compare", "--seed", "x"], 2, "invalid int value: 'x'"),
+        (["compare", "--seed", "x"], 3, "--seed must be a whole number, not 'x'"),
         (["report", "{negative}"], 3, "metrics.rss_retained: impossible value -1"),
         (["report", "{text}"], 3, "metrics.work_s: expected a number, not 'slow'"),
         (["report", "{nan}"], 3, "metrics.work_s: impossible value nan"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import sys
+from pathlib import Path
 
 import allocscope.probe
 from allocscope.inspect import payload
@@ -41,3 +43,25 @@ def test_trim_reports_after() -> None:
     answer = run_payload(trim=True)
     assert str(answer["trim_action"]).startswith("glibc malloc_trim(0)")
     assert isinstance(answer["after_trim"], dict)
+
+
+def test_the_remote_exec_script_answers_in_its_directory_and_removes_itself(
+    tmp_path: Path,
+) -> None:
+    before = dict(sys.modules)
+    probe = tmp_path / "probe.py"
+    probe.write_text(payload.script(str(tmp_path), trim=False))
+    exec(probe.read_text(), {})
+    assert sys.modules == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answer.json"]  # probe.py gone
+    answer = json.loads((tmp_path / "answer.json").read_text())
+    assert answer["snapshot"]["pid"] == os.getpid()
+
+
+def test_an_abandoned_remote_exec_script_tidies_up_and_does_not_run(tmp_path: Path) -> None:
+    out = tmp_path / "attach"
+    out.mkdir()
+    (out / "probe.py").write_text(payload.script(str(out), trim=False))
+    (out / "abandoned").touch()
+    exec((out / "probe.py").read_text(), {})
+    assert not out.exists()

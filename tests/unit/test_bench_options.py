@@ -6,15 +6,18 @@ import argparse
 
 import pytest
 
-from allocscope.bench import options, workloads
-from allocscope.bench.options import PlanError, build, parse_settle
+from allocscope.bench import workloads
+from allocscope.bench.plan import Plan, parse_settle
 from allocscope.bench.workloads import Params, WorkloadError
+from allocscope.commands import flags
+from allocscope.errors import AllocscopeError
 
 
-def plan_of(*argv: str) -> options.Plan:
+def plan_of(*argv: str) -> Plan:
     parser = argparse.ArgumentParser()
-    options.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
-    return build(parser.parse_args(list(argv)), default_workloads=workloads.DEFAULT_SET)
+    flags.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
+    args = parser.parse_args(list(argv))
+    return flags.plan_from(args, default_workloads=workloads.DEFAULT_SET)
 
 
 def test_defaults() -> None:
@@ -52,7 +55,7 @@ def test_scale_and_overrides() -> None:
     ],
 )
 def test_invalid_input(argv: list[str], message: str) -> None:
-    with pytest.raises(PlanError, match=message.replace("(", r"\(")):
+    with pytest.raises(AllocscopeError, match=message.replace("(", r"\(")):
         plan_of(*argv)
 
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from allocscope.bench import load, tree
-from allocscope.bench.options import PlanError
-from allocscope.bench.target_options import add_arguments, parse_duration, serve_options
+from allocscope.bench.plan import PlanError, Service, parse_duration
 from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
+from allocscope.commands import flags
 
 
 def fake_process(root: Path, pid: int, ppid: int, name: str, rss_kb: int, pss_kb: int,
@@ -149,21 +149,52 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text, "--duration")
 
 
-def _serve_args(*argv: str) -> argparse.Namespace:
+def _serve_plan(*argv: str) -> tuple[Service, tuple[float, ...]]:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+    flags.add_arguments(parser, default_workloads=("fragment",))
+    plan = flags.plan_from(parser.parse_args(list(argv)), default_workloads=("fragment",))
+    assert isinstance(plan.work, Service)
+    return plan.work, plan.settle
 
 
 def test_serve_options() -> None:
-    opts = serve_options(_serve_args("--serve", "srv -p {port}", "--duration", "8h"))
-    assert (opts.duration, opts.ready, opts.idle, opts.grace) == (28800, "/", (1.0, 5.0), 5.0)
+    opts, settle = _serve_plan("--serve", "srv -p {port}", "--duration", "8h")
+    assert (opts.duration, opts.ready, settle, opts.grace) == (28800, "/", (1.0, 5.0), 5.0)
+    assert _serve_plan("--serve", "srv {port}", "--duration", "1s", "--idle", "2")[1] == (2.0,)
     with pytest.raises(PlanError, match=re.escape("has no {port}")):
-        serve_options(_serve_args("--serve", "srv", "--duration", "1s"))
+        _serve_plan("--serve", "srv", "--duration", "1s")
     with pytest.raises(PlanError, match="needs --load N, --duration D or --load-cmd"):
-        serve_options(_serve_args("--serve", "srv {port}"))
+        _serve_plan("--serve", "srv {port}")
     with pytest.raises(PlanError, match="the command is empty"):
-        serve_options(_serve_args("--serve", " ", "--duration", "1s"))
+        _serve_plan("--serve", " ", "--duration", "1s")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threads", "2", "--", "true"], "--threads: for the built-in workloads only"),
+        (["--scale", "2", "--serve", "s {port}", "--load", "1"], "--scale: for the built-in"),
+        (["--no-purge", "--", "true"], "--no-purge: for the built-in workloads only"),
+        (["--settle", "1", "--", "true"], "a command ends by itself"),
+        (["--repeats", "auto", "--", "true"], "--repeats auto is for the built-in workloads"),
+    ],
+)
+def test_an_option_a_command_or_service_cannot_honour_is_refused(
+    argv: list[str], message: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    flags.add_arguments(parser, default_workloads=("fragment",))
+    args = parser.parse_args(argv)
+    args.dashdash = True
+    with pytest.raises(PlanError, match=re.escape(message)):
+        flags.plan_from(args, default_workloads=("fragment",))
+
+
+def test_the_seed_is_the_plan_s_for_every_kind() -> None:
+    parser = argparse.ArgumentParser()
+    flags.add_arguments(parser, default_workloads=("fragment",))
+    plan = flags.plan_from(parser.parse_args(["--seed", "7", "--", "true"]), default_workloads=())
+    assert plan.seed == 7 and plan.config()["seed"] == 7 and plan.kind == "command"
 
 
 def test_trim_and_pythonmalloc_must_show_inside_python() -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from allocscope.bench import stats
-from allocscope.bench.results import MB, MEMORY_FLOOR_BYTES, Results, Run
+from allocscope.bench.results import MB, Results, Run
+from allocscope.bench.stats import MEMORY_FLOOR_BYTES
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 
@@ -42,7 +43,7 @@ def test_a_consistent_difference_under_the_floor_is_never_significant() -> None:
     assert free is not None and free.verdict == "significant"  # without a floor it would be
     c = stats.compare([v * MB for v in other], [v * MB for v in base], seed=1, floor=MB)
     assert c is not None and c.verdict == "below floor" and c.short == "<floor"
-    assert not c.ratio_meaningful  # a base of 0.7 MiB is under the 1 MiB floor
+    assert not c.ratio_meaningful  # a base of 0.7 MiB is under a 1 MiB floor
     # the same runs 10x larger are a real, decidable difference
     big = stats.compare([v * 10 * MB for v in other], [v * 10 * MB for v in base], seed=1, floor=MB)
     assert big is not None and big.verdict == "significant" and big.ratio_meaningful
@@ -103,9 +104,7 @@ def test_one_run_each_says_so_instead_of_a_zero_width_interval() -> None:
     (t,) = table.tables(r)
     cells = " ".join(t.rows[1])
     assert "one run" in cells and "[" not in cells  # no "2.42x [2.42-2.42]"
-    assert t.meaning == [
-        "cmd: one run: no interval, no verdict (run each variant 5 times: --repeats 5)"
-    ]
+    assert t.meaning == ["one run: no interval, no verdict (run each variant 5 times: --repeats 5)"]
 
 
 def test_a_command_table_shows_the_cpu_ratio_its_footer_judges_and_means_it_in_words() -> None:
@@ -121,6 +120,17 @@ def test_a_command_table_shows_the_cpu_ratio_its_footer_judges_and_means_it_in_w
     row = dict(zip(header, t.rows[1], strict=False))
     assert row["xglibc"].startswith("0.80x")  # CPU 1.6/2.0, not wall 2.07/2.28 (0.91x)
     assert t.meaning == [
-        "cmd: jemalloc against glibc: peak memory (RSS of the whole tree) 33% less "
+        "jemalloc against glibc: peak memory (RSS of the whole tree) 33% less "
         "(significant), CPU time 20% less (significant)"
+    ]
+
+
+def test_the_same_note_of_every_run_is_said_once() -> None:
+    note = {"warnings": ["jemalloc background_thread lost at fork in 2 processes: restored"]}
+    runs = [replace(r, target=note) for r in command_runs("jemalloc", 3, 1.6, 2.0, 200)]
+    r = results(command_runs("glibc", 3, 2.0, 2.2, 300) + runs, kind="command")
+    (t,) = table.tables(r)
+    assert t.notes == [
+        "NOTE jemalloc runs 1, 2, 3: jemalloc background_thread lost at fork in 2 processes: "
+        "restored"
     ]

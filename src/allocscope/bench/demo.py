@@ -30,6 +30,7 @@ from typing import Any
 
 from allocscope import exitcodes
 from allocscope.bench import workloads
+from allocscope.errors import AllocscopeError
 from allocscope.probe import allocator, memory
 from allocscope.probe.snapshot import jemalloc_report
 
@@ -46,7 +47,7 @@ DEFAULT_SLEEP_AFTER = 2.0
 MB = 2**20
 
 
-class KnobError(ValueError):
+class KnobError(AllocscopeError):
     pass
 
 

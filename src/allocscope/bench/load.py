@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from allocscope import userfile
+from allocscope.errors import AllocscopeError
 
 LOOPBACK = ("127.0.0.1", "::1")
 BUCKETS_PER_E = 100  # log buckets: e^(1/100): ~1 % apart
@@ -35,7 +36,7 @@ REQUEST_TIMEOUT = 10.0
 RECONNECT_PAUSE = 0.05
 
 
-class LoadError(ValueError):
+class LoadError(AllocscopeError):
     """A requests file or URL that cannot be used (bad input, exit 3)."""
 
 

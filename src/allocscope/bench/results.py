@@ -34,6 +34,7 @@ from typing import Any
 from allocscope import __version__, userfile
 from allocscope.bench import stats
 from allocscope.bench.record import Mark, Noise, Proof, RecordError, RunRecord, number
+from allocscope.errors import AllocscopeError
 
 __all__ = ["MB", "Mark", "Proof", "RecordError", "Results", "ResultsError", "Run", "RunRecord"]
 
@@ -42,7 +43,7 @@ VERSION = 2
 MB = 2**20
 
 
-class ResultsError(ValueError):
+class ResultsError(AllocscopeError):
     """A results file that cannot be read: truncated, not ours, or too new (exit 3)."""
 
 
@@ -73,21 +74,6 @@ DERIVED = {"rss_kept": "RSS after the last settle period minus RSS when the work
 # for); rss_kept (above the interpreter's own RSS) is shown beside it with its ratio.
 VERDICT_METRICS = ("rss_peak", "rss_retained", "rss_kept", "cpu_s")
 HEADLINE = ("rss_retained", "rss_peak", "cpu_s")  # --repeats auto narrows these
-
-
-# The smallest memory difference that may be called significant: 1 MiB, or 3 % of the
-# baseline's RSS when that is larger. 1 MiB because RSS moves in whole allocator units of
-# about that size whatever the allocator does well or badly: one pymalloc arena (1 MiB
-# since CPython 3.10), glibc's 128 KiB top pad and mmap threshold, a jemalloc extent or a
-# mimalloc segment; a kept RSS of 0.4 against 0.7 MiB is a 0.57x ratio of nothing. 3 %
-# because that is MIN_EFFECT's smallest memory effect worth a decision, and rss_kept (a
-# small figure on top of a large process) must be judged against the process, not itself.
-MEMORY_FLOOR_BYTES = 2**20
-MEMORY_FLOOR_SHARE = stats.MIN_EFFECT["memory"]
-
-
-def is_memory(metric: str) -> bool:
-    return metric.startswith(("rss_", "pss_"))
 
 
 def value(run: RunRecord, metric: str) -> float | None:
@@ -227,17 +213,15 @@ class Results:
             seed=self.seed,
             key=f"{workload}/{variant}/{metric}",
             kind="time" if metric.endswith("_s") else "memory",
-            floor=self.memory_floor(workload, metric) if is_memory(metric) else 0.0,
+            floor=self.memory_floor(workload, metric) if stats.is_memory(metric) else 0.0,
         )
 
     def memory_floor(self, workload: str, metric: str) -> float:
-        """max(1 MiB, 3 % of the baseline's RSS): see MEMORY_FLOOR_BYTES. For rss_kept the
-        RSS is the retained RSS the kept part sits in."""
+        """stats.memory_floor against the baseline's RSS; for rss_kept, the retained RSS
+        the kept part sits in."""
         base = self.baseline()
         whole = "rss_retained" if metric == "rss_kept" else metric
-        values = self.values(workload, base, whole) if base else []
-        share = MEMORY_FLOOR_SHARE * statistics.median(values) if values else 0.0
-        return max(float(MEMORY_FLOOR_BYTES), share)
+        return stats.memory_floor(self.values(workload, base, whole) if base else [])
 
     def comparisons(self) -> list[dict[str, Any]]:
         """Every ratio against the baseline on the VERDICT_METRICS, for the JSON."""
@@ -447,7 +431,7 @@ def from_document(doc: Any) -> Results:
             migrated_from=original if original != VERSION else None,
             session=dict(doc.get("session") or {}),
         )
-    except (TypeError, ValueError, AttributeError) as e:
+    except (TypeError, ValueError, AttributeError, RecordError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
 

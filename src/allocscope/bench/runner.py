@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psutil
 
@@ -148,6 +148,17 @@ class RunSpec:
         return f"{self.workload} · {self.variant.name} · {which}"
 
 
+def shuffled(
+    variants: Iterable[Variant], *, repeats: int, warmup: int, rng: random.Random, first: int = 1
+) -> list[tuple[int, int, Variant]]:
+    """(repeat, order, variant) for every run, warm-ups (repeat 0) first: each repeat runs
+    every available variant once, in an order shuffled by ``rng`` (its seed is recorded),
+    so a burst of noise spreads over all variants instead of landing on one."""
+    ready = [v for v in variants if v.available]
+    rounds = [0] * warmup + list(range(first, first + repeats))
+    return [(r, i, v) for r in rounds for i, v in enumerate(rng.sample(ready, len(ready)))]
+
+
 def plan(
     variants: Iterable[Variant],
     workloads: Sequence[tuple[str, Params]],
@@ -160,24 +171,15 @@ def plan(
     rng: random.Random | None = None,
     first: int = 1,
 ) -> list[RunSpec]:
-    """Every run, interleaved: each repeat runs every variant once, in an order shuffled
-    by ``rng`` (its seed is recorded), so a burst of noise spreads over all variants
-    instead of landing on one. Repeats are numbered from ``first``."""
-    ready = [v for v in variants if v.available]
+    """Every run of every workload, interleaved (see :func:`shuffled`); repeats are
+    numbered from ``first``; warm-ups neither settle nor purge."""
     rng = rng or random.Random(0)
-    specs = []
-    for name, params in workloads:
-        for _ in range(warmup):
-            specs += [
-                RunSpec(v, name, params, (), 0, timeout, purge=False, order=i)
-                for i, v in enumerate(rng.sample(ready, len(ready)))
-            ]
-        for r in range(first, first + repeats):
-            specs += [
-                RunSpec(v, name, params, settle, r, timeout, purge, order=i)
-                for i, v in enumerate(rng.sample(ready, len(ready)))
-            ]
-    return specs
+    ready = list(variants)
+    return [
+        RunSpec(v, name, params, settle if r else (), r, timeout, purge and r > 0, order=i)
+        for name, params in workloads
+        for r, i, v in shuffled(ready, repeats=repeats, warmup=warmup, rng=rng, first=first)
+    ]
 
 
 @dataclass
@@ -209,7 +211,14 @@ class _Child:
         return self.stderr.read().decode(errors="replace")
 
 
-Progress = Callable[[str, RunSpec, RunRecord | None], None]
+class Labelled(Protocol):
+    """A run to be made, as progress displays name it."""
+
+    @property
+    def label(self) -> str: ...
+
+
+Progress = Callable[[str, Labelled, RunRecord | None], None]
 
 
 class Runner:

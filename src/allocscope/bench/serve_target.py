@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from allocscope.bench import load, tree
+from allocscope.bench.plan import Service
 from allocscope.bench.results import MB, Run
+from allocscope.bench.runner import Interrupted
 from allocscope.bench.target import TargetError, check_command, finish_run, label
-from allocscope.bench.target_options import ServeOptions
-from allocscope.bench.target_session import Session
 from allocscope.bench.variants import Variant
 from allocscope.bench.watch import Watch
 
@@ -42,13 +42,9 @@ NOISE_MIB_PER_10K = 0.1
 NOISE_MIB_PER_HOUR = 2.0
 
 
-def _argv(template: str, port: int) -> list[str]:
-    return shlex.split(template.replace("{port}", str(port)))
-
-
-def check(opts: ServeOptions) -> None:
+def check(opts: Service) -> None:
     """Everything that can be checked before the first run (TargetError: exit 3)."""
-    check_command(_argv(opts.template, 1))
+    check_command(opts.argv(1))
     if opts.load_cmd:
         check_command(shlex.split(opts.load_cmd.replace("{url}", f"http://{HOST}:1")))
     try:
@@ -57,7 +53,7 @@ def check(opts: ServeOptions) -> None:
         raise TargetError(str(e)) from None
 
 
-def requests(opts: ServeOptions) -> list[load.Request]:
+def requests(opts: Service) -> list[load.Request]:
     return list(_requests(opts.requests_file, opts.url))
 
 
@@ -108,7 +104,7 @@ class _Phases:
             time.sleep(min(self.interval, max(0.0, end - time.monotonic())))
 
 
-def _wait_ready(watch: Watch, phases: _Phases, port: int, opts: ServeOptions) -> str | None:
+def _wait_ready(watch: Watch, phases: _Phases, port: int, opts: Service) -> str | None:
     """None when ready; else why not. A 404 is a wrong path: TargetError (exit 3)."""
     deadline = time.monotonic() + opts.ready_timeout
     while time.monotonic() < deadline:
@@ -170,16 +166,18 @@ def _progress(variant: Variant, t: float, total: float | None, done: int | None,
 
 
 def run_service(
-    opts: ServeOptions,
+    opts: Service,
     variant: Variant,
     repeat: int,
     *,
     interval: float,
-    session: Session | None = None,
+    settle: tuple[float, ...],
+    save: Callable[[Run], None] | None = None,
     quiet: bool = False,
 ) -> Run:
+    """One run of the service; ``save(partial)`` keeps a long load's figures as it goes."""
     port = free_port()
-    argv = _argv(opts.template, port)
+    argv = opts.argv(port)
     watch = Watch.start(variant, argv, trim_every=variant.trim_every)
     phases = _Phases(watch, interval)
     failures: list[str] = []
@@ -188,7 +186,7 @@ def run_service(
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     # Only what is the same for every run (the port is not): runs with equal params pool.
-    params = {"kind": "service", "serve": opts.template}
+    params = {"kind": "service", "serve": opts.command}
     workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
 
     def record(extra_failures: tuple[str, ...] = ()) -> Run:
@@ -251,8 +249,8 @@ def run_service(
                     _progress(
                         variant, time.monotonic() - begun, opts.duration, done, watch.tree.last[1]
                     )
-                if session is not None and session.path is not None:  # else nothing is written
-                    session.save(partial=record(("in progress (an interrupted soak)",)))
+                if save is not None:
+                    save(record(("in progress (an interrupted soak)",)))
 
         if opts.load_cmd:
             starting()
@@ -263,7 +261,7 @@ def run_service(
                 port,
                 phases,
                 duration=opts.duration,
-                count=opts.requests,
+                count=opts.load,
                 during=during,
                 starting=starting,
             )
@@ -278,7 +276,7 @@ def run_service(
         metrics["load_s"] = float(summary.get("duration_s") or 0.0)
         if end.rss is not None:
             metrics["rss_load_end"] = float(end.rss)
-        for after in opts.idle:
+        for after in settle:
             if not phases.wait(max(0.0, load_end_t + after - time.monotonic())):
                 failures.append(f"the server exited with status {_code(watch)} while idle")
                 return record()
@@ -294,11 +292,11 @@ def run_service(
         if summary.get("requests") == 0 and not opts.load_cmd:
             failures.append(f"no request was answered: {summary.get('errors')}")
         return record()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         watch.mark("interrupted")
         watch.kill()
-        if session is not None:
-            session.add(record(("interrupted: the figures so far are kept",)))
+        if isinstance(e, Interrupted):  # the session keeps it with the runs done
+            e.runs.append(record(("interrupted: the figures so far are kept",)))
         raise
     finally:
         if watch.exit_code is None:
@@ -307,7 +305,7 @@ def run_service(
 
 
 def _builtin_load(
-    opts: ServeOptions,
+    opts: Service,
     port: int,
     phases: _Phases,
     *,
@@ -346,7 +344,7 @@ _WRK_TOTAL = re.compile(r"(\d+) requests in")
 
 
 def _command_load(
-    opts: ServeOptions, port: int, phases: _Phases, during: Callable[[int | None], None]
+    opts: Service, port: int, phases: _Phases, during: Callable[[int | None], None]
 ) -> dict[str, Any]:
     """The user's own load generator; wrk's totals are read from its output when shown."""
     assert opts.load_cmd is not None

@@ -1,10 +1,17 @@
-"""Run a :class:`~allocscope.bench.options.Plan` and gather one results document.
+"""The one session loop: run a :class:`~allocscope.bench.plan.Plan` of any kind into one
+results document.
 
-Fixed repeats run as one batch (one child settles while the next works). ``--repeats
-auto`` runs each workload's warm-up and first repeats, then one more interleaved repeat
-at a time until the interval of every headline figure of every variant is within the
-target, the budget is spent, or the maximum number of repeats is reached; the results
-say which, per workload. A stop signal ends the session with what was measured so far.
+Every kind (:mod:`allocscope.bench.kinds`) goes through the same steps: checked before
+the first run; runs laid out in an order shuffled per repeat by the plan's seed (recorded
+in the results, with the bootstrap seeded by it too); warm-ups first; a noise record per
+run and one for the whole session; a stop signal ends the session with what was measured
+so far (``session['interrupted']``); with a ``path``, the document is saved after every
+run of a command or service (and during a long load), so an interrupted soak keeps it.
+
+Fixed repeats run as one batch. ``--repeats auto`` (built-in workloads) runs each
+workload's warm-up and first repeats, then one more interleaved repeat at a time until the
+interval of every headline figure of every variant is within the target, the budget is
+spent, or the maximum number of repeats is reached; the results say which, per workload.
 """
 
 from __future__ import annotations
@@ -12,53 +19,57 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocscope.bench import noise, runner
-from allocscope.bench.options import Plan
+from allocscope.bench import kinds, noise, runner
+from allocscope.bench import results as results_mod
+from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import HEADLINE, Results, host, libraries_seen, utc_now
 
 
-def specs(plan: Plan, rng: random.Random | None = None) -> list[runner.RunSpec]:
-    """The first batch of runs (with auto, more may follow)."""
-    return runner.plan(
-        plan.available,
-        plan.workloads,
-        repeats=plan.repeats,
-        warmup=plan.warmup,
-        settle=plan.settle,
-        timeout=plan.timeout,
-        purge=plan.purge,
-        rng=rng or random.Random(plan.seed),
-    )
+def prepare(plan: Plan) -> None:
+    """Check what can be checked before the first run: the command exists, the requests
+    file parses (TargetError, exit 3). ``execute`` does it too; the CLI asks first, before
+    it creates the output directory."""
+    kinds.of(plan, None, lambda runs: None, quiet=True).prepare()
+
+
+def specs(plan: Plan, rng: random.Random | None = None) -> list[runner.Labelled]:
+    """The first batch of runs (with auto, more may follow): what a progress bar counts."""
+    kind = kinds.of(plan, None, lambda runs: None, quiet=True)
+    return kind.specs(rng or random.Random(plan.seed), repeats=plan.repeats, warmup=plan.warmup)
 
 
 @dataclass
 class _Session:
     plan: Plan
-    runs_with: runner.Runner
+    kind: kinds.Kind
     rng: random.Random
     runs: list[RunRecord] = field(default_factory=list)
     stopped: dict[str, str] = field(default_factory=dict)  # workload -> why auto stopped
 
-    def batch(self, specs: list[runner.RunSpec]) -> None:
+    def batch(self, specs: list[runner.Labelled]) -> None:
         try:
-            self.runs += self.runs_with.run(specs)
+            self.runs += self.kind.run(specs)
         except runner.Interrupted as e:
             self.runs += e.runs
             raise
 
     def fixed(self) -> None:
-        self.batch(specs(self.plan, self.rng))
+        plan = self.plan
+        self.batch(self.kind.specs(self.rng, repeats=plan.repeats, warmup=plan.warmup))
 
     def auto(self, started: float) -> None:
         plan = self.plan
-        for i, (name, params) in enumerate(plan.workloads):
+        for i, (name, _) in enumerate(plan.workloads):
             # Each workload may spend the budget left up to its share of the whole.
             deadline = started + plan.budget * (i + 1) / len(plan.workloads)
-            self.batch(self._round(name, params, plan.warmup, plan.repeats, 1))
+            self.batch(
+                self.kind.specs(self.rng, repeats=plan.repeats, warmup=plan.warmup, only=name)
+            )
             done = plan.repeats
             while True:
                 wide = self.too_wide(name)
@@ -75,24 +86,9 @@ class _Session:
                         f"budget spent after {done} repeats; still wide: {', '.join(wide)}"
                     )
                     break
-                self.batch(self._round(name, params, 0, 1, done + 1))
+                more = self.kind.specs(self.rng, repeats=1, warmup=0, first=done + 1, only=name)
+                self.batch(more)
                 done += 1
-
-    def _round(
-        self, name: str, params: Any, warmup: int, repeats: int, first: int
-    ) -> list[runner.RunSpec]:
-        plan = self.plan
-        return runner.plan(
-            plan.available,
-            [(name, params)],
-            repeats=repeats,
-            warmup=warmup,
-            settle=plan.settle,
-            timeout=plan.timeout,
-            purge=plan.purge,
-            rng=self.rng,
-            first=first,
-        )
 
     def too_wide(self, workload: str) -> list[str]:
         """'glibc cpu_s ±7%' for every headline interval wider than the target."""
@@ -108,30 +104,50 @@ class _Session:
         return wide
 
 
-def execute(plan: Plan, progress: runner.Progress | None = None) -> Results:
-    """Every run of the plan; on a stop signal, the runs so far (session['interrupted'])."""
+def execute(
+    plan: Plan,
+    progress: runner.Progress | None = None,
+    *,
+    path: str | None = None,
+    quiet: bool = True,
+) -> Results:
+    """Every run of the plan; on a stop signal, the runs so far (session['interrupted']).
+
+    ``path``: results.json, saved as runs of a command or service come in (the caller
+    writes the final document). ``quiet``: no progress lines of a long load on stderr."""
     created = utc_now()
     load_before = os.getloadavg()
     window = noise.open_window()
     started = time.monotonic()
-    session = _Session(
-        plan,
-        runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress),
-        random.Random(plan.seed),
-    )
+    meta = host()
+
+    def document(runs: Sequence[RunRecord], info: dict[str, Any]) -> Results:
+        meta["libraries"] = libraries_seen(runs)
+        # Other work on the machine shows in the wall times: keep the evidence with them.
+        meta["loadavg_before"] = [round(x, 2) for x in load_before]
+        meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        return Results(
+            created=created,
+            host=dict(meta),
+            config=plan.config(),
+            variants=[v.to_dict() for v in plan.variants],
+            runs=list(runs),
+            session={"seed": plan.seed, **info},
+        )
+
+    def save(batch: Sequence[RunRecord]) -> None:
+        if path is not None:
+            results_mod.save(document([*session.runs, *batch], {}), path)
+
+    session = _Session(plan, kinds.of(plan, progress, save, quiet=quiet), random.Random(plan.seed))
+    session.kind.prepare()
     interrupted = None
     try:
         session.auto(started) if plan.auto else session.fixed()
     except runner.Interrupted as e:
         interrupted = e.args[0]
-    meta = host()
-    meta["libraries"] = libraries_seen(session.runs)
-    # Other work on the machine shows in the wall times: keep the evidence with them.
-    meta["loadavg_before"] = [round(x, 2) for x in load_before]
-    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     measured = [r for r in session.runs if r.repeat > 0]
     info: dict[str, Any] = {
-        "seed": plan.seed,
         "duration_s": round(time.monotonic() - started, 1),
         "noise": noise.close_window(window, ()).to_dict(),
         "busy_runs": sum(1 for r in measured if r.noise and r.noise.marked),
@@ -139,13 +155,8 @@ def execute(plan: Plan, progress: runner.Progress | None = None) -> Results:
     }
     if plan.auto:
         info["repeats_auto"] = session.stopped
+    if session.kind.stopped:
+        info["repeats_stopped"] = session.kind.stopped
     if interrupted:
         info["interrupted"] = interrupted
-    return Results(
-        created=created,
-        host=meta,
-        config=plan.config(),
-        variants=[v.to_dict() for v in plan.variants],
-        runs=session.runs,
-        session=info,
-    )
+    return document(session.runs, info)

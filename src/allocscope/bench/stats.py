@@ -42,6 +42,29 @@ MIN_RUNS = 5
 # The smallest difference we call real, by kind of figure.
 MIN_EFFECT = {"memory": 0.03, "time": 0.05}
 
+# The smallest memory difference that may be called significant: 2 MiB, or 3 % of the
+# baseline's RSS when that is larger. RSS moves in allocator units of about 1 MiB whatever
+# the allocator does well or badly (one pymalloc arena since CPython 3.10, a jemalloc
+# extent, a mimalloc segment, glibc's top pad), and either side may keep or return one such
+# unit by the luck of its last free: a difference under two units can be that luck alone
+# (make run once called kept RSS of 0.1 against 1.1 MiB "0.06x sig"). 3 % because that is
+# MIN_EFFECT's smallest memory effect worth a decision, and rss_kept (a small figure on top
+# of a large process) must be judged against the process, not itself.
+MEMORY_FLOOR_BYTES = 2 * 2**20
+MEMORY_FLOOR_SHARE = MIN_EFFECT["memory"]
+
+
+def is_memory(metric: str) -> bool:
+    """A figure in bytes of RSS or PSS (the floor applies to these only)."""
+    return metric.startswith(("rss_", "pss_"))
+
+
+def memory_floor(base_rss: Sequence[float]) -> float:
+    """max(MEMORY_FLOOR_BYTES, 3 % of the baseline's median RSS)."""
+    share = MEMORY_FLOOR_SHARE * statistics.median(base_rss) if base_rss else 0.0
+    return max(float(MEMORY_FLOOR_BYTES), share)
+
+
 Verdict = Literal["significant", "within noise", "too few runs", "below floor"]
 
 

@@ -22,10 +22,11 @@ from allocscope.bench import tree
 from allocscope.bench.results import Run
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
+from allocscope.errors import AllocscopeError
 from allocscope.probe import jemalloc
 
 
-class TargetError(ValueError):
+class TargetError(AllocscopeError):
     """A command or service that cannot be run at all (bad input, exit 3)."""
 
 
@@ -111,9 +112,10 @@ def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
     ]
     if not pids:
         return []
+    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in target.inside
     return [
-        f"jemalloc background_thread lost at fork in process {', '.join(pids)}: restored "
-        f"after fork by allocscope (measured as asked; --as-deployed measures without it); "
+        f"jemalloc background_thread lost at fork in {count}: restored after fork by "
+        f"allocscope (measured as asked; --as-deployed measures without it); "
         f"{jemalloc.FORK_FIX}"
     ]
 

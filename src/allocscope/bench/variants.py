@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope import libraries, userfile
+from allocscope.errors import AllocscopeError
 from allocscope.expectations import ALLOCATORS
 from allocscope.probe import elf
 from allocscope.probe.allocator import allocator_of
@@ -45,7 +46,7 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEY_ITEM = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*=")
 
 
-class VariantError(ValueError):
+class VariantError(AllocscopeError):
     """A variant that cannot be understood or whose library is wrong (exit 3)."""
 
 

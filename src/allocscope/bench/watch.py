@@ -190,24 +190,11 @@ class Watch:
         return inject.read_events(self.hook_dir)
 
     def proof_problems(self) -> list[str]:
-        """Every process not on the variant's allocator, and what stderr said."""
+        """Why this run does not prove its variant: what stderr said, then the proof's own
+        judgement (:meth:`Proof.problems`, the same judge that reads a results file)."""
         # Each process of the tree says it again: once is enough.
         problems = list(dict.fromkeys(stderr_problems(self.output()[1])))
-        expected = self.variant.allocator
-        root = self.proofs.get(self.proc.pid)
-        if root is None:
-            problems.append("the command exited before its allocator could be read")
-        for p in self.proofs.values():
-            if p.allocator is None and p.pid == self.proc.pid:
-                problems.append(f"process {p.pid} ({p.exe}): allocator unknown: {p.detail}")
-            elif p.conflict:
-                problems.append(f"process {p.pid} ({p.exe}): {p.conflict}")
-            elif p.allocator is not None and not p.matches(expected):
-                name = self.tree.names.get(p.pid, "?")
-                problems.append(
-                    f"process {p.pid} ({name}, {p.exe}) runs on {p.allocator}, not {expected}"
-                )
-        return problems
+        return problems + self.proof().problems(self.variant.allocator)
 
     def proof(self) -> Proof:
         """The root's allocator, with one check per process of the tree."""
@@ -215,17 +202,13 @@ class Watch:
         inside = self.inside()
         expected = self.variant.allocator
         # A descendant gone before it could be read (a launcher shim's short-lived shell)
-        # proves nothing either way: a warning, not a check, as proof_problems() judges it.
+        # proves nothing either way: a warning, not a check.
         told = [p for p in self.proofs.values() if p.allocator or p.pid == self.proc.pid]
         unread = [p for p in self.proofs.values() if p not in told]
-        checks = tuple(
-            Check(
-                name=f"process {p.pid} ({self.tree.names.get(p.pid, '?')})",
-                passed=p.matches(expected),
-                detail=f"{p.allocator} {p.version or ''} {p.path or ''} {p.detail}".strip(),
-            )
-            for p in told
-        )
+        checks = [self._check(p, expected) for p in told]
+        if root is None:
+            why = "the command exited before its allocator could be read"
+            checks.insert(0, Check(f"process {self.proc.pid} (the command)", False, why))
         return Proof(
             allocator=root.allocator if root else None,
             version=(root.version if root else None) or _inside_version(inside),
@@ -235,9 +218,21 @@ class Watch:
                 f"process {p.pid} ({self.tree.names.get(p.pid, '?')}) not read: {p.detail}"
                 for p in unread
             ),
-            checks=checks,
+            checks=tuple(checks),
             ok=bool(checks) and all(c.passed for c in checks),
+            tree=True,
         )
+
+    def _check(self, p: identity.ProcessProof, expected: str) -> Check:
+        name = f"process {p.pid} ({self.tree.names.get(p.pid, '?')}, {p.exe})"
+        found = f"{p.allocator} {p.version or ''} {p.path or ''}".split()
+        if p.conflict:
+            return Check(name, False, p.conflict)
+        if p.allocator is None:
+            return Check(name, False, f"allocator unknown: {p.detail}")
+        if not p.matches(expected):
+            return Check(name, False, f"runs on {p.allocator}, not {expected}")
+        return Check(name, True, " ".join([*found, p.detail]).strip())
 
     def inside(self) -> list[dict[str, Any]]:
         """What each Python process of the tree saw from inside (the injected hook)."""

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError
 from allocscope.inspect.agent_limits import Limits
 
 HELP = "serve /metrics for the node's processes: allocator, memory, FIPS provider, arenas"
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
             args.port,
             limits,
         )
-    except OSError as e:
-        print(f"allocscope agent: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+    except OSError as e:  # expected here: the address is the user's
+        raise AllocscopeError(f"cannot listen on {args.host}:{args.port}: {e}") from None
     return exitcodes.OK

@@ -1,20 +1,24 @@
-"""allocscope compare: every available variant on the default workloads (the main job).
+"""allocscope compare: every available variant on the default workloads (the main job),
+or on the user's own command (``-- CMD``) or service (``--serve``).
 
-Runs warm-up and measured children per variant and workload, prints the comparison table,
-and writes results.json, report.md, chart.png and chart.svg into a results directory.
+Runs warm-up and measured runs per variant in a seeded shuffled order, prints the
+comparison table, and writes results.json, report.md, chart.png and chart.svg into a
+results directory. A thin shell: flags -> Plan (``flags.plan_from``), then the library
+(``allocscope.bench.api.run``), then the table and files.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import TYPE_CHECKING
 
 from allocscope import exitcodes
-from allocscope.bench import options, target_options, workloads
-from allocscope.bench.options import Plan, PlanError
+from allocscope.bench import workloads
+from allocscope.bench.plan import Plan, PlanError
+from allocscope.commands import flags, output
+from allocscope.errors import AllocscopeError
 
 if TYPE_CHECKING:
     from allocscope.bench.results import Results
@@ -30,115 +34,48 @@ EPILOG = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
-    target_options.add_arguments(parser)
-    add_output_arguments(parser, default_out="results/<timestamp>/")
+    flags.add_arguments(parser, default_workloads=workloads.DEFAULT_SET)
+    output.add_arguments(parser, default_out="results/<timestamp>/")
     parser.epilog = EPILOG
 
 
-def add_output_arguments(parser: argparse.ArgumentParser, *, default_out: str | None) -> None:
-    o = parser.add_argument_group("output")
-    o.add_argument(
-        "--out",
-        "-o",
-        metavar="DIR",
-        help=f"write results.json, report.md, chart.png, chart.svg here (default {default_out})",
-    )
-    o.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite the files of an --out directory that already holds results",
-    )
-    o.add_argument("--no-chart", dest="chart", action="store_false", help="skip PNG and SVG")
-    o.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-
-
-def fail(command: str, message: str, code: int) -> int:
-    print(f"allocscope {command}: {message}", file=sys.stderr)
-    return code
-
-
-def prepare(command: str, args: argparse.Namespace, defaults: tuple[str, ...]) -> Plan | int:
-    """The plan, or an exit code after saying what is wrong."""
-    try:
-        plan = options.build(args, default_workloads=defaults)
-    except PlanError as e:
-        return fail(command, str(e), exitcodes.BAD_INPUT)
-    for v in plan.variants:
-        if not v.available:
-            print(f"allocscope {command}: skipping {v.name}: {v.unavailable}", file=sys.stderr)
-    if not plan.available:
-        return fail(command, "no variant can run here (see above)", exitcodes.BAD_INPUT)
-    return plan
-
-
-def check_out(command: str, out: str, *, force: bool, data: bool = True) -> int:
-    """Refuse an --out that already holds results (unless --force), or cannot be written."""
+def measure(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
+    """Measure the plan, print and write what it found; the exit code."""
+    # Imported here: they need psutil ([bench]); the parser must not (a core-only install).
+    from allocscope.bench import api, session
     from allocscope.report import bundle
-
-    held = bundle.occupied(out, data=data)
-    if held and not force:
-        return fail(
-            command,
-            f"{out} already holds {', '.join(held)}: not overwritten "
-            "(use --force to overwrite, or choose another --out)",
-            exitcodes.BAD_INPUT,
-        )
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
-    return exitcodes.OK
-
-
-def measure_and_write(command: str, plan: Plan, args: argparse.Namespace, out: str | None) -> int:
-    from allocscope.bench import runner, session
-    from allocscope.report import table
     from allocscope.report.progress import Progress
 
-    if out is not None:  # before the runs, not after a minute of them
-        code = check_out(command, out, force=args.force)
-        if code != exitcodes.OK:
-            return code
-    specs = session.specs(plan)
-    with runner.stop_on_signals(), Progress(len(specs), quiet=args.quiet) as progress:
-        results = session.execute(plan, progress=progress.update)
+    for v in plan.variants:
+        if not v.available:
+            output.warn(command, f"skipping {v.name}: {v.unavailable}")
+    if not plan.available:
+        raise PlanError("no variant can run here (see above)")
+    session.prepare(plan)  # a command that is not there: said before --out is created
+    if out is not None:
+        bundle.check_out(out, force=args.force)
+    with Progress(len(session.specs(plan)), quiet=args.quiet) as progress:
+        results = api.run(plan, out=out, progress=progress.update, quiet=args.quiet)
+    return finish(command, results, out, charts=args.chart)
+
+
+def finish(command: str, results: Results, out: str | None, *, charts: bool) -> int:
+    """Print the table, write the files; a stop signal or no proved run ends in an error."""
+    from allocscope.report import table
+
     table.print_terminal(results)
     if out is not None:
-        code = write_bundle(command, results, out, charts=args.chart)
-        if code != exitcodes.OK:
-            return code
+        output.write_bundle(command, results, out, charts=charts)
     stopped = results.session.get("interrupted")
     if stopped:
         kept = "the runs done so far are written" if out else "the runs done so far are shown"
-        return fail(command, f"stopped by {stopped}: {kept}", exitcodes.stopped_by(stopped))
+        raise AllocscopeError(f"stopped by {stopped}: {kept}", exitcodes.stopped_by(stopped))
     if not any(r.counts for r in results.runs):
-        return fail(command, "no run proved its allocator", exitcodes.RUN_FAILED)
-    return exitcodes.OK
-
-
-def write_bundle(command: str, results: Results, out: str, **what: bool) -> int:
-    """Write the files, say what was written (or why not); BAD_INPUT when it cannot."""
-    from allocscope.report import bundle
-
-    try:
-        written = bundle.write(results, out, **what)
-    except OSError as e:
-        return fail(command, bundle.cannot_write(out, e), exitcodes.BAD_INPUT)
-    for problem in written.problems:
-        print(f"allocscope {command}: {problem}", file=sys.stderr)
-    print(f"wrote {', '.join(written.paths)}")
+        raise AllocscopeError("no run proved its allocator", exitcodes.RUN_FAILED)
     return exitcodes.OK
 
 
 def run(args: argparse.Namespace) -> int:
-    if target_options.wants_target(args):
-        # Imported here: it needs psutil ([bench]); the parser must not (a core-only install).
-        from allocscope.commands import targets
-
-        return targets.run("compare", args, single=False)
-    plan = prepare("compare", args, workloads.DEFAULT_SET)
-    if isinstance(plan, int):
-        return plan
+    plan = flags.plan_from(args, default_workloads=workloads.DEFAULT_SET)
     out = args.out or os.path.join("results", time.strftime("%Y%m%d-%H%M%S"))
-    return measure_and_write("compare", plan, args, out)
+    return measure("compare", plan, args, out)

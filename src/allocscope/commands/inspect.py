@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
 from collections.abc import Iterator
 
 from allocscope import exitcodes
+from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
 from allocscope.inspect.errors import NoSuchProcess, NotInspectable
 from allocscope.inspect.procinfo import all_pids
@@ -113,17 +116,14 @@ def _reports(
 def run(args: argparse.Namespace) -> int:
     pids = _pids(args)
     if isinstance(pids, str):
-        print(f"allocscope inspect: {pids}", file=sys.stderr)
-        return exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        code = exitcodes.BAD_INPUT if pids.startswith("not a process id") else exitcodes.USAGE
+        raise AllocscopeError(pids, code)
     if args.count is not None and args.watch is None:
-        print("allocscope inspect: --count needs --watch", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--count needs --watch")
     if args.trim and not args.attach:
-        print("allocscope inspect: --trim needs --attach", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--trim needs --attach")
     if args.attach and (args.all or args.watch is not None):
-        print("allocscope inspect: --attach takes PIDs (not --all or --watch)", file=sys.stderr)
-        return exitcodes.USAGE
+        raise UsageError("--attach takes PIDs (not --all or --watch)")
     if args.attach:
         return _attach(args, pids)
     if args.watch is not None:
@@ -148,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     """Passive report and the probe run inside, per PID; the first failure's exit code."""
-    from allocscope.bench.runner import stop_on_signals
     from allocscope.inspect.attach import SCHEMA as ATTACH_SCHEMA
     from allocscope.inspect.attach import attach
 
@@ -156,7 +155,7 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
     for pid in pids:
         try:
             report = inspect_process(pid, args.proc)
-            with stop_on_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
+            with _stop_signals():  # SIGTERM, SIGHUP as Ctrl-C: attach cleans up, exit 128+N
                 inside = attach(pid, trim=args.trim, timeout=args.timeout)
         except InspectError as e:
             print(f"allocscope inspect: {e}", file=sys.stderr)
@@ -171,6 +170,27 @@ def _attach(args: argparse.Namespace, pids: list[int]) -> int:
         if report.failed:
             code = code or exitcodes.CHECK_FAILED
     return code
+
+
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise as SIGINT does (bench.runner has the same, but needs psutil)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _watch(args: argparse.Namespace, pids: list[int]) -> int:

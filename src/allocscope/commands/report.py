@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from allocscope import exitcodes
 
@@ -39,24 +38,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from allocscope.bench.results import ResultsError, load
-    from allocscope.commands.compare import check_out, write_bundle
-    from allocscope.report import table
+    from allocscope.bench.results import load
+    from allocscope.commands import output
+    from allocscope.report import bundle, table
 
     out = os.path.expanduser(args.out) if args.out else None
     if out is not None:
-        code = check_out("report", out, force=args.force, data=False)
-        if code != exitcodes.OK:
-            return code
-    try:
-        results = load(args.results)
-    except ResultsError as e:
-        print(f"allocscope report: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
+        bundle.check_out(out, force=args.force, data=False)
+    results = load(args.results)
     if args.markdown:
         print(table.markdown(results), end="")
     else:
         table.print_terminal(results)
     if out is not None:
-        return write_bundle("report", results, out, data=False, charts=args.chart)
+        output.write_bundle("report", results, out, data=False, charts=args.chart)
     return exitcodes.OK

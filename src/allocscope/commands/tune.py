@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from allocscope import exitcodes
-from allocscope.bench import target_options, workloads
+from allocscope.bench import workloads
+from allocscope.commands import flags
 from allocscope.errors import AllocscopeError
 
 HELP = "search allocator settings on your workload or service and recommend one, with proof"
@@ -72,7 +73,7 @@ class TuneError(AllocscopeError, ValueError):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    target_options.add_arguments(parser)
+    flags.add_target_arguments(parser)
     w = parser.add_argument_group("built-in workload")
     w.add_argument("--workload", "-w", metavar="NAME", help=", ".join(workloads.NAMES))
     w.add_argument("--scale", type=float, default=1.0, help="multiply the workload's iterations")
@@ -137,12 +138,12 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 
 def _target(args: argparse.Namespace) -> Any:
-    from allocscope.bench.options import PlanError, parse_settle
+    from allocscope.bench.plan import SERVICE_SETTLE, PlanError, parse_settle
     from allocscope.tune import measure
 
     if args.command and args.serve is not None:
         raise TuneError("give either -- CMD or --serve, not both", exitcodes.USAGE)
-    wants = target_options.wants_target(args)
+    wants = flags.wants_target(args)
     if wants and args.workload:
         raise TuneError(
             "-w chooses a built-in workload; with -- CMD or --serve, leave it out", exitcodes.USAGE
@@ -159,9 +160,10 @@ def _target(args: argparse.Namespace) -> Any:
         if args.serve is not None:
             from allocscope.bench import serve_target
 
-            opts = target_options.serve_options(args)
+            opts = flags.service_from(args)
             serve_target.check(opts)
-            return measure.Service(opts=opts, interval=max(args.interval, 0.1))
+            idle = parse_settle(args.idle, "--idle") if args.idle else SERVICE_SETTLE
+            return measure.Service(opts=opts, interval=max(args.interval, 0.1), settle=idle)
         if wants:
             from allocscope.bench import target
 
@@ -185,8 +187,6 @@ def _target(args: argparse.Namespace) -> Any:
         )
     except (PlanError, workloads.WorkloadError) as e:
         raise TuneError(str(e)) from None
-    except ValueError as e:  # TargetError
-        raise TuneError(str(e)) from None
 
 
 def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], str]:
@@ -205,10 +205,9 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
 
 def run(args: argparse.Namespace) -> int:
     from allocscope.bench import variants
-    from allocscope.bench.options import PlanError
+    from allocscope.bench.plan import PlanError, parse_duration
     from allocscope.bench.runner import Interrupted, stop_on_signals
-    from allocscope.bench.target_options import parse_duration
-    from allocscope.commands.compare import check_out
+    from allocscope.report.bundle import check_out
     from allocscope.tune import document, objective, recommend, search, setting, space
 
     known: list[Any] = []
@@ -263,9 +262,7 @@ def run(args: argparse.Namespace) -> int:
     cands = [c for c in cands if c.variant.available]
     out = args.out or os.path.join("tune", time.strftime("%Y%m%d-%H%M%S"))
     if not args.resume:
-        code = check_out("tune", out, force=args.force)
-        if code != exitcodes.OK:
-            return code
+        check_out(out, force=args.force)
     race = search.Race(baseline, cands, goal, bounds, seed, target.workload)
     tune_info: dict[str, Any] = {
         "args": {k: v for k, v in vars(args).items() if k in _KEPT},

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from allocscope.inspect import inject, payload, ptrace
+from allocscope.inspect import inject, payload, ptrace, remote
 from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
 from allocscope.inspect.procinfo import Mapping, Proc, parse_maps
 from allocscope.inspect.verdict import Verdict, judge
@@ -34,6 +34,7 @@ MECHANISM = (
     "mmap + Py_AddPendingCall(PyRun_SimpleString) in the main thread, "
     "each call run untraced by a routine that restores the thread"
 )
+REMOTE_MECHANISM = "sys.remote_exec (PEP 768): the target's interpreter runs the probe"
 Path = Literal["ptrace", "remote_exec"]
 _PYTHON = (
     "Py_AddPendingCall", "PyRun_SimpleString", "Py_MakePendingCalls",
@@ -88,13 +89,13 @@ def _objects(proc: Proc, maps: list[Mapping], like: str) -> Iterator[tuple[Mappi
 
 
 def _symbols(
-    proc: Proc, maps: list[Mapping], names: tuple[str, ...], like: str
+    proc: Proc, maps: list[Mapping], names: tuple[str, ...], like: str, optional: str = ""
 ) -> tuple[dict[str, int], inject.Caves | None] | None:
-    """Run-time addresses of ``names`` from the first mapped object defining all of them,
-    and that object's caves."""
+    """Run-time addresses of ``names`` (and ``optional`` when defined) from the first
+    mapped object defining all of them, and that object's caves."""
     for m, data in _objects(proc, maps, like):
-        found = elf.defined_symbols(data, names)
-        if len(found) < len(names):
+        found = elf.defined_symbols(data, (*names, optional) if optional else names)
+        if len(set(names) - set(found)):
             continue
         bias = 0 if data[16:18] == b"\x02\x00" else m.start  # ET_EXEC: absolute addresses
         addresses = {n: bias + v for n, v in found.items()}
@@ -118,9 +119,6 @@ def _trim(answer: dict[str, Any]) -> Trim | None:
 
 def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachReport:
     """Run the probe inside CPython process ``pid`` and judge leak against fragmentation."""
-    why = ptrace.supported()
-    if why:
-        raise AttachUnsupported(why)
     proc = Proc(pid)
     try:
         maps = parse_maps(proc.text("maps"))
@@ -129,16 +127,24 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
             f"ptrace not permitted on process {pid}: its maps are unreadable "
             "(needs root or CAP_SYS_PTRACE)"
         ) from e
-    python = _symbols(proc, maps, _PYTHON, "libpython")
+    python = _symbols(proc, maps, _PYTHON, "libpython", optional="Py_Version")
     if python is None:
         raise AttachUnsupported(f"process {pid} ({proc.stat.command}) is not a CPython")
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    no_remote = remote.available(_version(pid, python[0]))
+    if no_remote is None:
+        answer = remote.run(proc, trim, deadline, timeout)
+        return _report(pid, "remote_exec", REMOTE_MECHANISM, started, answer)
+    why = ptrace.supported()
+    if why:
+        raise AttachUnsupported(f"{why}, and no sys.remote_exec: {no_remote}")
     libc = _symbols(proc, maps, ("mmap", "munmap", "gnu_get_libc_version"), "libc")
     if libc is None:
         raise AttachUnsupported(f"process {pid} has no glibc mapped to call mmap with")
     if libc[1] is None:
         raise AttachUnsupported(f"process {pid}: its libc has no unused page tail to run from")
-    started = time.perf_counter()
-    calls = inject.Injector(pid, libc[1], time.monotonic() + timeout)
+    calls = inject.Injector(pid, libc[1], deadline)
     try:
         answer = _run(calls, python[0], libc[0], trim, timeout)
     except ptrace.PtraceError as e:
@@ -149,16 +155,29 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
         raise AttachUnsupported(f"{e}: continue it (SIGCONT) to attach") from e
     except inject.Busy as e:
         raise AttachDenied(str(e)) from e
-    elapsed = time.perf_counter() - started
+    return _report(pid, "ptrace", MECHANISM, started, answer)
+
+
+def _version(pid: int, python: dict[str, int]) -> tuple[int, int] | None:
+    """The target's CPython (major, minor), from its Py_Version (3.11 and later)."""
+    if "Py_Version" not in python:
+        return None
+    hexversion = int.from_bytes(ptrace.read_memory(pid, python["Py_Version"], 4), "little")
+    return hexversion >> 24, hexversion >> 16 & 0xFF
+
+
+def _report(
+    pid: int, path: Path, mechanism: str, started: float, answer: dict[str, Any]
+) -> AttachReport:
     if "error" in answer:
         raise AttachUnsupported(f"the probe failed inside process {pid}: {answer['error']}")
     trimmed = _trim(answer)
     return AttachReport(
         schema=SCHEMA,
         pid=pid,
-        path="ptrace",
-        mechanism=MECHANISM,
-        round_trip_seconds=round(elapsed, 4),
+        path=path,
+        mechanism=mechanism,
+        round_trip_seconds=round(time.perf_counter() - started, 4),
         python=answer["python"],
         snapshot=answer["snapshot"],
         verdict=judge(

@@ -149,6 +149,8 @@ class Injector:
         self.deadline = deadline
         self.syscall: int | None = None  # the system call the thread last waited in
         self._used = False
+        self._restarted = (-1, -1)  # (where, which) system call we restarted by restart_syscall
+        self._frames = 0  # the top of the highest frame we wrote on the thread's stack
 
     def call(self, *calls: tuple[int, ...], chain: bool = False) -> int:
         """Run up to three ``(function, *args)`` in the thread; the last one's return value.
@@ -176,6 +178,8 @@ class Injector:
         regs = hold.regs
         orig = _signed(int(regs[ptrace.ORIG_RAX]))
         self.syscall = orig if orig >= 0 else None
+        if orig == _NR_RESTART_SYSCALL and self._restarted[0] + 2 == int(regs[ptrace.RIP]):
+            self.syscall = self._restarted[1]  # still the wait we restarted last time
         owner, _, done, flight = struct.unpack(
             "<QQQQ", ptrace.read_memory(self.pid, self.caves.data, DATA_SIZE)
         )
@@ -188,12 +192,15 @@ class Injector:
             words = [function, *(a % 2**64 for a in args), *[0] * (6 - len(args)), flags]
             struct.pack_into("<8Q", image, i * 64, *words)
         rip, rax = _resume(regs)
+        if rax == _NR_RESTART_SYSCALL and orig >= 0:
+            self._restarted = (rip, self.syscall or orig)
         resume = [int(regs[r]) for r in _RESUME_REGS]
         resume[_RESUME_REGS.index(ptrace.RAX)] = rax
         struct.pack_into("<15Q", image, 0xC0, *resume)
         struct.pack_into("<3Q", image, 0x138, int(regs[ptrace.EFLAGS]),
                          int(regs[ptrace.RSP]), token)  # fmt: skip
         ptrace.write_memory(self.pid, frame, bytes(image))
+        self._frames = max(self._frames, frame + FRAME_SIZE)
         ptrace.write_memory(self.pid, self.caves.code, STUB + rip.to_bytes(8, "little"))
         ptrace.write_memory(self.pid, self.caves.data, struct.pack(
             "<QQQQ", os.getpid(), 0, 0, token))  # fmt: skip
@@ -226,14 +233,19 @@ class Injector:
                     )
                     if done != flight:
                         return
-                    rip = int(hold.regs[ptrace.RIP])
-                    if not self.caves.code <= rip < self.caves.code + CODE_SIZE:
+                    rip, rsp = int(hold.regs[ptrace.RIP]), int(hold.regs[ptrace.RSP])
+                    # Out of the routine, and not in a signal handler that runs on top of
+                    # it (which would return into it): the stack is above our frames.
+                    if not self.caves.code <= rip < self.caves.code + CODE_SIZE and (
+                        rsp > self._frames
+                    ):
                         ptrace.write_memory(self.pid, self.caves.code, self.caves.code_bytes)
                         ptrace.write_memory(self.pid, self.caves.data, b"\0" * DATA_SIZE)
                         return
                 finally:
                     hold.release()
             time.sleep(0.001)  # a few instructions from the end of the routine
+        # Still not out (deep in its own calls below our frames): the routine stays, unused.
 
 
 def _alive(pid: int) -> bool:

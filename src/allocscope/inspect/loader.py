@@ -14,6 +14,7 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from typing import Literal
 
+from allocscope.inspect import emulation
 from allocscope.inspect.procinfo import Mapping, Proc
 from allocscope.probe import elf, identity
 from allocscope.probe.allocator import Declared, Source, conflict_of, split_preload
@@ -53,6 +54,7 @@ class AllocatorReport:
     preload: tuple[PreloadExplained, ...]
     declared: Declared | None  # None when environ could not be read
     warnings: tuple[str, ...]
+    emulated: str | None = None  # "aarch64 under qemu-user (...)": another machine's program
 
     @property
     def label(self) -> str:
@@ -82,15 +84,17 @@ def _search_dirs(machine: str) -> list[str]:
     return [f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib", "/usr/lib", "/lib64", "/usr/lib64"]
 
 
-def _objects(proc: Proc, maps: list[Mapping]) -> list[_Object]:
+def _objects(proc: Proc, maps: list[Mapping], emulator: str | None = None) -> list[_Object]:
     """Every executable file mapping, once, in address order.
 
     Read through the target's root (its mount namespace); a deleted or memfd object
-    through /proc/PID/map_files (root only).
+    through /proc/PID/map_files (root only). Under an emulator, whose guest's code is
+    mapped without execute permission, every file mapping but the emulator's own.
     """
     seen: dict[str, _Object] = {}
     for m in maps:
-        if "x" not in m.perms or not m.path.startswith("/") or m.path in seen:
+        wanted = "x" in m.perms if emulator is None else m.path != emulator
+        if not wanted or not m.path.startswith("/") or m.path in seen:
             continue
         ident, error = None, None
         for path in (proc.in_root(m.path), proc.path(f"map_files/{m.start:x}-{m.end:x}")):
@@ -183,12 +187,14 @@ def _ld_so_preload(proc: Proc) -> list[str]:
 def who_serves(
     proc: Proc, maps: list[Mapping], env: MappingABC[str, str] | None
 ) -> AllocatorReport:
-    machine = os.uname().machine
-    objects = _objects(proc, maps)
+    emulated = emulation.detect(proc)
+    machine = emulated.machine if emulated else os.uname().machine
+    objects = _objects(proc, maps, emulated.emulator if emulated else None)
     warnings = [f"cannot read {o.path}: {o.error}" for o in objects if o.error]
-    exe_header = elf.header(proc.path("exe"))
+    exe = proc.in_root(emulated.program) if emulated else proc.path("exe")
+    exe_header = elf.header(exe)
     try:
-        exe_ident: identity.Identity | None = identity.identify(proc.path("exe"))
+        exe_ident: identity.Identity | None = identity.identify(exe)
     except OSError as e:
         exe_ident = None
         warnings.append(f"cannot read the executable: {e.strerror or e}")
@@ -196,7 +202,7 @@ def who_serves(
     order: list[tuple[Source, str, identity.Identity]] = []
     if exe_ident is not None:
         try:
-            order.append(("static", proc.link("exe"), exe_ident))
+            order.append(("static", emulated.program if emulated else proc.link("exe"), exe_ident))
         except OSError:
             order.append(("static", "(executable)", exe_ident))
 
@@ -263,7 +269,17 @@ def who_serves(
         if declared.malloc_arena_max is not None and name != "glibc":
             warnings.append(f"MALLOC_ARENA_MAX is set but {name} serves malloc: it has no effect")
     return AllocatorReport(
-        name, version, source, path, marker, mapped, conflict, explained, declared, tuple(warnings)
+        name,
+        version,
+        source,
+        path,
+        marker,
+        mapped,
+        conflict,
+        explained,
+        declared,
+        tuple(warnings),
+        emulated.text if emulated else None,
     )
 
 

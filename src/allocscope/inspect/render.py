@@ -26,6 +26,8 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
     a = r.allocator
     if a is not None:
         lines.append(f"  allocator   {a.label}  {a.path or ''}  [{a.marker or 'unconfirmed'}]")
+        if a.emulated:
+            lines.append(f"  emulated    {a.emulated}")
         if a.conflict:
             lines.append(f"  FAIL        {a.conflict}")
         for p in a.preload:
@@ -130,6 +132,7 @@ def render_attach(a: AttachReport) -> str:
         f"{py['gc_counts']}, {py['gc_tracked_objects']} tracked objects{traced}"
     )
     lines.append(f"  verdict     {v.sentence} (process anon RSS {mib(v.held_bytes)})")
+    lines += [f"  warning     {w}" for w in snap.get("warnings") or ()]  # e.g. lost at fork
     if a.trim is not None:
         t = a.trim
         lines.append(

@@ -133,6 +133,10 @@ def inspect_process(
     glibc = (
         facts.glibc_heaps(maps) if maps is not None and alloc and alloc.name == "glibc" else None
     )
+    if alloc is not None and alloc.emulated and glibc is not None:
+        glibc = None  # qemu emulates the program's brk with mappings of its own
+        why = "under qemu-user, [heap] is the emulator's, and the program's arenas are unmarked"
+        unknowns.append(Unknown("glibc heap", why))
     counters = _counters_note(alloc.name if alloc else "unknown")
 
     crypto = facts.crypto(maps, env, proc_root) if maps is not None else None

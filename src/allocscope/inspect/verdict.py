@@ -16,8 +16,8 @@ from allocscope.probe.memory import mib
 # Free memory under this is never called fragmentation: allocators keep that much slack by
 # design in a healthy process (jemalloc's pages within their decay time, glibc's top pad
 # and 128 KiB trim threshold per arena, tcmalloc's thread caches, up to 32 MiB by default).
-# Measured here: 1.3-2.3 MiB left after a glibc trim, 5 MiB after a jemalloc purge, 24 MiB
-# of tcmalloc caches after ReleaseFreeMemory in a process of 16-40 MiB anonymous RSS.
+# Measured here: 1.3-2.3 MiB left after a glibc trim, 1 MiB after a jemalloc purge, 26 MiB
+# of tcmalloc caches after ReleaseFreeMemory, in processes of 15-43 MiB anonymous RSS.
 FLOOR_BYTES = 16 * 2**20
 
 _RETURNS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import sys
@@ -13,6 +14,43 @@ _MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv", 2
 
 def describe_machine(code: int) -> str:
     return _MACHINES.get(code, f"machine {code}")
+
+
+# The machines whose objects the identity reads: their symbol tables are parsed the same way,
+# but a version read from code bytes (mimalloc's mi_version) is decoded per instruction set.
+SUPPORTED = {(64, 62): "x86_64", (64, 183): "aarch64"}
+
+
+class UnsupportedMachine(OSError):
+    """An ELF object built for a machine whose objects allocscope does not read."""
+
+    def __init__(self, bits: int, machine: int, path: str | None = None) -> None:
+        what = f"{bits}-bit {describe_machine(machine)}"
+        supported = " and ".join(SUPPORTED.values())
+        super().__init__(
+            errno.ENOEXEC,
+            f"a {what} object: allocscope reads 64-bit {supported} objects only",
+            path,
+        )
+
+
+def machine_of(head: bytes) -> tuple[int, int] | None:
+    """(ELF class bits, e_machine) from an ELF image's first 20 bytes, or None if not ELF."""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "<" if head[5] == 1 else ">"
+    return {1: 32, 2: 64}.get(head[4], 0), struct.unpack(order + "H", head[18:20])[0]
+
+
+def check_supported(head: bytes, path: str | None = None) -> str:
+    """The machine's name when objects of it can be read; UnsupportedMachine otherwise."""
+    found = machine_of(head)
+    if found is None:
+        raise OSError(errno.ENOEXEC, "not an ELF file", path)
+    name = SUPPORTED.get(found)
+    if name is None:
+        raise UnsupportedMachine(*found, path)
+    return name
 
 
 def header(path: str) -> tuple[int, int] | str:
@@ -30,12 +68,8 @@ def header(path: str) -> tuple[int, int] | str:
         return e.strerror or str(e)
     except ValueError:  # a NUL byte in the name
         return "not a valid file name"
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return "not an ELF file"
-    bits = {1: 32, 2: 64}.get(head[4], 0)
-    order = "<" if head[5] == 1 else ">"
-    (machine,) = struct.unpack(order + "H", head[18:20])
-    return bits, machine
+    found = machine_of(head)
+    return "not an ELF file" if found is None else found
 
 
 def mismatch(path: str) -> str | None:
@@ -172,6 +206,12 @@ def _match(
                 found.setdefault(name, value)
                 return
         at = data.find(needle, at + 1, end)
+
+
+def has_symbol_tables(data: bytes) -> bool:
+    """Whether the image keeps a dynamic or a static symbol table (stripped static: neither)."""
+    parsed = _sections(data)
+    return parsed is not None and any(s.kind in (_SHT_SYMTAB, _SHT_DYNSYM) for s in parsed[1])
 
 
 def bytes_at(data: bytes, address: int, length: int) -> bytes:

@@ -29,7 +29,9 @@ MARKERS: dict[AllocatorName, tuple[str, ...]] = {
     "jemalloc": ("mallctl",),
     "tcmalloc": ("tc_version", "MallocExtension_Internal_GetNumericProperty"),
     "mimalloc": ("mi_version",),
-    "glibc": ("gnu_get_libc_version",),
+    # A static executable has glibc's malloc without gnu_get_libc_version: __libc_malloc
+    # names it while the symbol table is there.
+    "glibc": ("gnu_get_libc_version", "__libc_malloc"),
 }
 _ALL_SYMBOLS = ("malloc", *(s for names in MARKERS.values() for s in names))
 
@@ -38,6 +40,10 @@ _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
     "tcmalloc": re.compile(rb"gperftools (\d+\.\d+(?:\.\d+)?)\0"),
     "glibc": re.compile(rb"release version (\d+\.\d+(?:\.\d+)?)"),
 }
+
+# A stripped static executable has no symbols at all: glibc's malloc still carries its
+# messages (2.29 and later).
+_GLIBC_MALLOC_MESSAGE = re.compile(rb"malloc\(\): corrupted top size\0")
 
 # By file name only to explain an entry that cannot be read (a missing LD_PRELOAD file).
 _NAME_HINTS: dict[AllocatorName, re.Pattern[str]] = {
@@ -57,17 +63,24 @@ class Identity:
     elf: bool
     soname: str | None = None  # DT_SONAME: the name others' DT_NEEDED use for it
     needed: tuple[str, ...] = ()  # DT_NEEDED, in the loader's order
+    machine: str | None = None  # x86_64 or aarch64 (elf.SUPPORTED)
 
 
 NOT_ELF = Identity(None, None, False, None, False)
 
 
 def identify_image(data: bytes | mmap.mmap) -> Identity:
-    """Identity of an ELF image held in memory (or mapped)."""
+    """Identity of an ELF image held in memory (or mapped).
+
+    elf.UnsupportedMachine (an OSError) for an object of a machine we do not read: its
+    symbols could still be parsed, but a version decoded from its code could not.
+    """
     if data[:4] != b"\x7fELF":
         return NOT_ELF
+    machine = elf.check_supported(bytes(data[:20]))
     soname, needed = elf.dynamic_names(data)  # type: ignore[arg-type]
-    return dataclasses.replace(_allocator_identity(data), soname=soname, needed=needed)
+    found = _allocator_identity(data)
+    return dataclasses.replace(found, soname=soname, needed=needed, machine=machine)
 
 
 def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
@@ -77,11 +90,14 @@ def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
         if marker is not None:
             version = _version(name, data, symbols.get(marker))
             return Identity(name, marker, "malloc" in symbols, version, True)
-    if "malloc" in symbols:  # a stripped executable with an allocator linked in
+    stripped_static = not symbols and not elf.has_symbol_tables(data)  # type: ignore[arg-type]
+    if "malloc" in symbols or stripped_static:  # a stripped executable with an allocator in it
         for name in ("jemalloc", "tcmalloc"):
             version = _version(name, data, None)
             if version is not None:
                 return Identity(name, "version string", True, version, True)
+    if stripped_static and _GLIBC_MALLOC_MESSAGE.search(data):
+        return Identity("glibc", "malloc's messages", True, None, True)
     return Identity(None, None, "malloc" in symbols, None, True)
 
 
@@ -91,7 +107,11 @@ def identify(path: str) -> Identity:
         raise OSError(errno.EINVAL, "the path contains a NUL byte", path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        return _cached(f.fileno(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        try:
+            return _cached(f.fileno(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        except elf.UnsupportedMachine as e:
+            e.filename = path
+            raise
 
 
 _cache: dict[tuple[int, int, int, int], Identity] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from allocscope.bench import results as results_mod
 from allocscope.bench.results import Results
+from allocscope.errors import AllocscopeError
 from allocscope.report import table
 
 RESULTS = "results.json"
@@ -30,6 +31,21 @@ def occupied(directory: str, *, data: bool = True) -> list[str]:
     names = [RESULTS] if data else []
     names += [MARKDOWN, f"{CHART}.png", f"{CHART}.svg"]
     return [n for n in names if os.path.lexists(os.path.join(directory, n))]
+
+
+def check_out(directory: str, *, force: bool, data: bool = True) -> None:
+    """Refuse a directory that already holds results (unless ``force``), or cannot be
+    written (AllocscopeError, exit 3); create it otherwise."""
+    held = occupied(directory, data=data)
+    if held and not force:
+        raise AllocscopeError(
+            f"{directory} already holds {', '.join(held)}: not overwritten "
+            "(use --force to overwrite, or choose another --out)"
+        )
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise AllocscopeError(cannot_write(directory, e)) from None
 
 
 def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:

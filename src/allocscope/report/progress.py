@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from allocscope.bench.results import MB, Run
-from allocscope.bench.runner import RunSpec
+from allocscope.bench.runner import Labelled
 
 
 def describe(run: Run) -> str:
@@ -84,7 +84,7 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(kind, value, tb)
 
-    def update(self, kind: str, spec: RunSpec, run: Run | None) -> None:
+    def update(self, kind: str, spec: Labelled, run: Run | None) -> None:
         if kind == "start":
             if self._bar is not None:
                 self._bar.update(self._task, description=spec.label)

@@ -203,15 +203,15 @@ def what_this_means(results: Results, workload: str) -> str | None:
     found = {v: {m: results.comparison(workload, v, m) for m, _ in measures} for v in others}
     every = [c for by in found.values() for c in by.values() if c is not None]
     if every and all(c.single for c in every):
-        return f"{workload}: {ONE_RUN} (run each variant {MIN_RUNS} times: --repeats {MIN_RUNS})"
+        return f"{ONE_RUN} (run each variant {MIN_RUNS} times: --repeats {MIN_RUNS})"
     if every and all(c.verdict == "too few runs" for c in every):
-        return f"{workload}: too few runs for a verdict ({MIN_RUNS} of each are needed)"
+        return f"too few runs for a verdict ({MIN_RUNS} of each are needed)"
     parts = [
         f"{v} against {base}: "
         + ", ".join(_judged(m, words, found[v][m], base) for m, words in measures)
         for v in others
     ]
-    return f"{workload}: " + "; ".join(parts)
+    return "; ".join(parts)  # the table's title names the command
 
 
 def _workload_headline(results: Results, workload: str, base: str) -> str | None:
@@ -267,10 +267,14 @@ def _notes(results: Results, workload: str) -> list[str]:
         if run.workload == workload:
             which = "warm-up" if run.repeat == 0 else f"run {run.repeat}"
             notes.append(f"FAILED {run.variant} {which}: {'; '.join(run.failures)}")
+    said: dict[tuple[str, str], list[str]] = {}  # the same note of every run, said once
     for run in results.runs:
         warnings = (run.target or {}).get("warnings") or []
         if run.workload == workload and warnings:
-            notes.append(f"NOTE {run.variant} run {run.repeat}: {'; '.join(warnings)}")
+            which = "warm-up" if run.repeat == 0 else str(run.repeat)
+            said.setdefault((run.variant, "; ".join(warnings)), []).append(which)
+    for (variant, text), runs in said.items():
+        notes.append(f"NOTE {variant} run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {text}")
     return notes
 
 
@@ -299,9 +303,10 @@ def legend(results: Results) -> list[str]:
             f"{MIN_EFFECT['memory']:.0%} from 1 for memory, {MIN_EFFECT['time']:.0%} for time, "
             "and a rank test agrees), "
             f"noise = within noise, n<{MIN_RUNS} = too few runs for a verdict, "
-            "<floor = a memory difference under max(1 MiB, 3% of the baseline's RSS) "
-            "(one allocator unit: never a decision); on a baseline under that floor the "
-            "difference in MiB is shown instead of a ratio; 'one run' = no interval, no verdict"
+            "<floor = a memory difference under max(2 MiB, 3% of the baseline's RSS) "
+            "(one allocator unit on each side: never a decision); on a baseline under that "
+            "floor the difference in MiB is shown instead of a ratio; 'one run' = no interval, "
+            "no verdict"
         )
         lines.append(
             "verdicts on memory use retained (and peak) RSS: what the process holds; on time, "

@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from allocscope.bench import runner
+from allocscope.bench import plan, runner
 from allocscope.bench.record import RunRecord
-from allocscope.bench.target_options import ServeOptions
 from allocscope.bench.variants import Variant
 from allocscope.bench.workloads import Params
 
@@ -78,7 +77,7 @@ class Workload:
             for i, (v, repeat) in enumerate(batch)
         ]
 
-        def progress(event: str, spec: runner.RunSpec, run: RunRecord | None) -> None:
+        def progress(event: str, spec: runner.Labelled, run: RunRecord | None) -> None:
             if event == "done" and run is not None:
                 heard(run)
 
@@ -132,8 +131,9 @@ class Command(_OneByOne):
 
 @dataclass(frozen=True)
 class Service(_OneByOne):
-    opts: ServeOptions | None = None
+    opts: plan.Service | None = None
     interval: float = 0.1
+    settle: tuple[float, ...] = plan.SERVICE_SETTLE  # RSS reads after the load
     kind: str = "service"
 
     @property
@@ -141,16 +141,16 @@ class Service(_OneByOne):
         from allocscope.bench.target import label
 
         assert self.opts is not None
-        return label(shlex.split(self.opts.template), "serve")
+        return label(shlex.split(self.opts.command), "serve")
 
     def config(self) -> dict[str, Any]:
         assert self.opts is not None
-        return {"kind": self.kind, "serve": self.opts.config()}
+        return {"kind": self.kind, "serve": self.opts.to_dict(), "settle_s": list(self.settle)}
 
     def one(self, variant: Variant, repeat: int) -> RunRecord:
         from allocscope.bench import serve_target
 
         assert self.opts is not None
         return serve_target.run_service(
-            self.opts, variant, repeat, interval=self.interval, quiet=True
+            self.opts, variant, repeat, interval=self.interval, settle=self.settle, quiet=True
         )

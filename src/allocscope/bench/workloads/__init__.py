@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from allocscope.errors import AllocscopeError
+
 # name -> module (imported only when chosen: http pulls in the service).
 NAMES = ("fragment", "json", "seed", "http")
 DEFAULT_SET = ("fragment", "json", "seed")
 
 
-class WorkloadError(ValueError):
+class WorkloadError(AllocscopeError):
     """An unknown workload or invalid parameters (bad input: exit 3 or a usage error)."""
 
 

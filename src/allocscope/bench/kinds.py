@@ -1,0 +1,217 @@
+"""What differs per kind of run, behind one interface the session loop drives.
+
+A kind checks what it can before the first run (``prepare``), lays out a batch of runs in
+the session's seeded order (``specs``), and runs a batch (``run``), returning one
+:class:`RunRecord` per spec with its order and noise. A stop signal inside ``run`` raises
+:class:`~allocscope.bench.runner.Interrupted` carrying the runs done so far.
+
+- :class:`WorkloadKind`: built-in workloads and ``module:function``, worker children
+  driven by :class:`~allocscope.bench.runner.Runner` (one child settles while the next
+  works; it proves, measures and stops each child itself);
+- :class:`TreeKind`: a command or a service, one at a time, watched as a process tree
+  (:mod:`~allocscope.bench.target`, :mod:`~allocscope.bench.serve_target`), each run in
+  its own noise window, the results saved after each run (and during a long load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import psutil
+
+from allocscope.bench import noise, runner, target
+from allocscope.bench.plan import LONG_RUN, Command, Plan, Service, Workloads
+from allocscope.bench.record import Noise, RunRecord
+from allocscope.bench.variants import Variant
+
+Save = Callable[[Sequence[RunRecord]], None]  # the batch so far (the last may be going)
+
+
+class Kind(Protocol):
+    stopped: str | None  # why fewer runs were made than planned (said in the results)
+
+    def prepare(self) -> None: ...
+
+    def specs(
+        self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
+    ) -> list[runner.Labelled]: ...
+
+    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]: ...
+
+
+class WorkloadKind:
+    def __init__(self, plan: Plan, progress: runner.Progress | None) -> None:
+        self.plan = plan
+        self.stopped: str | None = None
+        self.runner = runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress)
+
+    def prepare(self) -> None:
+        """Every workload's name and parameters were checked with the plan."""
+
+    def specs(
+        self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
+    ) -> list[runner.Labelled]:
+        plan = self.plan
+        return list(
+            runner.plan(
+                plan.available,
+                [(n, p) for n, p in plan.workloads if not only or n == only],
+                repeats=repeats,
+                warmup=warmup,
+                settle=plan.settle,
+                timeout=plan.timeout,
+                purge=plan.purge,
+                rng=rng,
+                first=first,
+            )
+        )
+
+    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
+        return self.runner.run([s for s in specs if isinstance(s, runner.RunSpec)])
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """One run of a command or a service."""
+
+    variant: Variant
+    workload: str  # the command's short label
+    repeat: int  # 0: warm-up
+    order: int  # position within its repeat, after shuffling
+
+    @property
+    def label(self) -> str:
+        which = "warm-up" if self.repeat == 0 else f"run {self.repeat}"
+        return f"{self.workload} · {self.variant.name} · {which}"
+
+
+class TreeKind:
+    def __init__(
+        self, plan: Plan, progress: runner.Progress | None, save: Save, *, quiet: bool
+    ) -> None:
+        assert isinstance(plan.work, Command | Service)
+        self.plan = plan
+        self.work: Command | Service = plan.work
+        self.progress = progress or (lambda kind, spec, run: None)
+        self.save = save
+        self.quiet = quiet
+        self.stopped: str | None = None
+
+    def prepare(self) -> None:
+        """The command (and the load command) exist; a requests file parses."""
+        if isinstance(self.work, Service):
+            from allocscope.bench import serve_target
+
+            serve_target.check(self.work)
+        else:
+            target.check_command(self.work.argv)
+
+    def _label(self) -> str:
+        if isinstance(self.work, Service):
+            return target.label(self.work.argv(0), "serve").replace(" 0", " {port}")
+        return target.label(self.work.argv)
+
+    def specs(
+        self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
+    ) -> list[runner.Labelled]:
+        label = self._label()
+        return [
+            TreeSpec(variant, label, repeat, order)
+            for repeat, order, variant in runner.shuffled(
+                self.plan.available, repeats=repeats, warmup=warmup, rng=rng, first=first
+            )
+        ]
+
+    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
+        done: list[RunRecord] = []
+        started, longest = time.monotonic(), 0.0
+        for i, spec in enumerate(specs):
+            assert isinstance(spec, TreeSpec)
+            before = specs[i - 1] if i else None
+            assert before is None or isinstance(before, TreeSpec)
+            if self._over_budget(spec, before, started, longest):
+                break
+            began = time.monotonic()
+            self.progress("start", spec, None)
+            window = _window()
+            try:
+                record = self._one(spec, done)
+            except runner.Interrupted as e:
+                e.runs[:0] = done  # the runs before this one, then its partial record
+                raise
+            done.append(replace(record, order=spec.order, noise=_close(window)))
+            longest = max(longest, time.monotonic() - began)
+            self.save(done)
+            self.progress("done", spec, done[-1])
+        return done
+
+    def _over_budget(
+        self, spec: TreeSpec, before: TreeSpec | None, started: float, longest: float
+    ) -> bool:
+        """Without --repeats: before a new measured round, once a run took LONG_RUN s or
+        more, stop if another round would pass the budget (never before the first)."""
+        plan = self.plan
+        new_round = spec.repeat > 1 and before is not None and before.repeat != spec.repeat
+        if not (plan.repeats_default and new_round and longest >= LONG_RUN):
+            return False
+        spent = time.monotonic() - started
+        if spent + spent / (spec.repeat - 1) <= plan.budget:  # rounds so far, warm-ups too
+            return False
+        done = spec.repeat - 1
+        self.stopped = (
+            f"{done} run{'s' if done > 1 else ''} of each variant, not {plan.repeats}: a run "
+            f"took {longest:.0f} s and another round would pass the {plan.budget:g} s budget "
+            "(--budget S, or --repeats N)"
+        )
+        return True
+
+    def _one(self, spec: TreeSpec, done: list[RunRecord]) -> RunRecord:
+        plan = self.plan
+        if isinstance(self.work, Service):
+            from allocscope.bench import serve_target
+
+            return serve_target.run_service(
+                self.work,
+                spec.variant,
+                spec.repeat,
+                interval=plan.interval,
+                settle=plan.settle,
+                save=lambda partial: self.save([*done, partial]),
+                quiet=self.quiet,
+            )
+        return target.run_command(
+            target.CommandSpec(
+                self.work.argv,
+                spec.variant,
+                spec.repeat,
+                plan.timeout,
+                plan.interval,
+                spec.variant.trim_every,
+            )
+        )
+
+
+def _window() -> noise.Window | None:
+    with contextlib.suppress(psutil.Error, OSError):
+        return noise.open_window()
+    return None
+
+
+def _close(window: noise.Window | None) -> Noise | None:
+    """The run's noise: what processes not ours did meanwhile (the tree has exited)."""
+    if window is None:
+        return None
+    with contextlib.suppress(psutil.Error, OSError):
+        return noise.close_window(window, ())
+    return None
+
+
+def of(plan: Plan, progress: runner.Progress | None, save: Save, *, quiet: bool) -> Kind:
+    if isinstance(plan.work, Workloads):
+        return WorkloadKind(plan, progress)
+    return TreeKind(plan, progress, save, quiet=quiet)
