@@ -15,6 +15,7 @@ from allocscope import __version__  # noqa: E402
 
 project = "allocscope"
 author = "the allocscope developers"
+copyright = "the allocscope developers; Apache-2.0"
 release = version = __version__
 extensions = ["myst_parser", "sphinxarg.ext", "reference"]
 source_suffix = {".md": "markdown"}

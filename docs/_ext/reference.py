@@ -132,17 +132,17 @@ def _exposed_name(family: dict[str, Any]) -> str:
 
 
 def metrics_md(source: str) -> str:
-    rows = [
-        (
-            f"`{_exposed_name(f)}`",
-            f["type"],
-            ", ".join(f"`{label}`" for label in f["labels"]) or "none",
-            f["help"],
-        )
-        for f in metric_families()
-        if f["source"] == source
-    ]
-    return _table(("series", "type", "labels", "help text"), sorted(rows))
+    """One entry per series: its name, type and labels, then its help text (a list reads
+    better than a table whose help column runs off the page)."""
+    entries = []
+    for f in sorted(metric_families(), key=_exposed_name):
+        if f["source"] != source:
+            continue
+        labels = ", ".join(f"`{label}`" for label in f["labels"]) or "no labels"
+        entries.append(f"`{_exposed_name(f)}` ({f['type']}; {labels})\n: {f['help']}\n")
+    if not entries:
+        raise RuntimeError(f"the {source} yielded no metric family")
+    return "\n".join(entries)
 
 
 # --- environment variables: found in the code, described in environment.py --------------
