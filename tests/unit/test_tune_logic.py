@@ -183,7 +183,9 @@ def _fake_engine(
             order.append((v.name, repeat))
             ok = v.name not in crash
             noise = 1 + rng.uniform(-0.01, 0.01)
-            metrics = {"rss_retained": retained[v.name] * noise, "cpu_s": cpu[v.name] * noise}
+            # MiB: a memory difference under compare's floor (2 MiB) is never significant
+            retained_bytes = retained[v.name] * 2**20 * noise
+            metrics = {"rss_retained": retained_bytes, "cpu_s": cpu[v.name] * noise}
             out.append(
                 RunRecord(
                     variant=v.name,

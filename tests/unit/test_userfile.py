@@ -10,6 +10,7 @@ import pytest
 
 from allocscope import exitcodes, userfile
 from allocscope.bench import load, results, variants
+from allocscope.tune import space
 from tests.conftest import run_allocscope
 
 
@@ -74,6 +75,8 @@ def test_every_reader_goes_through_it(fifo: str, tmp_path: Path) -> None:
         results.load("/dev/zero")
     with pytest.raises(variants.VariantError, match="a FIFO"):
         variants.load_toml(fifo)
+    with pytest.raises(space.SpaceError, match="a character device"):
+        space.load("/dev/zero")
     binary = tmp_path / "r.jsonl"
     binary.write_bytes(b"\x00\x01\xff")
     with pytest.raises(load.LoadError, match="not UTF-8 text"):

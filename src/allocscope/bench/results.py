@@ -620,8 +620,6 @@ def merge(parts: Sequence[Results]) -> Results:
 
 def save(results: Results, path: str) -> None:
     """Write atomically: a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with userfile.replacing(path) as f:
         json.dump(results.to_dict(), f, indent=1)
         f.write("\n")
-    os.replace(tmp, path)

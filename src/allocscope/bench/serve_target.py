@@ -21,12 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from allocscope.bench import load, tree
+from allocscope.bench import kept, listening, load, tree
 from allocscope.bench.plan import Service
 from allocscope.bench.results import MB, Run
 from allocscope.bench.runner import Interrupted
@@ -115,6 +114,13 @@ def _wait_ready(watch: Watch, phases: _Phases, port: int, opts: Service) -> str 
             raise TargetError(f"--ready {opts.ready} answered 404 Not Found: is the path right?")
         if not phases.wait(0.1):
             return f"the server exited with status {_code(watch)} before it was ready"
+    elsewhere = [a for a in listening.listening(watch.tree.names) if a[1] != port]
+    if elsewhere:
+        where = ", ".join(f"{host}:{p}" for host, p in elsewhere)
+        return (
+            f"the server listens on {where}, not on port {port}: put {{port}} in the --serve"
+            " command where the server takes its port"
+        )
     return f"the server was not ready within {opts.ready_timeout:g} s (GET {opts.ready})"
 
 
@@ -350,27 +356,30 @@ def _command_load(
     assert opts.load_cmd is not None
     argv = shlex.split(opts.load_cmd.replace("{url}", f"http://{HOST}:{port}"))
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out:
+    out = kept.Kept()  # bounded, however much it prints
+    try:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=out.fd,
+            stderr=out.fd,
             start_new_session=True,
         )
-        limit = (opts.duration or 3600.0) * 2 + 60
-        try:
-            while proc.poll() is None:
-                if not phases.wait(phases.interval) or time.monotonic() - started > limit:
-                    break
-                during(None)
-        finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        out.seek(0)
-        text = out.read().decode(errors="replace")
+    finally:
+        out.started()
+    limit = (opts.duration or 3600.0) * 2 + 60
+    try:
+        while proc.poll() is None:
+            if not phases.wait(phases.interval) or time.monotonic() - started > limit:
+                break
+            during(None)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out.close()
+    text = out.text()
     summary: dict[str, Any] = {
         "command": argv,
         "exit_code": proc.returncode,

@@ -175,6 +175,9 @@ def finish_run(
         },
         **(extra or {}),
     }
+    if watch.escaped:  # told in the output's notes and kept in the results
+        target["escaped"] = [e.to_dict() for e in watch.escaped]
+        warnings += [e.words() for e in watch.escaped]
     if warnings:
         target["warnings"] = warnings
     return Run(

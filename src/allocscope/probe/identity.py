@@ -33,6 +33,9 @@ MARKERS: dict[AllocatorName, tuple[str, ...]] = {
     # names it while the symbol table is there.
     "glibc": ("gnu_get_libc_version", "__libc_malloc"),
 }
+# glibc malloc's own messages: what names glibc in a stripped static executable (no symbols,
+# no version banner: gnu_get_libc_version is linked only when called).
+_GLIBC_MALLOC_TEXT = b"malloc(): corrupted top size\0"
 _ALL_SYMBOLS = ("malloc", *(s for names in MARKERS.values() for s in names))
 
 _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
@@ -80,6 +83,8 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
     machine = elf.check_supported(bytes(data[:20]))
     soname, needed = elf.dynamic_names(data)  # type: ignore[arg-type]
     found = _allocator_identity(data)
+    if found.allocator is None and not needed and not soname and data.find(_GLIBC_MALLOC_TEXT) >= 0:
+        found = Identity("glibc", "glibc malloc's messages", True, None, True)  # static
     return dataclasses.replace(found, soname=soname, needed=needed, machine=machine)
 
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from allocscope import userfile
 from allocscope.bench.results import MB, Results, Run
 from allocscope.bench.stats import Interval
 from allocscope.report.table import kind_of
@@ -253,7 +254,8 @@ def write(results: Results, stem: str, formats: Sequence[str] = FORMATS) -> list
         for fmt in formats:
             path = f"{stem}.{fmt}"
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            fig.savefig(path, format=fmt, dpi=110)
+            with userfile.replacing(path, binary=True) as f:
+                fig.savefig(f, format=fmt, dpi=110)
             paths.append(path)
     finally:
         plt.close(fig)

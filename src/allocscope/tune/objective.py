@@ -148,9 +148,14 @@ def ratio(
     workload: str,
     variant: str,
 ) -> Ratio | None:
-    """The comparison ``compare`` makes (same seed, key and minimum effect)."""
+    """The comparison ``compare`` makes (same seed, key, minimum effect and memory floor)."""
     c = stats.compare(
-        values, base, seed=seed, key=f"{workload}/{variant}/{fig.metric}", kind=_kind(fig.metric)
+        values,
+        base,
+        seed=seed,
+        key=f"{workload}/{variant}/{fig.metric}",
+        kind=_kind(fig.metric),
+        floor=stats.floor_of(fig.metric, base),  # compare's memory floor
     )
     if c is None:
         return None

@@ -83,12 +83,14 @@ def decide(race: Race, settings: dict[str, Setting]) -> Decision:
     if others:
         other = others[0]
         metric = race.objective.metric
+        base = race.values(best.runs, metric)
         c = stats.compare(
             race.values(other.runs, metric),
-            race.values(best.runs, metric),
+            base,
             seed=race.seed,
             key=f"{race.workload}/{other.name}/{metric}",
             kind="time" if metric.endswith("_s") else "memory",
+            floor=stats.floor_of(metric, base),
         )
         if c is not None:
             runner_up = {"variant": other.name, "metric": metric, **c.to_dict()}
