@@ -60,7 +60,9 @@ def exit_codes() -> list[tuple[int, str, str]]:
             if not comment:  # a group's comment stands on the line above it
                 above = lines[node.lineno - 2].strip()
                 comment = above.lstrip("# ").strip() if above.startswith("#") else ""
-            found.append((node.value.value, target.id, comment))
+            found.append(
+                (node.value.value, target.id, comment or target.id.lower().replace("_", " "))
+            )
     if not found:
         raise RuntimeError(f"no exit codes found in {path}")
     return sorted(found)
