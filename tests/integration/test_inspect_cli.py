@@ -76,7 +76,7 @@ def test_watch_prints_a_timeline_and_stops() -> None:
 
 
 def test_watch_follows_until_the_process_exits() -> None:
-    with running([sys.executable, "-c", "import time; time.sleep(1.5)"]) as target:
+    with running([sys.executable, "-c", "import time; time.sleep(3)"]) as target:
         proc = run_allocscope("inspect", str(target.pid), "--watch", "0.3", timeout=30)
     assert proc.returncode == 0, proc.stderr  # the normal end of a timeline
     assert len(proc.stdout.splitlines()) >= 2

@@ -277,3 +277,26 @@ def test_compare_on_a_command_is_decisive_without_flags(tmp_path: Path) -> None:
     assert "runs: 5 of each variant by default, interleaved" in proc.stdout
     c = results.comparison(results.workloads()[0], "jemalloc-tuned", "cpu_s")
     assert c is not None and c.verdict in ("significant", "within noise", "below floor")
+
+
+def test_default_runs_stop_at_the_budget_once_a_run_is_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --repeats, runs of a minute or more get only the rounds that fit --budget,
+    and the footer says why (LONG_RUN made short here, so the test takes seconds)."""
+    from allocscope.bench import api, kinds
+    from allocscope.bench.plan import make
+    from allocscope.bench.variants import select
+    from allocscope.report import table
+
+    monkeypatch.setattr(kinds, "LONG_RUN", 0.1)
+    sleep = [PY, "-c", "import time; time.sleep(0.4)"]
+    results = api.run(make(select(["glibc", "jemalloc"]), command=sleep, budget=1.0))
+    assert [r.repeat for r in results.runs] == [1, 1]  # one round: a second would pass 1 s
+    stopped = results.session["repeats_stopped"]
+    assert stopped.startswith("1 run of each variant, not 5: a run took "), stopped
+    assert stopped.endswith("another round would pass the 1 s budget (--budget S, or --repeats N)")
+    assert f"runs: stopped at {stopped}" in table.legend(results)
+    assert table.what_this_means(results, results.workloads()[0]) == (
+        "one run: no interval, no verdict (run each variant 5 times: --repeats 5)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import replace
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         serve(
-            lambda: NodeCollector(args.top, args.proc, args.cgroup_root),
+            functools.partial(NodeCollector, args.top, args.proc, args.cgroup_root),
             args.host,
             args.port,
             limits,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from allocscope import exitcodes
 from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
-from allocscope.inspect.errors import NoSuchProcess, NotInspectable
+from allocscope.inspect.errors import Exited, NoSuchProcess
 from allocscope.inspect.procinfo import all_pids
 from allocscope.inspect.render import render, render_attach, timeline_line
 
@@ -219,7 +219,9 @@ def _watch(args: argparse.Namespace, pids: list[int]) -> int:
         for pid, result in _reports(targets, args.proc, args.all):
             if isinstance(result, InspectError):
                 live.remove(pid)  # it has gone: the others' timelines go on
-                if pid in seen and isinstance(result, (NoSuchProcess, NotInspectable)):
+                if isinstance(result, Exited) or (
+                    pid in seen and isinstance(result, NoSuchProcess)
+                ):
                     print(f"allocscope inspect: process {pid} has ended", file=sys.stderr)
                     continue
                 print(f"allocscope inspect: {result}", file=sys.stderr)

@@ -142,9 +142,10 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     libc = _symbols(proc, maps, ("mmap", "munmap", "gnu_get_libc_version"), "libc")
     if libc is None:
         raise AttachUnsupported(f"process {pid} has no glibc mapped to call mmap with")
-    if libc[1] is None:
-        raise AttachUnsupported(f"process {pid}: its libc has no unused page tail to run from")
-    calls = inject.Injector(pid, libc[1], deadline)
+    caves = libc[1] or python[1]
+    if caves is None:
+        raise AttachUnsupported(f"process {pid}: neither libc nor libpython has room to run from")
+    calls = inject.Injector(pid, caves, deadline)
     try:
         answer = _run(calls, python[0], libc[0], trim, timeout)
     except ptrace.PtraceError as e:
@@ -155,6 +156,8 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
         raise AttachUnsupported(f"{e}: continue it (SIGCONT) to attach") from e
     except inject.Busy as e:
         raise AttachDenied(str(e)) from e
+    except OSError as e:  # its memory could not be read or written (it exited, say)
+        raise AttachUnsupported(f"attach to process {pid} failed: {e}") from e
     return _report(pid, "ptrace", MECHANISM, started, answer)
 
 

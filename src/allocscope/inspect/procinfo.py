@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from allocscope.inspect.errors import NoSuchProcess, NotInspectable
+from allocscope.inspect.errors import Exited, NoSuchProcess
 
 _PF_KTHREAD = 0x00200000
 
@@ -69,7 +69,7 @@ def parse_maps(text: str) -> list[Mapping]:
 
 
 class Proc:
-    """One process under a procfs root; reads raise NotInspectable once it is gone."""
+    """One process under a procfs root; reads raise Exited once it is gone."""
 
     def __init__(self, pid: int, proc_root: str = "/proc") -> None:
         self.pid = pid
@@ -121,7 +121,7 @@ class Proc:
         except (OSError, ValueError, IndexError):
             gone = True
         if gone:
-            raise NotInspectable(f"process {self.pid} exited while reading") from error
+            raise Exited(f"process {self.pid} exited while reading") from error
 
 
 def all_pids(proc_root: str = "/proc") -> list[int]:

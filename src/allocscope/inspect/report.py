@@ -10,7 +10,7 @@ from typing import Any
 
 from allocscope import __version__
 from allocscope.inspect import facts, loader
-from allocscope.inspect.errors import InspectError, NotInspectable
+from allocscope.inspect.errors import Exited, InspectError, NotInspectable
 from allocscope.inspect.procinfo import Proc, environ, parse_maps
 from allocscope.probe import memory
 from allocscope.probe.errors import ProbeError
@@ -100,7 +100,7 @@ def inspect_process(
             f"process {pid} is a kernel thread ({proc.stat.command}): no user memory"
         )
     if proc.stat.state in ("Z", "X"):
-        raise NotInspectable(f"process {pid} is a zombie ({proc.stat.command}): it has exited")
+        raise Exited(f"process {pid} is a zombie ({proc.stat.command}): it has exited")
     unknowns: list[Unknown] = []
 
     def attempt(part: str, read: Any) -> Any:
