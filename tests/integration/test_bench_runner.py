@@ -10,7 +10,8 @@ import psutil
 import pytest
 
 from allocscope.bench import runner, variants, workloads
-from allocscope.bench.results import MB, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB
 from allocscope.bench.runner import Runner, RunSpec
 from allocscope.bench.variants import Variant
 from tests.conftest import JEMALLOC_VERSION
@@ -24,7 +25,7 @@ def spec(v: Variant, params: workloads.Params = TINY, **kw: object) -> RunSpec:
     return RunSpec(v, "fragment", params, **fields)  # type: ignore[arg-type]
 
 
-def run_all(*specs: RunSpec, serial: bool = False) -> list[Run]:
+def run_all(*specs: RunSpec, serial: bool = False) -> list[RunRecord]:
     return Runner(interval=0.02, serial=serial).run(specs)
 
 

@@ -30,9 +30,9 @@ SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurren
 
 
 def check_service_run(run: object, expected: str, processes: int) -> None:
-    from allocscope.bench.results import Run
+    from allocscope.bench.record import RunRecord
 
-    assert isinstance(run, Run)
+    assert isinstance(run, RunRecord)
     assert run.ok and run.kind == "service", run.failures
     assert run.proof is not None and run.proof.allocator == expected
     target = run.target or {}

@@ -302,6 +302,11 @@ def make(
         variants = [replace(v, env=(*v.env, AS_DEPLOYED)) for v in variants]
     if not isinstance(work, Workloads):
         _refuse_for(work.kind, scale=scale, params=params, purge=purge, repeats=repeats)
+        if isinstance(work, Service) and timeout is not None:
+            raise PlanError(
+                "--timeout is for workloads and commands; a service's run ends with its load "
+                "(--duration, --load) and its stop (--grace): leave it out"
+            )
         if isinstance(work, Command) and settle:
             raise PlanError(
                 "--settle is for workloads and services (RSS read after the work); "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocscope.bench import tree
-from allocscope.bench.results import Run
+from allocscope.bench.record import RunRecord
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
 from allocscope.errors import AllocscopeError
@@ -72,7 +72,7 @@ class CommandSpec:
         return f"{self.workload} · {self.variant.name} · {which}"
 
 
-def run_command(spec: CommandSpec) -> Run:
+def run_command(spec: CommandSpec) -> RunRecord:
     watch = Watch.start(spec.variant, spec.argv, trim_every=spec.trim_every)
     deadline = watch.started + spec.timeout
     failures: list[str] = []
@@ -133,7 +133,7 @@ def finish_run(
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
     allow_signal: bool = False,
-) -> Run:
+) -> RunRecord:
     """Judge a watched run and make its record (shared with services)."""
     stdout, stderr = watch.output()
     events = watch.hook_events()
@@ -180,7 +180,7 @@ def finish_run(
         warnings += [e.words() for e in watch.escaped]
     if warnings:
         target["warnings"] = warnings
-    return Run(
+    return RunRecord(
         variant=variant.name,
         workload=workload,
         repeat=repeat,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from dataclasses import replace
 
@@ -76,4 +77,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as e:  # expected here: the address is the user's
         raise AllocscopeError(f"cannot listen on {args.host}:{args.port}: {e}") from None
-    return exitcodes.OK
+    # Stopped, its worker joined: nothing is left to clean up, and the interpreter's own
+    # teardown after granian took 0.45 s under load (of a one-second SIGTERM budget).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exitcodes.OK)

@@ -134,8 +134,12 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     deadline = time.monotonic() + timeout
     no_remote = remote.available(_version(pid, python[0]))
     if no_remote is None:
-        answer = remote.run(proc, trim, deadline, timeout)
-        return _report(pid, "remote_exec", REMOTE_MECHANISM, started, answer)
+        try:
+            answer = remote.run(proc, trim, deadline, timeout)
+        except remote.Refused as e:  # nothing sent: ptrace may still reach it
+            no_remote = str(e)
+        else:
+            return _report(pid, "remote_exec", REMOTE_MECHANISM, started, answer)
     why = ptrace.supported()
     if why:
         raise AttachUnsupported(f"{why}, and no sys.remote_exec: {no_remote}")

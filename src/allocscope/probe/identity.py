@@ -21,7 +21,6 @@ from typing import Literal
 from allocscope.probe import elf
 
 AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
-KNOWN: tuple[AllocatorName, ...] = ("jemalloc", "tcmalloc", "mimalloc", "glibc")
 
 # The symbols that prove each allocator, checked in this order: an executable that links
 # jemalloc statically into a static glibc defines both, and jemalloc is the one serving.

@@ -86,22 +86,21 @@ class Workload:
 
 @dataclass(frozen=True)
 class _OneByOne:
-    """Commands and services run one at a time (each owns the machine while measured)."""
+    """Commands and services run one at a time, through the session loop's own kind
+    (bench.kinds.TreeKind): the same runs as compare's, each with its noise record."""
+
+    def plan(self) -> plan.Plan:
+        raise NotImplementedError
 
     def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
-        done: list[RunRecord] = []
-        try:
-            for variant, repeat in batch:
-                run = self.one(variant, repeat)
-                done.append(run)
-                heard(run)
-        except runner.Interrupted as e:
-            e.runs = done
-            raise
-        return done
+        from allocscope.bench import kinds
 
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        raise NotImplementedError
+        def progress(event: str, spec: runner.Labelled, run: RunRecord | None) -> None:
+            if event == "done" and run is not None:
+                heard(run)
+
+        kind = kinds.TreeKind(self.plan(), progress, lambda runs: None, quiet=True)
+        return kind.run(kind.batch(batch))
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,9 @@ class Command(_OneByOne):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "argv": list(self.argv), "timeout_s": self.timeout}
 
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        from allocscope.bench import target
-
-        spec = target.CommandSpec(
-            self.argv, variant, repeat, self.timeout, self.interval, variant.trim_every
-        )
-        return target.run_command(spec)
+    def plan(self) -> plan.Plan:
+        return plan.make([], command=self.argv, repeats=1, timeout=self.timeout,
+                         interval=self.interval)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,10 +142,6 @@ class Service(_OneByOne):
         assert self.opts is not None
         return {"kind": self.kind, "serve": self.opts.to_dict(), "settle_s": list(self.settle)}
 
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        from allocscope.bench import serve_target
-
-        assert self.opts is not None
-        return serve_target.run_service(
-            self.opts, variant, repeat, interval=self.interval, settle=self.settle, quiet=True
-        )
+    def plan(self) -> plan.Plan:
+        return plan.make([], service=self.opts, repeats=1, settle=self.settle,
+                         interval=self.interval)  # fmt: skip
