@@ -22,6 +22,11 @@ COMMAND_NOT_FOUND = 115  # the command to exec is not in the image
 APP_IMPORT_FAILED = 116  # the command's app module (module:attr) does not import
 BIND_FAILED = 117  # the address to listen on cannot be bound (in use, not ours, bad)
 
+# fleet (a Prometheus's HTTP API); 1 also means a finding named by --fail-on was found.
+PROMETHEUS_UNREACHABLE = 30  # no answer: refused, DNS, TLS, timeout
+PROMETHEUS_QUERY_FAILED = 31  # an answer that is an error: HTTP 4xx/5xx (auth), bad JSON
+NO_SERIES = 32  # Prometheus answers, but holds no allocscope agent series (in the namespace)
+
 # inspect (another process); 1 also means "two allocators mapped" for info and inspect.
 NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited while being read
 ATTACH_UNSUPPORTED = 21  # --attach: not a CPython, not x86-64, or the probe failed inside it

@@ -65,6 +65,9 @@ class Options(TypedDict, total=False):
     purge: bool
     scale: float
     params: Mapping[str, int] | None
+    precision: float
+    budget: float
+    as_deployed: bool
 
 
 def plan(variants: Sequence[str | Variant] = (), **options: Unpack[Options]) -> Plan:

@@ -249,15 +249,11 @@ class _ServiceRun:
     def record(self, *more: str) -> RunRecord:
         self.extra["growth"] = self.growth.to_dict()
         self.extra["load"] = self.summary
-        watch = self.watch
         return finish_run(
-            watch,
-            self.variant,
+            self.watch,
             self.workload,
             self.repeat,
             [*self.failures, *more],
-            round(time.monotonic() - watch.started, 3),
-            watch.tree.last[1] if watch.tree.last else None,
             params=self.params,
             metrics=self.metrics,
             extra=self.extra,

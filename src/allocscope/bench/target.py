@@ -86,16 +86,13 @@ def run_command(spec: CommandSpec) -> RunRecord:
             time.sleep(spec.interval)
         end = watch.mark("exit")
         watch.stop(grace=0.5)  # anything the command left behind in its group
-        wall = round(time.monotonic() - watch.started, 3)
         return finish_run(
             watch,
-            spec.variant,
             spec.workload,
             spec.repeat,
             failures,
-            wall,
-            end.rss,
             params={"kind": "command", "argv": list(spec.argv)},
+            rss_end=end.rss,
         )
     finally:
         if watch.exit_code is None:
@@ -122,19 +119,22 @@ def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
 
 def finish_run(
     watch: Watch,
-    variant: Variant,
     workload: str,
     repeat: int,
     failures: list[str],
-    wall: float,
-    rss_end: int | None,
     *,
     params: dict[str, Any],
+    rss_end: int | None = None,
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
     allow_signal: bool = False,
 ) -> RunRecord:
-    """Judge a watched run and make its record (shared with services)."""
+    """Judge a watched run and make its record (shared with services). ``rss_end``: the
+    tree's RSS at the end (default: its last sample); the wall time runs from its start."""
+    variant = watch.variant
+    wall = round(time.monotonic() - watch.started, 3)
+    if rss_end is None and watch.tree.last:
+        rss_end = watch.tree.last[1]
     stdout, stderr = watch.output()
     events = watch.hook_events()
     failures = list(failures)

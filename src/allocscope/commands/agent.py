@@ -32,6 +32,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proc", default="/proc", help="procfs root (a host's /proc mounted)")
     parser.add_argument("--cgroup-root", default="/sys/fs/cgroup", help="cgroupfs root")
     parser.add_argument(
+        "--pod-logs",
+        default="/var/log",
+        help="the node's /var/log, where the kubelet keeps pods/ and containers/ (names the"
+        " pod and container of each process; absent off Kubernetes)",
+    )
+    parser.add_argument(
+        "--node",
+        default=os.environ.get("NODE_NAME", ""),
+        help="the node's name on allocscope_agent_info (default $NODE_NAME, else the hostname)",
+    )
+    parser.add_argument(
         "--max-connections",
         type=_positive,
         default=limits.connections,
@@ -70,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         serve(
-            functools.partial(NodeCollector, args.top, args.proc, args.cgroup_root),
+            functools.partial(
+                NodeCollector, args.top, args.proc, args.cgroup_root, args.pod_logs, args.node
+            ),
             args.host,
             args.port,
             limits,

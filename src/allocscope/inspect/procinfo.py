@@ -105,6 +105,17 @@ class Proc:
             self.check_alive(e)
             raise
 
+    def thread_names(self) -> list[str]:
+        """The comm of each thread (a thread that exits meanwhile is skipped)."""
+        names = []
+        for tid in os.listdir(self.path("task")):
+            try:
+                with open(self.path(f"task/{tid}/comm"), encoding="utf-8", errors="replace") as f:
+                    names.append(f.read())
+            except FileNotFoundError:
+                continue
+        return names
+
     def in_root(self, path: str) -> str:
         """``path`` as the process sees it: its mount namespace (/proc/PID/root), and for a
         relative path its working directory (/proc/PID/cwd)."""

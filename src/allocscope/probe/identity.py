@@ -109,8 +109,12 @@ def identify(path: str) -> Identity:
     """Identity of the ELF file at ``path``; OSError when it cannot be opened or read."""
     if "\0" in path:  # open() raises ValueError for it; to a caller it is just unreadable
         raise OSError(errno.EINVAL, "the path contains a NUL byte", path)
+    st = os.stat(path)  # a hit needs no open: an agent meets the same files in every scrape
+    hit = _cache.get((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    if hit is not None:
+        return hit
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
+        st = os.fstat(f.fileno())  # the very file we read
         try:
             return _cached(f.fileno(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
         except elf.UnsupportedMachine as e:

@@ -4,9 +4,8 @@ tune asks for a batch of ``(variant, repeat)`` runs in a given order and gets th
 records back; everything about how a run is made and proved (preloading, proof of every
 setting in every process, RSS sampling, load) is the engine's. Repeat 0 is a warm-up.
 
-Today the engine has two halves (built-in workloads through ``bench.runner``; commands
-and services through ``bench.target`` and ``bench.serve_target``); when the one-engine
-Python API lands, this module is the only one that changes.
+Built-in workloads go to ``bench.runner`` as compare's do; commands and services through
+the session loop's own kind (``bench.kinds.TreeKind``), given tune's order.
 """
 
 from __future__ import annotations
