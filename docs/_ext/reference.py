@@ -291,7 +291,19 @@ def complete_toctree(docname: str, text: str, pages: list[str]) -> str:
     return text[:end] + "\n" + "\n".join(missing) + text[end:]
 
 
+_NOT_RUN = re.compile(r"^([ \t]*)<!--\s*example:\s*not-run\s+(.*?)\s*-->[ \t]*$", re.M | re.S)
+
+
+def show_not_run(text: str) -> str:
+    """Say on the page, above an example the tests do not run, why they do not."""
+    return _NOT_RUN.sub(
+        lambda m: f"{m[1]}*Recorded output, not re-run by the docs tests: {m[2].rstrip('.')}.*",
+        text,
+    )
+
+
 def _on_source_read(app: Any, docname: str, source: list[str]) -> None:
+    source[0] = show_not_run(source[0])
     section, _, name = docname.partition("/")
     if section in SECTIONS and name == "index":
         folder = Path(app.srcdir) / section
