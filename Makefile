@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_JEMALLOC := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/libjemalloc.so.2
 
-.PHONY: setup system-deps fips run info test lint typecheck docs pytest image examples clean
+.PHONY: setup system-deps fips run info test test-arm64 lint typecheck docs pytest image examples clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -66,6 +66,12 @@ examples: image
 
 # images first: the container tests (tests/container) run against them.
 test: lint typecheck docs image examples pytest
+
+# The linux/arm64 images too, built and tested under emulation (qemu-user-static): slow cold
+# (see docs/how-to/arm64-image.md), so not part of `make test`.
+test-arm64: export PLATFORMS = linux/amd64,linux/arm64
+test-arm64: setup fips image examples
+	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest -m arm64 tests/container/test_image_arm64.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci \

@@ -26,9 +26,11 @@
 #                   that script (or the FIPS provider script) changed since they were built
 # BUILDER_IMAGE and RUNTIME_IMAGE, when both are set, override the choice.
 #
-# Platforms (PLATFORMS, e.g. linux/amd64,linux/arm64): default, this machine's own plus
-# linux/arm64 when arm64 programs can run here under emulation (Debian's qemu-user-static
-# and binfmt-support; binfmt_misc is mounted when it is not); the build output says which.
+# Platforms (PLATFORMS, e.g. linux/amd64,linux/arm64): default, this machine's own (the
+# build output says whether arm64 could be emulated here). Another architecture runs under
+# emulation (Debian's qemu-user-static and binfmt-support, installed when missing;
+# binfmt_misc is mounted when it is not): cold, its bases take most of an hour on two busy
+# cores, which is why it is not built by default.
 # Each platform is built on its own bases (another architecture's always on the Debian
 # stand-ins, built under emulation) and tagged in the local engine: this machine's as
 # ALLOCSCOPE_IMAGE, another as ALLOCSCOPE_IMAGE-ARCH (allocscope:latest-arm64). With more
@@ -104,12 +106,13 @@ if [[ -n ${PLATFORMS:-} ]]; then
             ensure_emulation "${p#linux/}" || die "PLATFORMS names $p, but its programs cannot run here (see above)"
         fi
     done
-elif [[ $native == amd64 ]] && ensure_emulation arm64 2>/dev/null; then
-    platforms=(linux/amd64 linux/arm64)
-    log "platforms: linux/amd64 and linux/arm64 (arm64 under emulation; PLATFORMS=linux/amd64 builds only this machine's)"
 else
     platforms=("linux/$native")
-    log "platforms: linux/$native only (no emulation of another architecture here; PLATFORMS chooses)"
+    if [[ $native == amd64 ]] && emulation_ready arm64; then
+        log "platforms: linux/amd64 only; arm64 can be emulated here: PLATFORMS=linux/amd64,linux/arm64 builds both (make test-arm64)"
+    else
+        log "platforms: linux/$native only (PLATFORMS chooses; another architecture needs qemu-user-static and binfmt_misc)"
+    fi
 fi
 
 BASES=${ALLOCSCOPE_BASES:-auto}

@@ -91,13 +91,16 @@ def _size(n: int) -> str:
 
 @contextlib.contextmanager
 def replacing(path: str, binary: bool = False) -> Iterator[IO[Any]]:
-    """A file to write ``path`` through: renamed over it once whole, removed on failure."""
+    """A file to write ``path`` through: renamed over it once whole, removed on failure
+    (a full disk, a read-only directory: ``UserFileError``, exit 3)."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise UserFileError(f"cannot write {path}: {e.strerror or e}") from None
         raise

@@ -1,7 +1,8 @@
 """The linux/arm64 images, run here under emulation (qemu-user-static through binfmt_misc).
 
-``make image`` builds them beside the amd64 ones (PLATFORMS; container/build-image.sh) and
-tags them ``<tag>-arm64``; ALLOCSCOPE_TEST_ARM64_IMAGE names another. Each must behave as
+``make test-arm64`` builds them beside the amd64 ones (PLATFORMS=linux/amd64,linux/arm64;
+container/build-image.sh tags them ``<tag>-arm64``) and runs these tests, which the default
+run deselects (marker arm64); ALLOCSCOPE_TEST_ARM64_IMAGE names another image. Each must behave as
 the amd64 image does: the launcher's gate passes, ``GET /`` says aarch64 and jemalloc via
 LD_PRELOAD, FIPS is enforced and MD5 refused, ``info``, ``verify`` and the collector give
 the amd64 image's answers (but for the machine's name), the examples serve, the SBOM
@@ -27,7 +28,7 @@ from tests.container.conftest import EXAMPLES, build_image
 from tests.container.dockerlib import IMAGE, REPO, SLOW, docker, run_once, service
 from tests.container.test_image_sbom import check_sbom
 
-pytestmark = [pytest.mark.container, SLOW]
+pytestmark = [pytest.mark.container, pytest.mark.arm64, SLOW]
 
 ARM64_IMAGE = os.environ.get("ALLOCSCOPE_TEST_ARM64_IMAGE", f"{IMAGE}-arm64")
 EMULATED_START_S = 180  # the service's start-up, emulated on two busy cores

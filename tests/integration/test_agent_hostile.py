@@ -4,7 +4,6 @@ benchmarks/agent_under_load.py's job; these assert behaviour."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -54,7 +53,11 @@ def agent(*flags: str, spawn: bool = False) -> Iterator[tuple[subprocess.Popen[b
         yield proc, port
     finally:
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its worker follows it (PR_SET_PDEATHSIG)
         proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()

@@ -148,7 +148,10 @@ def test_two_runs_agree_on_every_significant_memory_verdict_and_glibc_equals_its
         assert proc.returncode == exitcodes.OK, proc.stderr
         verdicts.append(_verdicts(out))
         for metric in ("rss_retained", "rss_peak", "cpu_s"):
-            assert verdicts[-1][("glibc-again", metric)] == "within noise", (metric, proc.stdout)
+            assert verdicts[-1][("glibc-again", metric)] in ("within noise", "below floor"), (
+                metric,
+                proc.stdout,
+            )
         assert "what this means: fragment: jemalloc-tuned keeps" in proc.stdout
     first, second = verdicts
     for key in [(v, m) for v, m in first if m in ("rss_retained", "rss_peak")]:

@@ -94,3 +94,19 @@ def test_report_refuses_endless_inputs_at_once(target: str, fifo: str, tmp_path:
     proc = run_allocscope("report", path, timeout=30)  # it once never returned (FIFO)
     assert proc.returncode == exitcodes.BAD_INPUT
     assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_replacing_writes_whole_files_or_none(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), userfile.replacing(str(path)) as f:
+        f.write("half of a new one")
+        raise RuntimeError("interrupted mid-write")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
+    with userfile.replacing(str(path)) as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["results.json"]
+    missing = tmp_path / "gone" / "r.json"
+    no_dir = r"cannot write .*: No such file or directory"
+    with pytest.raises(userfile.UserFileError, match=no_dir), userfile.replacing(str(missing)):
+        pass

@@ -32,9 +32,6 @@ MARKERS: dict[AllocatorName, tuple[str, ...]] = {
     # names it while the symbol table is there.
     "glibc": ("gnu_get_libc_version", "__libc_malloc"),
 }
-# glibc malloc's own messages: what names glibc in a stripped static executable (no symbols,
-# no version banner: gnu_get_libc_version is linked only when called).
-_GLIBC_MALLOC_TEXT = b"malloc(): corrupted top size\0"
 _ALL_SYMBOLS = ("malloc", *(s for names in MARKERS.values() for s in names))
 
 _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
@@ -43,7 +40,8 @@ _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
     "glibc": re.compile(rb"release version (\d+\.\d+(?:\.\d+)?)"),
 }
 
-# A stripped static executable has no symbols at all: glibc's malloc still carries its
+# A stripped static executable has no symbols at all, and no version banner
+# (gnu_get_libc_version is linked only when called): glibc's malloc still carries its own
 # messages (2.29 and later).
 _GLIBC_MALLOC_MESSAGE = re.compile(rb"malloc\(\): corrupted top size\0")
 
@@ -82,8 +80,6 @@ def identify_image(data: bytes | mmap.mmap) -> Identity:
     machine = elf.check_supported(bytes(data[:20]))
     soname, needed = elf.dynamic_names(data)  # type: ignore[arg-type]
     found = _allocator_identity(data)
-    if found.allocator is None and not needed and not soname and data.find(_GLIBC_MALLOC_TEXT) >= 0:
-        found = Identity("glibc", "glibc malloc's messages", True, None, True)  # static
     return dataclasses.replace(found, soname=soname, needed=needed, machine=machine)
 
 
@@ -101,7 +97,7 @@ def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
             if version is not None:
                 return Identity(name, "version string", True, version, True)
     if stripped_static and _GLIBC_MALLOC_MESSAGE.search(data):
-        return Identity("glibc", "malloc's messages", True, None, True)
+        return Identity("glibc", "glibc malloc's messages", True, None, True)
     return Identity(None, None, "malloc" in symbols, None, True)
 
 
