@@ -1,4 +1,4 @@
-"""Exit codes of every allocscope command, in one place (README documents them)."""
+"""Exit codes of every allocscope command, in one place (docs/reference/exit-codes.md)."""
 
 from __future__ import annotations
 

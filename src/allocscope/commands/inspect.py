@@ -26,7 +26,7 @@ MAX_SECONDS = 86_400.0  # a day: past it time.sleep and deadlines overflow (inf,
 
 
 def _seconds(flag: str) -> Callable[[str], float]:
-    """A flag's seconds: above 0, at most a day; otherwise bad input (exit 3, as README)."""
+    """A flag's seconds: above 0, at most a day; otherwise bad input (exit 3, as documented)."""
 
     def parse(text: str) -> float:
         try:

@@ -82,6 +82,11 @@ class Bound:
     def holds(self, ratio: float) -> bool:
         return ratio >= self.limit if self.op == ">=" else ratio <= self.limit
 
+    def broken(self, r: Ratio) -> bool:
+        """Past the bound on the median *and* a difference compare calls significant (a
+        slowdown within noise of none is no slowdown)."""
+        return not self.holds(r.ratio) and r.verdict == "significant"
+
     def __str__(self) -> str:
         return f"{self.figure.name}{self.op}{self.limit:g}"
 

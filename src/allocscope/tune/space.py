@@ -357,9 +357,7 @@ def prove(space: Space, *, explicit: bool, libs: Mapping[str, str | None] | None
         problems = [f"{k}: {why}" for k, why in refused.items()]
         problems += [f"[{a}]: {why}" for a, why in missing.items() if a in space.named]
         if problems:
-            raise SpaceError(
-                "the space names what this system cannot run:\n  " + "\n  ".join(problems)
-            )
+            raise SpaceError("the space names what this system cannot run: " + "; ".join(problems))
     left = [a for a in space.allocators() if a not in missing]
     if not left:
         raise SpaceError("the space is empty on this system: " + "; ".join(missing.values()))
