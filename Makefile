@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEB_JEMALLOC := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/libjemalloc.so.2
 
-.PHONY: setup system-deps fips run info test test-arm64 lint typecheck pytest image examples clean
+.PHONY: setup system-deps fips run info test test-arm64 lint typecheck docs pytest image examples clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -31,7 +31,7 @@ info: setup
 run: setup
 	$(BIN)/allocscope compare
 
-LINTED := src tests examples container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
+LINTED := src tests examples docs/conf.py docs/_ext container/*.py container/base/*.py $(wildcard benchmarks bench_alloc.py)
 
 SHELL_SCRIPTS := $(wildcard scripts/*.sh container/*.sh container/base/*.sh) .ci/run
 
@@ -42,6 +42,11 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+# The documentation site (docs/, Sphinx + MyST), strict: any warning (a broken link, a page
+# outside the navigation, a reference part that cannot be generated) fails the build.
+docs: setup
+	$(BIN)/sphinx-build -W -n --keep-going -q -b html docs docs/_build/html
 
 pytest: setup fips
 	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest
@@ -60,7 +65,7 @@ examples: image
 	done
 
 # images first: the container tests (tests/container) run against them.
-test: lint typecheck image examples pytest
+test: lint typecheck docs image examples pytest
 
 # The linux/arm64 images too, built and tested under emulation (qemu-user-static): slow cold
 # (see docs/how-to/arm64-image.md), so not part of `make test`.
@@ -69,4 +74,5 @@ test-arm64: setup fips image examples
 	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest -m arm64 tests/container/test_image_arm64.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results container/wheels container/sboms container/oci \
+		docs/_build docs/reference/_generated

@@ -15,6 +15,7 @@ SIGTERM takes to end the agent under that load.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import statistics
 import subprocess
@@ -92,6 +93,7 @@ def main() -> None:
     try:
         wait_up(port)
         idle = held(agent.pid)
+        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"agent idle: PSS {idle.pss / MB:.1f} MiB, {idle.threads} threads, {idle.fds} fds")
         summary(f"{args.scrapers} scrapers alone, 10 s", scrapers(port, args.scrapers, 10))
         samples: list[Held] = []
@@ -116,6 +118,7 @@ def main() -> None:
                     f"agent {what} over {len(vals)} samples: first {vals[0] / scale:.1f}{unit},"
                     f" worst {max(vals) / scale:.1f}{unit}, last {vals[-1] / scale:.1f}{unit}"
                 )
+            print(f"load average at the end: {os.getloadavg()[0]:.1f} (the clients share the CPUs)")
             start = time.perf_counter()
             agent.send_signal(signal.SIGTERM)
             code = agent.wait(30)

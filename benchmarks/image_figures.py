@@ -1,4 +1,4 @@
-"""Size and idle memory of built images: the figures in README's Container section.
+"""Size and idle memory of built images: docs/explanation/measured-figures.md, the images.
 
     .venv/bin/python benchmarks/image_figures.py allocscope:latest \
         allocscope-example-flask:latest allocscope-example-fastapi:latest

@@ -19,5 +19,6 @@ packages=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross      # arm64 FIPS provider and test programs, cross-compiled
   skopeo                                           # the images as one OCI image index (multi-arch)
   shellcheck                                       # make lint: every shell script
+  chromium fonts-dejavu-core                       # the docs site rendered in a real browser (tests/docs)
 )
 ensure_packages "${packages[@]}"

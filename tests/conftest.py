@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,23 @@ from allocscope import libraries
 # Variables that would leak the parent's allocator or crypto setup into a child.
 _LEAKY = ("LD_PRELOAD", "MALLOC_CONF", "MALLOC_ARENA_MAX", "PYTHONMALLOC", "GLIBC_TUNABLES",
           "OPENSSL_CONF", "OPENSSL_MODULES")  # fmt: skip
+
+
+def debian_version(package: str) -> str:
+    """The upstream version of an installed Debian package, as the allocator itself says
+    it ('5.3.0' for libjemalloc2 5.3.0-1, '2.0.9' for libmimalloc2.0 2.0.9+ds-2): tests
+    read it from the system, so a Debian update does not break them."""
+    full = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return re.split(r"[-+~]", full.partition(":")[2] or full)[0]
+
+
+JEMALLOC_VERSION = debian_version("libjemalloc2")
+TCMALLOC_VERSION = debian_version("libtcmalloc-minimal4")
+MIMALLOC_VERSION = debian_version("libmimalloc2.0")
+GLIBC_VERSION = debian_version("libc6")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -104,3 +123,22 @@ def as_nobody(*allocscope_args: str) -> subprocess.CompletedProcess[str]:
          sys.executable, "-m", "allocscope", *allocscope_args],
         env=child_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+Families = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def families(text: str) -> Families:
+    """Prometheus text -> {family: [(labels, value)]} (``_created`` samples left out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f.name: [(s.labels, s.value) for s in f.samples if not s.name.endswith("_created")]
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def bg_threads(pid: int) -> int:
+    """jemalloc's background threads in ``pid``, by their name, from /proc."""
+    tasks = Path(f"/proc/{pid}/task")
+    return sum((t / "comm").read_text().strip() == "jemalloc_bg_thd" for t in tasks.iterdir())

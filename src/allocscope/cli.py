@@ -14,7 +14,9 @@ from allocscope import __version__, exitcodes
 from allocscope.errors import AllocscopeError
 
 # Subcommand -> module under allocscope.commands (each imports its heavy parts when run).
-COMMANDS = ("info", "inspect", "agent", "verify", "serve", "bench", "compare", "tune", "report")
+COMMANDS = (
+    "info", "inspect", "agent", "fleet", "verify", "serve", "bench", "compare", "tune", "report"
+)  # fmt: skip
 
 # Modules outside the standard library -> the extra that installs them (pyproject.toml).
 EXTRAS = {

@@ -2,7 +2,7 @@
 
 Code anywhere below the commands raises an ``AllocscopeError`` (or a subclass) for input
 it cannot accept; ``cli.main`` catches it once, prints ``allocscope COMMAND: message`` on
-one line and exits with ``exit_code`` (see ``exitcodes`` and the README's table).
+one line and exits with ``exit_code`` (see ``exitcodes`` and docs/reference/exit-codes.md).
 """
 
 from __future__ import annotations

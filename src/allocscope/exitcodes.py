@@ -1,4 +1,4 @@
-"""Exit codes of every allocscope command, in one place (README documents them)."""
+"""Exit codes of every allocscope command, in one place (docs/reference/exit-codes.md)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ STARTUP_CHECK_FAILED = 114  # fail closed: e.g. FIPS expected but not in effect
 COMMAND_NOT_FOUND = 115  # the command to exec is not in the image
 APP_IMPORT_FAILED = 116  # the command's app module (module:attr) does not import
 BIND_FAILED = 117  # the address to listen on cannot be bound (in use, not ours, bad)
+
+# fleet (a Prometheus's HTTP API); 1 also means a finding named by --fail-on was found.
+PROMETHEUS_UNREACHABLE = 30  # no answer: refused, DNS, TLS, timeout
+PROMETHEUS_QUERY_FAILED = 31  # an answer that is an error: HTTP 4xx/5xx (auth), bad JSON
+NO_SERIES = 32  # Prometheus answers, but holds no allocscope agent series (in the namespace)
 
 # inspect (another process); 1 also means "two allocators mapped" for info and inspect.
 NOT_INSPECTABLE = 20  # a kernel thread, a zombie, or a process that exited while being read

@@ -37,10 +37,11 @@ def die_with_parent(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:
         os.kill(os.getpid(), sig)
 
 
-def become_subreaper() -> None:
+def become_subreaper(on: bool = True) -> None:
     """Orphans among our descendants are re-parented to us, not to init: a daemon that
-    left our process group and session still shows up as our child."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    left our process group and session still shows up as our child. ``on=False`` gives
+    that back (a library caller's process must not keep adopting orphans it never reaps)."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
 
 
 def is_subreaper() -> bool:

@@ -178,7 +178,7 @@ class AllocscopeCollector(Collector):
         name = f.allocator.name
         s = f.jemalloc.stats() if f.jemalloc is not None else None
         g = glibc.heap() if s is None and name == "glibc" else None
-        try:  # smaps and anonymous RSS: left out alone when unreadable, the books stay
+        try:  # arena pages and anonymous RSS: left out alone when unreadable, the books stay
             h: held.Held | None = held.read(f.allocator, self._proc_root, heap=g, stats=s)
         except Exception:
             self._errors["held"] += 1

@@ -1,16 +1,23 @@
-"""Reading a file the user named: regular files only, bounded in size, never blocking.
+"""Files the user named: read as regular files only, bounded in size, never blocking;
+written in full or not at all.
 
 ``report /dev/zero`` once read until memory ran out, and a FIFO or ``/dev/full`` never
 returned. Every reader of a user-given file (results, ``--requests``, variant TOML) goes
 through ``read_text``: it opens without blocking (a FIFO with no writer would hold
 ``open`` forever), refuses anything but a regular file at once, and refuses a file past
 its size limit before reading it (and one that grows past it while being read).
+Every writer of an output file (results, report, charts) goes through ``replacing``: the
+file is written beside its place and renamed over it, so a full disk or a read-only
+directory leaves the old file or none, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
+from typing import IO, Any
 
 from allocscope.errors import AllocscopeError
 
@@ -80,3 +87,20 @@ def read_text(path: str, limit: int, label: str | None = None) -> str:
 
 def _size(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
+
+
+@contextlib.contextmanager
+def replacing(path: str, binary: bool = False) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: renamed over it once whole, removed on failure
+    (a full disk, a read-only directory: ``UserFileError``, exit 3)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise UserFileError(f"cannot write {path}: {e.strerror or e}") from None
+        raise

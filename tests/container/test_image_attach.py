@@ -30,6 +30,7 @@ def test_attach_from_the_host_into_a_containerised_worker(flask_image: str, pyth
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         answer = json.loads(proc.stdout)
+        assert answer["attach"]["path"] == "ptrace"  # the host's 3.11 has no sys.remote_exec
         snap = answer["attach"]["snapshot"]
         assert snap["pid"] > 0  # the pid inside the container's namespace
         assert snap["allocator"]["name"] == "jemalloc"

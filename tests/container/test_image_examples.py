@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import bg_threads
 from tests.container.dockerlib import SLOW, docker, run_once, service
 
 pytestmark = [pytest.mark.container, SLOW]
@@ -48,11 +48,6 @@ def host_pids(name: str) -> list[int]:
     """The container's processes, as host pids (docker top)."""
     out = docker("top", name, "-eo", "pid", check=True).stdout.split()
     return [int(p) for p in out[1:]]
-
-
-def bg_threads(pid: int) -> int:
-    tasks = Path(f"/proc/{pid}/task")
-    return sum((t / "comm").read_text().strip() == "jemalloc_bg_thd" for t in tasks.iterdir())
 
 
 def test_example_runs_healthy_with_jemalloc_in_every_worker(

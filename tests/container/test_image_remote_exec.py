@@ -58,12 +58,19 @@ print(json.dumps({"code": code, "left": left, "worker": int(worker)}))
 """
 
 
-def test_attach_uses_remote_exec_between_two_cpython_314s(flask_image: str, python_xy: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "path"),
+    [({}, "remote_exec"), ({"PYTHON_DISABLE_REMOTE_DEBUG": "1"}, "ptrace")],
+)
+def test_attach_uses_remote_exec_between_two_cpython_314s(
+    flask_image: str, python_xy: str, env: dict[str, str], path: str
+) -> None:
     """``allocscope inspect --attach`` run by the image's CPython 3.14 in a sidecar (the
     source of this checkout, on PYTHONPATH) into a gunicorn worker: the path is
-    sys.remote_exec, the worker serves on, and its /tmp is left as it was."""
+    sys.remote_exec (ptrace, on x86-64, when the target disables remote debugging), the
+    worker serves on, and its /tmp is left as it was."""
     src = str(Path(__file__).resolve().parents[2] / "src")
-    with service(flask_image) as c:
+    with service(flask_image, env=env) as c:
         c.wait_serving(deadline_s=90)
         proc = run_once(
             "--pid", f"container:{c.name}", "--user", "0", "--cap-add", "SYS_PTRACE",
@@ -74,7 +81,8 @@ def test_attach_uses_remote_exec_between_two_cpython_314s(flask_image: str, pyth
         doc, tail = (json.loads(line) for line in proc.stdout.strip().splitlines())
         assert tail["code"] == 0 and tail["left"] == [], tail
         attach = doc["attach"]
-        assert attach["path"] == "remote_exec" and "PEP 768" in attach["mechanism"]
+        assert attach["path"] == path
+        assert ("PEP 768" in attach["mechanism"]) == (path == "remote_exec")
         assert attach["snapshot"]["pid"] == tail["worker"]
         assert attach["snapshot"]["allocator"]["name"] == "jemalloc"
         assert attach["python"]["version"].startswith(f"{python_xy}.")

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import child_env
+from tests.conftest import Families, child_env, families
 from tests.integration.service_server import HOST, Server, free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
-Families = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def gunicorn(worker_class: str, *extra: str, app: str = "tests.apps.flask_app:app") -> list[str]:
@@ -44,13 +42,6 @@ def serve(command: list[str], **extra: str) -> AbstractContextManager[Server]:
     """``command`` on loopback with the repository importable; stopped when the block ends."""
     env = child_env(PYTHONPATH=str(REPO), PORT=port_of(command), **extra)
     return serving(command, env=env)
-
-
-def families(text: str) -> Families:
-    return {
-        f.name: [(s.labels, s.value) for s in f.samples if not s.name.endswith("_created")]
-        for f in text_string_to_metric_families(text)
-    }
 
 
 def value(fams: Families, name: str, **labels: str) -> float:

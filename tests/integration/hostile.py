@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
@@ -130,7 +131,7 @@ def scrapers(port: int, count: int, seconds: float, timeout: float = 30) -> Scra
 
 
 @contextlib.contextmanager
-def churn(every: float = 0.01):  # type: ignore[no-untyped-def]
+def churn(every: float = 0.01) -> Iterator[None]:
     """Short-lived processes started and ended back to back: pids vanish mid-scrape."""
     stop = threading.Event()
 

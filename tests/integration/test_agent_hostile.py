@@ -4,7 +4,6 @@ benchmarks/agent_under_load.py's job; these assert behaviour."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -34,18 +33,31 @@ pytestmark = pytest.mark.timeout(240)
 MAX_THREADS = 24
 
 
+# The agent as Python 3.14 runs it (the image's): multiprocessing's default start method
+# there is forkserver, which granian turns into spawn, so its worker gets the app by pickle.
+SPAWNED = (
+    "import multiprocessing, sys; multiprocessing.set_start_method('spawn');"
+    "from allocscope.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @contextmanager
-def agent(*flags: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def agent(*flags: str, spawn: bool = False) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     raise_fd_limit()
     port = free_port()
-    argv = [sys.executable, "-m", "allocscope", "agent", "--port", str(port), *flags]
+    start = ["-c", SPAWNED] if spawn else ["-m", "allocscope"]
+    argv = [sys.executable, *start, "agent", "--port", str(port), *flags]
     proc = subprocess.Popen(argv, env=child_env(), stderr=subprocess.PIPE)
     try:
         wait_for(lambda: _answers(port), what="agent")
         yield proc, port
     finally:
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its worker follows it (PR_SET_PDEATHSIG)
         proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
@@ -140,3 +152,11 @@ def test_a_killed_agent_leaves_no_worker() -> None:
         wait_for(
             lambda: all("allocscope" not in _cmdline(p) for p in pids), what="the worker to end"
         )
+
+
+def test_the_agent_serves_where_its_worker_is_spawned() -> None:
+    with agent(spawn=True) as (proc, port):
+        scrape(port)
+        assert len(held(proc.pid).pids) >= 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

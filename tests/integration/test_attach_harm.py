@@ -33,21 +33,26 @@ def test_stopping_allocscope_mid_attach_leaves_the_target_serving(shape: str) ->
 
 SLOW_GIL = """\
 import itertools, threading, time
-threading.Thread(target=lambda: sum(itertools.repeat(1, 600_000_000)), daemon=True).start()
-time.sleep(0.2)
+def hog():
+    sum(itertools.repeat(1, 400_000_000))  # seconds of C code holding the GIL
+    print("hog done", flush=True)
 print("ready", flush=True)
+threading.Thread(target=hog).start()
 while True:
-    time.sleep(0.5)
+    time.sleep(0.2)
+    print("main on", flush=True)
 """
 
 
 def test_a_contended_gil_times_out_within_the_timeout_and_the_call_runs_later() -> None:
     """The main thread waits (sleep) but another thread holds the GIL for seconds: the
-    call is left to run when the GIL comes, allocscope answers 23 in time."""
+    call is left to run when the GIL comes, allocscope answers 23 in time, and the main
+    thread goes on afterwards."""
     proc = subprocess.Popen([sys.executable, "-c", SLOW_GIL], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        time.sleep(0.3)  # the hog has the GIL
         started = time.monotonic()
         done = run_allocscope("inspect", "--attach", "--timeout", "1", str(proc.pid))
         took = time.monotonic() - started
@@ -56,12 +61,15 @@ def test_a_contended_gil_times_out_within_the_timeout_and_the_call_runs_later() 
         assert took < 15, took  # not the GIL's seconds (48.6 s for --timeout 15 before)
         with open(f"/proc/{proc.pid}/status", encoding="utf-8") as f:
             assert "TracerPid:\t0\n" in f.read()
-        time.sleep(0.5)
-        assert proc.poll() is None
+        lines = []
+        while b"main on\n" not in lines[-1:]:  # the GIL came back: our call ran, then its sleep
+            lines.append(proc.stdout.readline())
+            assert lines[-1], lines
+        assert b"hog done\n" in lines
     finally:
         proc.kill()
         _, err = proc.communicate(timeout=30)
-    assert err == b""  # the abandoned payload ran (or not) quietly: no traceback
+    assert err == b""  # the abandoned payload ran quietly: no traceback
 
 
 def test_a_second_attach_names_the_first() -> None:

@@ -80,7 +80,8 @@ def test_fragmented_then_trimmed(allocator: str) -> None:
     # ... and what it holds afterwards is that much less: not the allocator's stale books.
     assert after["free_held_bytes"] <= v["free_held_bytes"] - 0.8 * trim["returned_bytes"]
     if allocator == "tcmalloc":  # its thread and size-class caches are not released
-        assert after["releasable_bytes"] < 2 * MIB, after
+        # what ReleaseFreeMemory returns is gone (the attach itself frees a few MiB again)
+        assert after["releasable_bytes"] < v["releasable_bytes"] / 10, (v, after)
     else:
         assert after["kind"] == "objects", after["sentence"]
         assert after["free_held_bytes"] < FLOOR_BYTES

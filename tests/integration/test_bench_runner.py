@@ -10,9 +10,11 @@ import psutil
 import pytest
 
 from allocscope.bench import runner, variants, workloads
-from allocscope.bench.results import MB, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB
 from allocscope.bench.runner import Runner, RunSpec
 from allocscope.bench.variants import Variant
+from tests.conftest import JEMALLOC_VERSION
 
 TINY = workloads.defaults("fragment").scaled(0.05)
 
@@ -23,7 +25,7 @@ def spec(v: Variant, params: workloads.Params = TINY, **kw: object) -> RunSpec:
     return RunSpec(v, "fragment", params, **fields)  # type: ignore[arg-type]
 
 
-def run_all(*specs: RunSpec, serial: bool = False) -> list[Run]:
+def run_all(*specs: RunSpec, serial: bool = False) -> list[RunRecord]:
     return Runner(interval=0.02, serial=serial).run(specs)
 
 
@@ -61,7 +63,7 @@ def test_every_default_variant_proves_its_allocator() -> None:
         if v.allocator == "jemalloc":
             conf = proof.malloc_conf
             assert conf and all(k["in_effect"] for k in conf)
-            assert proof.version == "5.3.0" and proof.source == "LD_PRELOAD"
+            assert proof.version == JEMALLOC_VERSION and proof.source == "LD_PRELOAD"
         assert [m.event for m in r.marks] == [
             "ready", "work_start", "work_end", "freed", "settle", "purged"
         ]  # fmt: skip
@@ -160,10 +162,20 @@ def test_timeout_kills_the_whole_group_and_leaves_no_zombie() -> None:
     assert r.exit_code == -9
 
 
-def test_serial_mode_runs_one_child_at_a_time() -> None:
+def _overlaps(serial: bool) -> list[str]:
+    """The runner's start/done events: 'start start' means two children were alive."""
     glibc = variants.builtin("glibc")
-    runs = run_all(spec(glibc), spec(glibc, repeat=2), serial=True)
-    assert all(r.ok for r in runs)
+    heard: list[str] = []
+    runner_ = Runner(interval=0.02, serial=serial, progress=lambda kind, s, r: heard.append(kind))
+    runs = runner_.run([spec(glibc, settle=(1.0,)), spec(glibc, repeat=2, settle=(1.0,))])
+    assert all(r.ok for r in runs) and heard.count("done") == 2
+    return heard
+
+
+def test_serial_mode_runs_one_child_at_a_time() -> None:
+    assert _overlaps(serial=True) == ["start", "done", "start", "done"]
+    # by default the next child starts while the first settles: the check can tell
+    assert _overlaps(serial=False) == ["start", "start", "done", "done"]
 
 
 def test_plan_interleaves_variants_and_puts_warmups_first() -> None:
@@ -183,7 +195,9 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
     (r,) = Runner(interval=0.05).run([s])
     assert r.ok, (r.failures, r.stderr)
     server = r.proof.server if r.proof else None
-    assert server is not None and server.allocator == "jemalloc" and server.version == "5.3.0"
+    assert (
+        server is not None and server.allocator == "jemalloc" and server.version == JEMALLOC_VERSION
+    )
     assert {c.name for c in server.checks} >= {"server allocator", "server malloc_conf"}
     measured = r.marks[0].info["measured_pid"]
     assert measured != r.marks[0].info["pid"] and gone(measured)

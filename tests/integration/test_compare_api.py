@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import allocscope
+from allocscope import procctl
 from allocscope.bench import api, session
 from allocscope.bench.plan import PlanError
 from allocscope.bench.record import RunRecord
@@ -23,10 +24,13 @@ def _order(runs: list[RunRecord]) -> list[tuple[int, str]]:
 
 def test_a_command_honours_the_seed_and_gets_a_noise_record_per_run(tmp_path: Path) -> None:
     variants, command = ["glibc", "jemalloc"], [sys.executable, "-c", JOB]
+    assert not procctl.is_subreaper()
     first = allocscope.compare(
         variants, command=command, repeats=3, seed=11, out=str(tmp_path / "a")
     )
     assert first.session["seed"] == first.config["seed"] == 11 and first.seed == 11
+    # the runs adopted their orphans; the caller is given back as it was (no later zombies)
+    assert not procctl.is_subreaper()
     planned = session.specs(api.plan(variants, command=command, repeats=3, seed=11))
     assert _order(first.runs) == [(s.repeat, s.variant.name) for s in planned]  # type: ignore[attr-defined]
     assert len(first.runs) == 6 and all(r.kind == "command" for r in first.runs)

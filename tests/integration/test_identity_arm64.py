@@ -105,7 +105,7 @@ def test_arm64_program_with_jemalloc_linked_statically(arm64_root: Path, tmp_pat
 
 def test_arm64_program_with_glibc_linked_statically(tmp_path: Path) -> None:
     binary, stripped = _cross_compile(tmp_path, "static-glibc", "-static")
-    for exe, marker in ((binary, "__libc_malloc"), (stripped, "malloc's messages")):
+    for exe, marker in ((binary, "__libc_malloc"), (stripped, "glibc malloc's messages")):
         found = identity.identify(str(exe))
         assert (found.allocator, found.marker, found.machine) == ("glibc", marker, "aarch64")
         assert found.needed == () and found.defines_malloc

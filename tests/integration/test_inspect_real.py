@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from allocscope.inspect import inspect_process, process_tree
-from tests.conftest import run_allocscope
+from tests.conftest import JEMALLOC_VERSION, TCMALLOC_VERSION, run_allocscope
 from tests.integration.targets import free_port, running, serves
 
 CONFIG_RU = 'run ->(env) { [200, {"content-type" => "text/plain"}, ["ok\\n"]] }\n'
@@ -45,7 +45,7 @@ def test_puma_with_and_without_jemalloc(config_ru: str, jemalloc: str, preload: 
             a = inspect_process(pid).allocator
             assert a is not None
             if preload:
-                assert (a.name, a.source, a.version) == ("jemalloc", "LD_PRELOAD", "5.3.0")
+                assert (a.name, a.source, a.version) == ("jemalloc", "LD_PRELOAD", JEMALLOC_VERSION)
                 assert a.preload[0].verdict == "loaded: jemalloc, serves malloc"
             else:
                 assert (a.name, a.source) == ("glibc", "linked")
@@ -87,10 +87,28 @@ def test_c_program_with_jemalloc_linked_statically(tmp_path: Path) -> None:
                 "jemalloc",
                 "static",
                 str(exe),
-                "5.3.0",
+                JEMALLOC_VERSION,
             )
             assert a.marker == marker
             assert a.conflict is None  # glibc is mapped too, but glibc is never the conflict
+
+
+def test_c_program_linked_statically_against_glibc_is_named_glibc(tmp_path: Path) -> None:
+    source = tmp_path / "static.c"
+    source.write_text(
+        "#include <stdlib.h>\n#include <unistd.h>\n"
+        "int main(void) { char *p = malloc(100); pause(); free(p); return 0; }\n"
+    )
+    binary = tmp_path / "static-glibc"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(binary), str(source)], check=True)
+    stripped = tmp_path / "static-glibc-stripped"
+    subprocess.run(["strip", "-o", str(stripped), str(binary)], check=True)
+    for exe, marker in ((binary, "__libc_malloc"), (stripped, "glibc malloc's messages")):
+        with running([str(exe)]) as proc:
+            a = inspect_process(proc.pid).allocator
+            assert a is not None
+            assert (a.name, a.source, a.path, a.marker) == ("glibc", "static", str(exe), marker)
+            assert a.label == "glibc (static)"  # no "unknown", no "[unconfirmed]"
 
 
 def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
@@ -104,7 +122,11 @@ def test_c_program_linked_against_jemalloc(tmp_path: Path) -> None:
     subprocess.run(["gcc", "-o", str(binary), str(source), "-ljemalloc"], check=True)
     with running([str(binary)]) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.source, a.version) == ("jemalloc", "linked", "5.3.0")
+        assert a is not None and (a.name, a.source, a.version) == (
+            "jemalloc",
+            "linked",
+            JEMALLOC_VERSION,
+        )
         assert a.path is not None and a.path.endswith("libjemalloc.so.2")
         assert a.conflict is None
 
@@ -128,7 +150,7 @@ def test_renamed_jemalloc_and_tcmalloc_named_libjemalloc(disguised: tuple[str, s
         assert a is not None and (a.name, a.path) == ("jemalloc", renamed)
     with running(SLEEPER, LD_PRELOAD=liar) as proc:
         a = inspect_process(proc.pid).allocator
-        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", "2.10", liar)
+        assert a is not None and (a.name, a.version, a.path) == ("tcmalloc", TCMALLOC_VERSION, liar)
 
 
 def test_two_allocators_preloaded_is_a_failure(jemalloc: str, tcmalloc: str) -> None:

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from allocscope import exitcodes
-from tests.conftest import child_env
+from tests.conftest import bg_threads, child_env
 from tests.integration.appservers import REPO, each_worker, gunicorn, json_pid, port_of
 from tests.integration.service_server import HOST, LAUNCHER, serving
 
@@ -119,12 +119,6 @@ def test_demo_flags_do_not_apply_to_a_command(vendor_root: str) -> None:
         "--workers", "2", "--", "gunicorn", "app:app", ALLOCSCOPE_VENDOR_ROOT=vendor_root
     )
     assert code == exitcodes.USAGE and "--workers is a setting of the demo" in line["message"]
-
-
-def bg_threads(pid: int) -> int:
-    """jemalloc's background threads in ``pid``, by their name, from /proc."""
-    tasks = Path(f"/proc/{pid}/task")
-    return sum((t / "comm").read_text().strip() == "jemalloc_bg_thd" for t in tasks.iterdir())
 
 
 def test_gunicorn_behind_the_gate_keeps_jemalloc_in_every_worker(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import child_env
+from tests.conftest import JEMALLOC_VERSION, child_env
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -30,5 +30,5 @@ def test_detection_under_a_non_pie_interpreter(name: str, jemalloc: str) -> None
     out = subprocess.run(
         [DEBIAN_PYTHON, "-c", CODE], env=env, capture_output=True, text=True, check=True
     ).stdout
-    expected = "jemalloc 5.3.0 (via LD_PRELOAD) ()" if name == "jemalloc" else "glibc"
+    expected = f"jemalloc {JEMALLOC_VERSION} (via LD_PRELOAD) ()" if name == "jemalloc" else "glibc"
     assert out.startswith(expected), out

@@ -10,6 +10,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import JEMALLOC_VERSION
 from tests.integration.service_server import SERVE, Server, serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,7 +44,7 @@ def test_root_under_jemalloc(jemalloc_server: Server, jemalloc: str) -> None:
     assert reply.status == 200
     assert reply.headers["content-type"] == "application/json"
     doc = reply.json()
-    assert doc["allocator"] == "jemalloc 5.3.0 (via LD_PRELOAD)"
+    assert doc["allocator"] == f"jemalloc {JEMALLOC_VERSION} (via LD_PRELOAD)"
     assert doc["allocator_name"] == "jemalloc"
     assert doc["ld_preload"] == jemalloc
     assert doc["malloc_conf"] == "background_thread:true,dirty_decay_ms:1000"
@@ -109,7 +110,7 @@ def test_metrics_parse_and_carry_allocator_and_fips(jemalloc_server: Server) -> 
     pid = str(jemalloc_server.get("/").json()["pid"])
     fams = _families(jemalloc_server)
     [(labels, value)] = fams["allocscope_allocator_info"]
-    assert value == 1 and labels["name"] == "jemalloc" and labels["version"] == "5.3.0"
+    assert value == 1 and labels["name"] == "jemalloc" and labels["version"] == JEMALLOC_VERSION
     assert labels["source"] == "LD_PRELOAD" and labels["pid"] == pid
     fips = {lab["state"]: v for lab, v in fams["allocscope_fips_state"]}
     assert set(fips) == {"off", "on", "enforced"} and sum(fips.values()) == 1

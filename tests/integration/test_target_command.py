@@ -10,7 +10,7 @@ import pytest
 
 from allocscope import exitcodes
 from allocscope.bench.results import Results, load
-from tests.conftest import run_allocscope
+from tests.conftest import JEMALLOC_VERSION, run_allocscope
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -61,7 +61,9 @@ def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> N
         tmp_path, "-V", "glibc", "-V", "jemalloc-tuned", "--", PY, str(job)
     )
     assert code == exitcodes.OK, text
-    assert results is not None and [r.variant for r in results.runs] == ["glibc", "jemalloc-tuned"]
+    assert results is not None  # one run each, in the order the seed shuffled them
+    assert sorted(r.variant for r in results.runs) == ["glibc", "jemalloc-tuned"]
+    assert sorted(r.order for r in results.runs) == [0, 1] and isinstance(results.seed, int)
     for run in results.runs:
         assert run.ok and run.kind == "command", run.failures
         expected = "glibc" if run.variant == "glibc" else "jemalloc"
@@ -92,7 +94,7 @@ def test_ruby_command(tmp_path: Path, jemalloc: str) -> None:
     by = {r.variant: r for r in results.runs}
     assert by["glibc"].proof and by["glibc"].proof.allocator == "glibc"
     je = by["jemalloc"].proof
-    assert je and (je.allocator, je.version, je.path) == ("jemalloc", "5.3.0", jemalloc)
+    assert je and (je.allocator, je.version, je.path) == ("jemalloc", JEMALLOC_VERSION, jemalloc)
     assert all(not (r.target or {})["inside"] for r in results.runs)  # not Python
 
 
@@ -275,3 +277,26 @@ def test_compare_on_a_command_is_decisive_without_flags(tmp_path: Path) -> None:
     assert "runs: 5 of each variant by default, interleaved" in proc.stdout
     c = results.comparison(results.workloads()[0], "jemalloc-tuned", "cpu_s")
     assert c is not None and c.verdict in ("significant", "within noise", "below floor")
+
+
+def test_default_runs_stop_at_the_budget_once_a_run_is_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --repeats, runs of a minute or more get only the rounds that fit --budget,
+    and the footer says why (LONG_RUN made short here, so the test takes seconds)."""
+    from allocscope.bench import api, kinds
+    from allocscope.bench.plan import make
+    from allocscope.bench.variants import select
+    from allocscope.report import table
+
+    monkeypatch.setattr(kinds, "LONG_RUN", 0.1)
+    sleep = [PY, "-c", "import time; time.sleep(0.4)"]
+    results = api.run(make(select(["glibc", "jemalloc"]), command=sleep, budget=1.0))
+    assert [r.repeat for r in results.runs] == [1, 1]  # one round: a second would pass 1 s
+    stopped = results.session["repeats_stopped"]
+    assert stopped.startswith("1 run of each variant, not 5: a run took "), stopped
+    assert stopped.endswith("another round would pass the 1 s budget (--budget S, or --repeats N)")
+    assert f"runs: stopped at {stopped}" in table.legend(results)
+    assert table.what_this_means(results, results.workloads()[0]) == (
+        "one run: no interval, no verdict (run each variant 5 times: --repeats 5)"
+    )

@@ -30,9 +30,9 @@ SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurren
 
 
 def check_service_run(run: object, expected: str, processes: int) -> None:
-    from allocscope.bench.results import Run
+    from allocscope.bench.record import RunRecord
 
-    assert isinstance(run, Run)
+    assert isinstance(run, RunRecord)
     assert run.ok and run.kind == "service", run.failures
     assert run.proof is not None and run.proof.allocator == expected
     target = run.target or {}
@@ -47,13 +47,12 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
     assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= target["load"]["max_ms"] + 0.01
     assert m["rss_peak"] >= m["rss_idle"] > 10 * 2**20
     assert "rss_idle_0.3" in m and "rss_idle_0.6" in m
+    from allocscope.bench import serve_target, tree
+
     growth = target["growth"]["mib_per_10k_requests"]
-    assert growth["points"] >= 3 and growth["verdict"] in (
-        "growing",
-        "flat",
-        "shrinking",
-        "unclear",
-    )
+    # the verdict is the one its own slope and error give (not merely a known word)
+    said = tree.verdict(growth["slope"], growth["stderr"], serve_target.NOISE_MIB_PER_10K)
+    assert growth["points"] >= 3 and growth["verdict"] == said, growth
     assert target["stop"]["how"] in ("SIGTERM", "exited")
 
 

@@ -58,3 +58,21 @@ def test_attach_variant_adds_only_sys_ptrace() -> None:
     assert _container(attach)["args"] == _container(passive)["args"]
     kustomization = yaml.safe_load((AGENT / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["daemonset.yaml"]  # attach is opt-in
+
+
+@pytest.mark.parametrize("name", ["daemonset.yaml", "daemonset-attach.yaml"])
+def test_the_kubelets_log_directories_are_mounted_read_only_where_the_agent_looks(
+    name: str,
+) -> None:
+    doc = load(name)
+    container = _container(doc)
+    args = container["args"]
+    root = args[args.index("--pod-logs") + 1]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+    for volume, sub in (("pod-logs", "pods"), ("container-logs", "containers")):
+        assert mounts[volume]["mountPath"] == f"{root}/{sub}"
+        assert mounts[volume]["readOnly"] is True
+        assert volumes[volume]["hostPath"]["path"] == f"/var/log/{sub}"
+    (node,) = [e for e in container["env"] if e["name"] == "NODE_NAME"]
+    assert node["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"

@@ -15,7 +15,7 @@ from allocscope.bench.results import (
     Proof,
     Results,
     ResultsError,
-    Run,
+    RunRecord,
     load,
     metrics_of,
     parse,
@@ -34,10 +34,10 @@ MARKS = [
 TIMELINE = [(0.1, 20 * MB), (0.5, 160 * MB), (0.8, 150 * MB), (2.0, 40 * MB)]
 
 
-def run(variant: str, repeat: int, work_s: float, retained: float, ok: bool = True) -> Run:
+def run(variant: str, repeat: int, work_s: float, retained: float, ok: bool = True) -> RunRecord:
     metrics = {"work_s": work_s, "cpu_s": work_s, "rss_retained": retained * MB}
     metrics["rss_peak"] = 150.0 * MB
-    return Run(
+    return RunRecord(
         variant=variant,
         workload="fragment",
         repeat=repeat,

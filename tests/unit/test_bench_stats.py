@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,12 +103,33 @@ def test_cpu_steal_is_read_from_proc_stat(tmp_path: Path) -> None:
     assert noise.cpu_stat(str(stat)) is None
 
 
-def test_a_window_with_nothing_else_running_sees_this_process_as_ours() -> None:
-    window = noise.open_window()
-    sum(i * i for i in range(300_000))  # our own CPU never counts as noise
-    got = noise.close_window(window, ())
-    assert not any(b.startswith("python") and "pytest" in b for b in got.busy)
-    assert got.other_cpu >= 0 and 0 <= got.steal <= 1
+def test_a_window_counts_other_processes_and_never_ours() -> None:
+    """Our own process and our children's sessions are not noise; another process is."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             start_new_session=True)  # fmt: skip
+    try:
+        assert noise._ours(os.getpid(), set()) and noise._ours(child.pid, {child.pid})
+        assert not noise._ours(child.pid, set()) and not noise._ours(1, {child.pid})
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_cpu_of_others_in_a_window() -> None:
+    start = 1000.0
+    before = {1: ("steady", 5.0, 10.0), 2: ("reused", 1.0, 20.0), 3: ("ours", 0.0, 30.0)}
+    before[6] = ("idle", 2.0, 10.0)
+    window = noise.Window(start, 0.0, None, before)
+    now = {
+        1: ("steady", 5.5, 10.0),  # ran 0.5 s in the window
+        2: ("newer", 0.25, start + 3),  # the pid was reused: all its CPU is in the window
+        3: ("ours", 9.0, 30.0),  # never counted
+        4: ("born", 0.75, start - 0.4),  # born just after: create_time reads up to 1 s early
+        5: ("old", 7.0, start - 50),  # unseen at the start, running long before: unknown
+        6: ("idle", 2.0, 10.0),
+    }
+    got = noise.cpu_of_others(window, now, lambda pid: pid == 3)
+    assert sorted(got) == [("born", 0.75), ("newer", 0.25), ("steady", 0.5)]
 
 
 def test_what_this_means_in_plain_words() -> None:

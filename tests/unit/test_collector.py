@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from allocscope import facts
 from allocscope.prometheus import AllocscopeCollector
-
-Families = dict[str, list[tuple[dict[str, str], float]]]
+from tests.conftest import Families, families
 
 STATUS = "Name:\tpython3\nVmHWM:\t   50000 kB\nVmRSS:\t   40000 kB\nRssAnon:\t   30000 kB\n"
 
@@ -27,11 +25,7 @@ SMAPS = (
 def scrape(collector: AllocscopeCollector) -> Families:
     registry = CollectorRegistry()
     registry.register(collector)
-    text = generate_latest(registry).decode()
-    return {
-        f.name: [(s.labels, s.value) for s in f.samples if not s.name.endswith("_created")]
-        for f in text_string_to_metric_families(text)
-    }
+    return families(generate_latest(registry).decode())
 
 
 def errors(fams: Families) -> dict[str, float]:

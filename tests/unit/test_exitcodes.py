@@ -1,4 +1,4 @@
-"""Exit codes: the package's table is the one truth; the README and the launcher follow it."""
+"""Exit codes: the package's table is the one truth; the docs and the launcher follow it."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def _package_codes() -> dict[str, int]:
 
 
 def _documented_codes() -> set[int]:
-    """Every code in the first column of the README's exit-code table."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = text.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    """Every code in the first column of the docs' table of which failure gives which code."""
+    text = (ROOT / "docs" / "reference" / "exit-codes.md").read_text(encoding="utf-8")
+    table = text.split("## Which failures give which code", 1)[1].split("\n\n", 2)[1]
     codes: set[int] = set()
     for row in table.splitlines()[2:]:
         first = row.split("|")[1]
@@ -30,7 +30,7 @@ def _documented_codes() -> set[int]:
     return codes
 
 
-def test_the_readme_documents_every_exit_code_and_no_other() -> None:
+def test_the_docs_document_every_exit_code_and_no_other() -> None:
     signals = {exitcodes.stopped_by("SIGHUP"), exitcodes.stopped_by("SIGTERM")}
     assert _documented_codes() == set(_package_codes().values()) | signals
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from allocscope.probe import identity
+from tests.conftest import JEMALLOC_VERSION, MIMALLOC_VERSION, TCMALLOC_VERSION
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 
@@ -15,9 +16,9 @@ LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 @pytest.mark.parametrize(
     ("fixture", "name", "marker", "version"),
     [
-        ("jemalloc", "jemalloc", "mallctl", "5.3.0"),
-        ("tcmalloc", "tcmalloc", "tc_version", "2.10"),
-        ("mimalloc", "mimalloc", "mi_version", "2.0.9"),
+        ("jemalloc", "jemalloc", "mallctl", JEMALLOC_VERSION),
+        ("tcmalloc", "tcmalloc", "tc_version", TCMALLOC_VERSION),
+        ("mimalloc", "mimalloc", "mi_version", MIMALLOC_VERSION),
     ],
 )
 def test_each_allocator_by_its_symbols_even_renamed(

@@ -145,6 +145,12 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     (d / "status").write_text("Name:\tapp\nVmHWM:\t 2048 kB\nVmRSS:\t 1024 kB\nRssAnon:\t 512 kB\n")
     (d / "smaps_rollup").write_text("Pss: 800 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 600 kB\n"
                                     "AnonHugePages: 0 kB\n")  # fmt: skip
+    # pagemap: 8 bytes per page; bit 63 marks a resident page. 64 of the heap's 256 pages.
+    heap_first_page = 0x7F0000200000 // 4096
+    entries = [(1 << 63) if i % 4 == 0 else 0 for i in range(256)]
+    with open(d / "pagemap", "wb") as f:
+        f.seek(heap_first_page * 8)
+        f.write(b"".join(e.to_bytes(8, "little") for e in entries))
     (d / "cgroup").write_text(f"0::/system.slice/docker-{DOCKER_ID}.scope\n")
     report = inspect_process(40, str(tmp_path), cgroup_root=str(tmp_path / "no-cgroupfs"))
     a = report.allocator
@@ -152,7 +158,10 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     assert a.preload[0].verdict == "not loaded: no such file"
     assert report.cmdline == ("app", "--serve")
     assert report.memory.process is not None and report.memory.process.uss_bytes == 600 * 1024
-    assert report.memory.glibc == facts.GlibcHeaps(MiB, 0, 0)
+    assert report.memory.glibc == facts.GlibcHeaps(MiB, 0, 0, 256 * 1024, 0)
+    assert report.memory.glibc_fragmentation_estimate == 0.5  # 256 of 512 kB anon resident
+    assert report.jemalloc_background_threads is None  # glibc serves malloc
+    assert report.kubernetes is None  # a Docker container off Kubernetes
     assert report.container is not None and report.container.container_id == DOCKER_ID
     assert {u.part for u in report.unknowns} == {"container"}  # the cgroup files are absent
     assert process_tree(40, str(tmp_path)) == [40, 41, 42]
@@ -178,3 +187,13 @@ def test_an_unidentified_allocator_is_not_named_unknown_in_a_sentence() -> None:
     assert _counters_note("mimalloc") == (
         "mimalloc's own counters cannot be read from outside the process"
     )
+
+
+def test_jemalloc_background_threads_are_counted_by_thread_name(tmp_path: Path) -> None:
+    d = fake_process(tmp_path, 50)
+    for tid, comm in ((50, "python"), (51, "jemalloc_bg_thd"), (52, "jemalloc_bg_thd"), (53, "w")):
+        (d / "task" / str(tid)).mkdir(parents=True)
+        (d / "task" / str(tid) / "comm").write_text(comm + "\n")
+    names = procinfo.Proc(50, str(tmp_path)).thread_names()
+    assert facts.jemalloc_background_threads(names) == 2
+    assert facts.jemalloc_background_threads(["python\n", "jemalloc_bg_thd_x\n"]) == 0

@@ -177,6 +177,7 @@ def test_serve_options() -> None:
         (["--no-purge", "--", "true"], "--no-purge: for the built-in workloads only"),
         (["--settle", "1", "--", "true"], "a command ends by itself"),
         (["--repeats", "auto", "--", "true"], "--repeats auto is for the built-in workloads"),
+        (["--timeout", "9", "--serve", "s {port}", "--load", "1"], "--timeout is for workloads"),
     ],
 )
 def test_an_option_a_command_or_service_cannot_honour_is_refused(

@@ -10,6 +10,7 @@ import pytest
 
 from allocscope import exitcodes, userfile
 from allocscope.bench import load, results, variants
+from allocscope.tune import space
 from tests.conftest import run_allocscope
 
 
@@ -74,6 +75,8 @@ def test_every_reader_goes_through_it(fifo: str, tmp_path: Path) -> None:
         results.load("/dev/zero")
     with pytest.raises(variants.VariantError, match="a FIFO"):
         variants.load_toml(fifo)
+    with pytest.raises(space.SpaceError, match="a character device"):
+        space.load("/dev/zero")
     binary = tmp_path / "r.jsonl"
     binary.write_bytes(b"\x00\x01\xff")
     with pytest.raises(load.LoadError, match="not UTF-8 text"):
@@ -91,3 +94,19 @@ def test_report_refuses_endless_inputs_at_once(target: str, fifo: str, tmp_path:
     proc = run_allocscope("report", path, timeout=30)  # it once never returned (FIFO)
     assert proc.returncode == exitcodes.BAD_INPUT
     assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_replacing_writes_whole_files_or_none(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), userfile.replacing(str(path)) as f:
+        f.write("half of a new one")
+        raise RuntimeError("interrupted mid-write")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
+    with userfile.replacing(str(path)) as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["results.json"]
+    missing = tmp_path / "gone" / "r.json"
+    no_dir = r"cannot write .*: No such file or directory"
+    with pytest.raises(userfile.UserFileError, match=no_dir), userfile.replacing(str(missing)):
+        pass

@@ -7,13 +7,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from allocscope.bench import stats
-from allocscope.bench.results import MB, Results, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB, Results
 from allocscope.bench.stats import MEMORY_FLOOR_BYTES
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 
 
-def runs_of(variant: str, retained: list[float], before: float = 20.0, **extra: float) -> list[Run]:
+def runs_of(
+    variant: str, retained: list[float], before: float = 20.0, **extra: float
+) -> list[RunRecord]:
     out = []
     for i, r in enumerate(retained, 1):
         base = run(variant, i, 1.0 + i / 100, r)
@@ -22,7 +25,7 @@ def runs_of(variant: str, retained: list[float], before: float = 20.0, **extra: 
     return out
 
 
-def results(runs: list[Run], kind: str = "workload") -> Results:
+def results(runs: list[RunRecord], kind: str = "workload") -> Results:
     return Results(
         created="2026-01-01T00:00:00Z",
         host={},
@@ -79,7 +82,7 @@ def test_a_negative_kept_rss_is_explained_in_words() -> None:
     ) in md
 
 
-def command_runs(variant: str, n: int, cpu: float, wall: float, peak: float) -> list[Run]:
+def command_runs(variant: str, n: int, cpu: float, wall: float, peak: float) -> list[RunRecord]:
     return [
         replace(
             run(variant, i, wall, peak),

@@ -1,6 +1,10 @@
-"""Benchmarks that prove their allocator: variants, workloads, the child worker, the runner.
+"""Measure allocator variants on any kind of work, and prove what each run ran on.
 
-Data flows one way: :mod:`runner` starts :mod:`worker` children under each variant,
-samples their RSS from outside, and :mod:`results` writes the one versioned JSON document
-that the reports render.
+The flow, one way: :mod:`plan` (what to measure, checked once) -> :mod:`session` (the
+one loop: seeded order, repeats, warm-ups, noise, signals, saves) -> :mod:`kinds` (per
+kind of work: :mod:`runner` and its :mod:`worker` children for built-in workloads and
+``module:function``; :mod:`target`, :mod:`serve_target`, :mod:`watch`, :mod:`tree` and
+:mod:`load` for a command or a service) -> :mod:`record` (one typed, checked record per
+run) -> :mod:`results` (the versioned document the reports render). :mod:`api` is the
+Python face (``allocscope.compare``); :mod:`variants` and :mod:`workloads` say what runs.
 """

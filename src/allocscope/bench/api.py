@@ -31,8 +31,9 @@ process), ``ok`` and ``failures``, ``noise`` (what else the machine did meanwhil
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Literal, TypedDict
 
@@ -65,6 +66,9 @@ class Options(TypedDict, total=False):
     purge: bool
     scale: float
     params: Mapping[str, int] | None
+    precision: float
+    budget: float
+    as_deployed: bool
 
 
 def plan(variants: Sequence[str | Variant] = (), **options: Unpack[Options]) -> Plan:
@@ -100,8 +104,27 @@ def run(
     session.prepare(chosen)
     path = os.path.join(out, "results.json") if out is not None else None
     main = threading.current_thread() is threading.main_thread()  # signals: main thread only
-    with runner.stop_on_signals() if main else nullcontext():
+    with _subreaper_restored(), runner.stop_on_signals() if main else nullcontext():
         return session.execute(chosen, progress, path=path, quiet=quiet)
+
+
+@contextlib.contextmanager
+def _subreaper_restored() -> Iterator[None]:
+    """A command's runs make this process a child subreaper (bench.orphans); a caller
+    that was not one is not left one, or orphans of its later children would become our
+    zombies (the runs themselves reap what they adopt)."""
+    from allocscope import procctl
+
+    try:
+        was = procctl.is_subreaper()
+    except (OSError, AttributeError):  # no prctl here: nothing to restore
+        was = True
+    try:
+        yield
+    finally:
+        if not was:
+            with contextlib.suppress(OSError, AttributeError):
+                procctl.become_subreaper(False)
 
 
 def compare(

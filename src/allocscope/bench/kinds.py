@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -113,8 +114,13 @@ class TreeKind:
 
     def _label(self) -> str:
         if isinstance(self.work, Service):
-            return target.label(self.work.argv(0), "serve").replace(" 0", " {port}")
+            return target.label(shlex.split(self.work.command), "serve")
         return target.label(self.work.argv)
+
+    def batch(self, pairs: Sequence[tuple[Variant, int]]) -> list[runner.Labelled]:
+        """Specs for runs in an order the caller chose (tune): (variant, repeat) pairs."""
+        label = self._label()
+        return [TreeSpec(v, label, repeat, i) for i, (v, repeat) in enumerate(pairs)]
 
     def specs(
         self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
@@ -129,25 +135,30 @@ class TreeKind:
 
     def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
         done: list[RunRecord] = []
+        finished: RunRecord | None = None  # measured, not yet in done
         started, longest = time.monotonic(), 0.0
-        for i, spec in enumerate(specs):
-            assert isinstance(spec, TreeSpec)
-            before = specs[i - 1] if i else None
-            assert before is None or isinstance(before, TreeSpec)
-            if self._over_budget(spec, before, started, longest):
-                break
-            began = time.monotonic()
-            self.progress("start", spec, None)
-            window = _window()
-            try:
-                record = self._one(spec, done)
-            except runner.Interrupted as e:
-                e.runs[:0] = done  # the runs before this one, then its partial record
-                raise
-            done.append(replace(record, order=spec.order, noise=_close(window)))
-            longest = max(longest, time.monotonic() - began)
-            self.save(done)
-            self.progress("done", spec, done[-1])
+        try:
+            for i, spec in enumerate(specs):
+                assert isinstance(spec, TreeSpec)
+                before = specs[i - 1] if i else None
+                assert before is None or isinstance(before, TreeSpec)
+                if self._over_budget(spec, before, started, longest):
+                    break
+                began = time.monotonic()
+                self.progress("start", spec, None)
+                window = _window()
+                finished = replace(self._one(spec, done), order=spec.order)
+                finished = replace(finished, noise=_close(window))
+                done.append(finished)
+                finished = None
+                longest = max(longest, time.monotonic() - began)
+                self.save(done)
+                self.progress("done", spec, done[-1])
+        except runner.Interrupted as e:
+            # A signal at any moment: the runs done, one measured but not yet kept, and
+            # (from a service) the partial record of the run it stopped.
+            e.runs[:0] = [*done, *([finished] if finished is not None else [])]
+            raise
         return done
 
     def _over_budget(

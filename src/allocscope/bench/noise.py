@@ -28,6 +28,10 @@ BUSY_PROCESS = 0.25  # a process using this many CPUs (averaged over the window)
 # own children: a 4-thread workload alone loads 2 CPUs to about 2.5 per CPU. Beyond 3 per
 # CPU, others are at work.
 BUSY_LOAD = 3.0
+# A process's start time is boot time (whole seconds in /proc/stat) plus clock ticks: it
+# may read up to a second early, so a process born just after the window opened must not
+# be taken for one that was already running.
+BORN_SLACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -85,24 +89,34 @@ def _ours(pid: int, sessions: set[int]) -> bool:
         return False
 
 
-def close_window(window: Window, sessions: Iterable[int], *, cpus: int | None = None) -> Noise:
-    """The noise between ``window`` and now; ``sessions``: our children's session ids."""
-    elapsed = max(time.time() - window.started, 1e-3)
-    ours = set(sessions)
-    now = process_cpu()
-    used: list[tuple[float, str]] = []
+def cpu_of_others(
+    window: Window, now: dict[int, tuple[str, float, float]], ours: Callable[[int], bool]
+) -> list[tuple[str, float]]:
+    """(name, CPU seconds used in the window) of every process not ours that used some."""
+    out = []
     for pid, (name, cpu, born) in now.items():
-        if _ours(pid, ours):
+        if ours(pid):
             continue
         before = window.procs.get(pid)
         if before is not None and before[2] == born:
             delta = cpu - before[1]
-        elif born >= window.started:
-            delta = cpu
+        elif born >= window.started - BORN_SLACK:
+            delta = cpu  # born during the window (or the pid was reused since)
         else:
-            continue  # pid reused, or unreadable at the start
+            continue  # unreadable at the start
         if delta > 0:
-            used.append((delta / elapsed, name))
+            out.append((name, delta))
+    return out
+
+
+def close_window(window: Window, sessions: Iterable[int], *, cpus: int | None = None) -> Noise:
+    """The noise between ``window`` and now; ``sessions``: our children's session ids."""
+    elapsed = max(time.time() - window.started, 1e-3)
+    ours = set(sessions)
+    used = [
+        (delta / elapsed, name)
+        for name, delta in cpu_of_others(window, process_cpu(), lambda pid: _ours(pid, ours))
+    ]
     other = sum(share for share, _ in used)
     stat = cpu_stat()
     steal = 0.0

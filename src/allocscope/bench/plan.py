@@ -203,7 +203,7 @@ class Plan:
     purge: bool
     seed: int  # shuffles the order of each repeat and seeds the bootstrap
     auto: bool = False  # --repeats auto: repeat until the intervals are narrow enough
-    target: float = AUTO_TARGET  # half-width of the interval, relative to the median
+    precision: float = AUTO_TARGET  # --target: half-width of the interval / the median
     budget: float = AUTO_BUDGET  # seconds --repeats auto (or a command's default runs) may spend
     max_repeats: int = AUTO_MAX
     repeats_default: bool = False  # a command or service without --repeats: see LONG_RUN
@@ -233,7 +233,7 @@ class Plan:
             "purge": self.purge,
             "seed": self.seed,
             "repeats_auto": {
-                "target": self.target,
+                "target": self.precision,  # the flag's name, as older files say it
                 "budget_s": self.budget,
                 "max": self.max_repeats,
             }
@@ -272,7 +272,7 @@ def make(
     purge: bool = True,
     scale: float = 1.0,
     params: Mapping[str, int] | None = None,
-    target: float = AUTO_TARGET,
+    precision: float = AUTO_TARGET,
     budget: float = AUTO_BUDGET,
     as_deployed: bool = False,
 ) -> Plan:
@@ -302,6 +302,11 @@ def make(
         variants = [replace(v, env=(*v.env, AS_DEPLOYED)) for v in variants]
     if not isinstance(work, Workloads):
         _refuse_for(work.kind, scale=scale, params=params, purge=purge, repeats=repeats)
+        if isinstance(work, Service) and timeout is not None:
+            raise PlanError(
+                "--timeout is for workloads and commands; a service's run ends with its load "
+                "(--duration, --load) and its stop (--grace): leave it out"
+            )
         if isinstance(work, Command) and settle:
             raise PlanError(
                 "--settle is for workloads and services (RSS read after the work); "
@@ -313,7 +318,7 @@ def make(
     positive("repeats", count, integer=True)
     warmup = warmup if warmup is not None else (1 if isinstance(work, Workloads) else 0)
     positive("warmup", warmup, integer=True, zero=True)
-    positive("target", target * 100)
+    positive("target", precision * 100)
     positive("budget", budget)
     positive("interval", interval)
     if timeout is None:
@@ -335,7 +340,7 @@ def make(
         purge=purge and isinstance(work, Workloads),
         seed=seed if seed is not None else secrets.randbits(32),
         auto=auto,
-        target=target,
+        precision=precision,
         budget=budget,
         repeats_default=repeats is None and not isinstance(work, Workloads),
     )

@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from allocscope.errors import AllocscopeError
 from allocscope.expectations import Check
@@ -29,7 +29,6 @@ RECORD_VERSION = 2  # the same number as the results file that first carried it
 
 # What produced a run: a built-in workload in a worker child, a user's command (any
 # language, its whole process tree), or a user's service under load.
-RunKind = Literal["workload", "command", "service"]
 KINDS: tuple[str, ...] = ("workload", "command", "service")
 
 

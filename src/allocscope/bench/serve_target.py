@@ -21,14 +21,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from allocscope.bench import load, tree
+from allocscope.bench import kept, listening, load, tree
 from allocscope.bench.plan import Service
-from allocscope.bench.results import MB, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB
 from allocscope.bench.runner import Interrupted
 from allocscope.bench.target import TargetError, check_command, finish_run, label
 from allocscope.bench.variants import Variant
@@ -115,6 +115,13 @@ def _wait_ready(watch: Watch, phases: _Phases, port: int, opts: Service) -> str 
             raise TargetError(f"--ready {opts.ready} answered 404 Not Found: is the path right?")
         if not phases.wait(0.1):
             return f"the server exited with status {_code(watch)} before it was ready"
+    elsewhere = [a for a in listening.listening(watch.tree.names) if a[1] != port]
+    if elsewhere:
+        where = ", ".join(f"{host}:{p}" for host, p in elsewhere)
+        return (
+            f"the server listens on {where}, not on port {port}: put {{port}} in the --serve"
+            " command where the server takes its port"
+        )
     return f"the server was not ready within {opts.ready_timeout:g} s (GET {opts.ready})"
 
 
@@ -172,136 +179,177 @@ def run_service(
     *,
     interval: float,
     settle: tuple[float, ...],
-    save: Callable[[Run], None] | None = None,
+    save: Callable[[RunRecord], None] | None = None,
     quiet: bool = False,
-) -> Run:
+) -> RunRecord:
     """One run of the service; ``save(partial)`` keeps a long load's figures as it goes."""
-    port = free_port()
-    argv = opts.argv(port)
-    watch = Watch.start(variant, argv, trim_every=variant.trim_every)
-    phases = _Phases(watch, interval)
-    failures: list[str] = []
-    growth = _Growth()
-    extra: dict[str, Any] = {"port": port, "argv": argv}
-    summary: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
-    # Only what is the same for every run (the port is not): runs with equal params pool.
-    params = {"kind": "service", "serve": opts.command}
-    workload = label([a.replace(str(port), "{port}") for a in argv], "serve")
+    return _ServiceRun(opts, variant, repeat, interval, settle, save, quiet).run()
 
-    def record(extra_failures: tuple[str, ...] = ()) -> Run:
-        extra["growth"] = growth.to_dict()
-        extra["load"] = summary
-        rss_end = watch.tree.last[1] if watch.tree.last else None
+
+class _Ended(Exception):
+    """The run cannot go on (the server died, never got ready, is not on the variant):
+    its reasons are the run's failures, not an error of allocscope."""
+
+    def __init__(self, *reasons: str) -> None:
+        super().__init__(*reasons)
+        self.reasons = list(reasons)
+
+
+class _ServiceRun:
+    """One service run, phase by phase: ready, proved, warmed, loaded, idle, stopped."""
+
+    def __init__(
+        self,
+        opts: Service,
+        variant: Variant,
+        repeat: int,
+        interval: float,
+        settle: tuple[float, ...],
+        save: Callable[[RunRecord], None] | None,
+        quiet: bool,
+    ) -> None:
+        self.opts, self.variant, self.repeat, self.settle = opts, variant, repeat, settle
+        self.save, self.quiet = save, quiet
+        self.port = free_port()
+        argv = opts.argv(self.port)
+        self.watch = Watch.start(variant, argv, trim_every=variant.trim_every)
+        self.phases = _Phases(self.watch, interval)
+        self.failures: list[str] = []
+        self.growth = _Growth()
+        self.extra: dict[str, Any] = {"port": self.port, "argv": argv}
+        self.summary: dict[str, Any] = {}
+        self.metrics: dict[str, float] = {}
+        # Only what is the same for every run (the port is not): equal params pool.
+        self.params = {"kind": "service", "serve": opts.command}
+        self.workload = label([a.replace(str(self.port), "{port}") for a in argv], "serve")
+        self.load_started = self.last_save = time.monotonic()
+
+    def run(self) -> RunRecord:
+        try:
+            try:
+                self.ready()
+                self.warm()
+                self.load()
+                self.idle()
+                self.stop()
+            except _Ended as e:
+                self.failures += e.reasons
+            return self.record()
+        except KeyboardInterrupt as e:
+            self.watch.mark("interrupted")
+            self.watch.kill()
+            if isinstance(e, Interrupted):  # the session keeps it with the runs done
+                e.runs.append(self.record("interrupted: the figures so far are kept"))
+            raise
+        finally:
+            if self.watch.exit_code is None:
+                self.watch.kill()
+            self.watch.finish()
+
+    def record(self, *more: str) -> RunRecord:
+        self.extra["growth"] = self.growth.to_dict()
+        self.extra["load"] = self.summary
         return finish_run(
-            watch,
-            variant,
-            workload,
-            repeat,
-            [*failures, *extra_failures],
-            round(time.monotonic() - watch.started, 3),
-            rss_end,
-            params=params,
-            metrics=metrics,
-            extra=extra,
+            self.watch,
+            self.workload,
+            self.repeat,
+            [*self.failures, *more],
+            params=self.params,
+            metrics=self.metrics,
+            extra=self.extra,
             allow_signal=True,
         )
 
-    try:
-        why = _wait_ready(watch, phases, port, opts)
+    def _alive(self, still: bool, when: str) -> None:
+        if not still or self.watch.exited():
+            raise _Ended(f"the server exited with status {_code(self.watch)} {when}")
+
+    def ready(self) -> None:
+        why = _wait_ready(self.watch, self.phases, self.port, self.opts)
         if why is not None:
-            failures.append(why)
-            return record()
-        watch.mark("ready")
-        if not phases.wait(SPAWN_SETTLE):
-            failures.append(f"the server exited with status {_code(watch)} after it was ready")
-            return record()
-        problems = watch.proof_problems()
+            raise _Ended(why)
+        self.watch.mark("ready")
+        self._alive(self.phases.wait(SPAWN_SETTLE), "after it was ready")
+        problems = self.watch.proof_problems()
         if problems:
-            failures += problems
-            return record()
-        if opts.warm > 0 and not opts.load_cmd:
+            raise _Ended(*problems)
+
+    def warm(self) -> None:
+        if self.opts.warm > 0 and not self.opts.load_cmd:
             _builtin_load(
-                opts,
-                port,
-                phases,
-                duration=opts.warm,
+                self.opts,
+                self.port,
+                self.phases,
+                duration=self.opts.warm,
                 count=None,
-                starting=lambda: watch.mark("warmup_start"),
+                starting=lambda: self.watch.mark("warmup_start"),
             )
-            if watch.exited():
-                failures.append(f"the server exited with status {_code(watch)} during warm-up")
-                return record()
-        begun = time.monotonic()
-        saved = [begun]
+            self._alive(True, "during warm-up")
 
-        def starting() -> None:
-            nonlocal begun
-            begun = saved[0] = time.monotonic()
-            watch.mark("load_start")
+    def _starting(self) -> None:
+        self.load_started = self.last_save = time.monotonic()
+        self.watch.mark("load_start")
 
-        def during(done: int | None) -> None:
-            if watch.tree.last:
-                growth.add(done, time.monotonic() - begun, watch.tree.last[1])
-            if time.monotonic() - saved[0] >= opts.progress_every:
-                saved[0] = time.monotonic()
-                if not quiet and watch.tree.last:
-                    _progress(
-                        variant, time.monotonic() - begun, opts.duration, done, watch.tree.last[1]
-                    )
-                if save is not None:
-                    save(record(("in progress (an interrupted soak)",)))
+    def _during(self, done: int | None) -> None:
+        """Each tick of the load: the growth fit; now and then a progress line and a save."""
+        last = self.watch.tree.last
+        if last:
+            self.growth.add(done, time.monotonic() - self.load_started, last[1])
+        if time.monotonic() - self.last_save < self.opts.progress_every:
+            return
+        self.last_save = time.monotonic()
+        if not self.quiet and last:
+            t = time.monotonic() - self.load_started
+            _progress(self.variant, t, self.opts.duration, done, last[1])
+        if self.save is not None:
+            self.save(self.record("in progress (an interrupted soak)"))
 
+    def load(self) -> None:
+        opts = self.opts
         if opts.load_cmd:
-            starting()
-            summary = _command_load(opts, port, phases, during)
+            self._starting()
+            self.summary = _command_load(opts, self.port, self.phases, self._during)
         else:
-            summary = _builtin_load(
+            self.summary = _builtin_load(
                 opts,
-                port,
-                phases,
+                self.port,
+                self.phases,
                 duration=opts.duration,
                 count=opts.load,
-                during=during,
-                starting=starting,
+                during=self._during,
+                starting=self._starting,
             )
-        if watch.exited():
-            failures.append(f"the server exited with status {_code(watch)} during the load")
-            return record()
-        end = watch.mark("load_end", **{k: v for k, v in summary.items() if k != "output"})
-        load_end_t = time.monotonic()
+        self._alive(True, "during the load")
+        said = {k: v for k, v in self.summary.items() if k != "output"}
+        end = self.watch.mark("load_end", **said)
+        self.load_ended = time.monotonic()
         for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "error_count"):
-            if isinstance(summary.get(key), int | float):
-                metrics[key] = float(summary[key])
-        metrics["load_s"] = float(summary.get("duration_s") or 0.0)
+            if isinstance(self.summary.get(key), int | float):
+                self.metrics[key] = float(self.summary[key])
+        self.metrics["load_s"] = float(self.summary.get("duration_s") or 0.0)
         if end.rss is not None:
-            metrics["rss_load_end"] = float(end.rss)
-        for after in settle:
-            if not phases.wait(max(0.0, load_end_t + after - time.monotonic())):
-                failures.append(f"the server exited with status {_code(watch)} while idle")
-                return record()
-            m = watch.mark("idle", after_s=after)
+            self.metrics["rss_load_end"] = float(end.rss)
+
+    def idle(self) -> None:
+        """RSS at each settle point after the load (the last is 'after idle')."""
+        for after in self.settle:
+            wait = max(0.0, self.load_ended + after - time.monotonic())
+            self._alive(self.phases.wait(wait), "while idle")
+            m = self.watch.mark("idle", after_s=after)
             if m.rss is not None:
-                metrics[f"rss_idle_{after:g}"] = float(m.rss)
-                metrics["rss_idle"] = float(m.rss)
-        stopped = watch.stop(opts.grace)
-        watch.mark("stop", **stopped)
-        extra["stop"] = stopped
+                self.metrics[f"rss_idle_{after:g}"] = float(m.rss)
+                self.metrics["rss_idle"] = float(m.rss)
+
+    def stop(self) -> None:
+        stopped = self.watch.stop(self.opts.grace)
+        self.watch.mark("stop", **stopped)
+        self.extra["stop"] = stopped
         if stopped["how"] == "SIGKILL":
-            extra["warnings"] = [f"the server ignored SIGTERM for {opts.grace:g} s: killed"]
-        if summary.get("requests") == 0 and not opts.load_cmd:
-            failures.append(f"no request was answered: {summary.get('errors')}")
-        return record()
-    except KeyboardInterrupt as e:
-        watch.mark("interrupted")
-        watch.kill()
-        if isinstance(e, Interrupted):  # the session keeps it with the runs done
-            e.runs.append(record(("interrupted: the figures so far are kept",)))
-        raise
-    finally:
-        if watch.exit_code is None:
-            watch.kill()
-        watch.finish()
+            self.extra["warnings"] = [
+                f"the server ignored SIGTERM for {self.opts.grace:g} s: killed"
+            ]
+        if self.summary.get("requests") == 0 and not self.opts.load_cmd:
+            self.failures.append(f"no request was answered: {self.summary.get('errors')}")
 
 
 def _builtin_load(
@@ -350,27 +398,30 @@ def _command_load(
     assert opts.load_cmd is not None
     argv = shlex.split(opts.load_cmd.replace("{url}", f"http://{HOST}:{port}"))
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out:
+    out = kept.Kept()  # bounded, however much it prints
+    try:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=out.fd,
+            stderr=out.fd,
             start_new_session=True,
         )
-        limit = (opts.duration or 3600.0) * 2 + 60
-        try:
-            while proc.poll() is None:
-                if not phases.wait(phases.interval) or time.monotonic() - started > limit:
-                    break
-                during(None)
-        finally:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        out.seek(0)
-        text = out.read().decode(errors="replace")
+    finally:
+        out.started()
+    limit = (opts.duration or 3600.0) * 2 + 60
+    try:
+        while proc.poll() is None:
+            if not phases.wait(phases.interval) or time.monotonic() - started > limit:
+                break
+            during(None)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out.close()
+    text = out.text()
     summary: dict[str, Any] = {
         "command": argv,
         "exit_code": proc.returncode,

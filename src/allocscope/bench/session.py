@@ -75,7 +75,7 @@ class _Session:
                 wide = self.too_wide(name)
                 if not wide:
                     self.stopped[name] = (
-                        f"narrow: every headline interval within ±{plan.target:.0%}"
+                        f"narrow: every headline interval within ±{plan.precision:.0%}"
                     )
                     break
                 if done >= plan.max_repeats:
@@ -99,7 +99,7 @@ class _Session:
                 iv = partial.interval(workload, v.name, metric)
                 if iv is None:
                     continue  # no run of it counts: more repeats will not help
-                if iv.half_width > self.plan.target:
+                if iv.half_width > self.plan.precision:
                     wide.append(f"{v.name} {metric} ±{iv.half_width:.0%}")
         return wide
 

@@ -65,6 +65,11 @@ def memory_floor(base_rss: Sequence[float]) -> float:
     return max(float(MEMORY_FLOOR_BYTES), share)
 
 
+def floor_of(metric: str, base: Sequence[float]) -> float:
+    """The floor a comparison of ``metric`` against ``base`` gets: none but for memory."""
+    return memory_floor(base) if is_memory(metric) else 0.0
+
+
 Verdict = Literal["significant", "within noise", "too few runs", "below floor"]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocscope.bench import tree
-from allocscope.bench.results import Run
+from allocscope.bench.record import RunRecord
 from allocscope.bench.variants import Variant, setting_problems
 from allocscope.bench.watch import Watch
 from allocscope.errors import AllocscopeError
@@ -72,7 +72,7 @@ class CommandSpec:
         return f"{self.workload} · {self.variant.name} · {which}"
 
 
-def run_command(spec: CommandSpec) -> Run:
+def run_command(spec: CommandSpec) -> RunRecord:
     watch = Watch.start(spec.variant, spec.argv, trim_every=spec.trim_every)
     deadline = watch.started + spec.timeout
     failures: list[str] = []
@@ -86,16 +86,13 @@ def run_command(spec: CommandSpec) -> Run:
             time.sleep(spec.interval)
         end = watch.mark("exit")
         watch.stop(grace=0.5)  # anything the command left behind in its group
-        wall = round(time.monotonic() - watch.started, 3)
         return finish_run(
             watch,
-            spec.variant,
             spec.workload,
             spec.repeat,
             failures,
-            wall,
-            end.rss,
             params={"kind": "command", "argv": list(spec.argv)},
+            rss_end=end.rss,
         )
     finally:
         if watch.exit_code is None:
@@ -122,19 +119,22 @@ def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
 
 def finish_run(
     watch: Watch,
-    variant: Variant,
     workload: str,
     repeat: int,
     failures: list[str],
-    wall: float,
-    rss_end: int | None,
     *,
     params: dict[str, Any],
+    rss_end: int | None = None,
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
     allow_signal: bool = False,
-) -> Run:
-    """Judge a watched run and make its record (shared with services)."""
+) -> RunRecord:
+    """Judge a watched run and make its record (shared with services). ``rss_end``: the
+    tree's RSS at the end (default: its last sample); the wall time runs from its start."""
+    variant = watch.variant
+    wall = round(time.monotonic() - watch.started, 3)
+    if rss_end is None and watch.tree.last:
+        rss_end = watch.tree.last[1]
     stdout, stderr = watch.output()
     events = watch.hook_events()
     failures = list(failures)
@@ -175,9 +175,12 @@ def finish_run(
         },
         **(extra or {}),
     }
+    if watch.escaped:  # told in the output's notes and kept in the results
+        target["escaped"] = [e.to_dict() for e in watch.escaped]
+        warnings += [e.words() for e in watch.escaped]
     if warnings:
         target["warnings"] = warnings
-    return Run(
+    return RunRecord(
         variant=variant.name,
         workload=workload,
         repeat=repeat,

@@ -18,11 +18,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-from allocscope.bench import identity, inject
+from allocscope.bench import identity, inject, kept, orphans
 from allocscope.bench import tree as proctree
 from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
@@ -56,8 +56,8 @@ class Watch:
 
     variant: Variant
     proc: subprocess.Popen[bytes]
-    out: IO[bytes]
-    err: IO[bytes]
+    out: kept.Kept
+    err: kept.Kept
     hook_dir: str
     started: float
     tree: proctree.Tree
@@ -67,6 +67,7 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     exit_code: int | None = None
     cpu_reaped_s: float = 0.0  # from wait4: the root and every descendant it reaped
+    escaped: list[orphans.Escaped] = field(default_factory=list)  # stopped outside the group
 
     @classmethod
     def start(
@@ -77,19 +78,23 @@ class Watch:
         trim_every: float | None = None,
         cwd: str | None = None,
     ) -> Watch:
+        orphans.adopt()  # a daemon the command leaves behind is re-parented to us
         hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
         hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
-        out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finish)
-        err = tempfile.TemporaryFile()  # noqa: SIM115
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=target_environ(variant, hook),
-            cwd=cwd,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
+        out, err = kept.Kept(), kept.Kept()  # bounded, however much it prints
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out.fd,
+                stderr=err.fd,
+                env=target_environ(variant, hook),
+                cwd=cwd,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        finally:
+            out.started()
+            err.started()
         now = time.monotonic()
         watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
         watch.mark("start", argv=list(argv))
@@ -136,39 +141,53 @@ class Watch:
         return info is not None
 
     def stop(self, grace: float = TERM_GRACE) -> dict[str, Any]:
-        """SIGTERM the group; SIGKILL whatever is left after ``grace``; reap the root."""
+        """SIGTERM the group; SIGKILL whatever is left after ``grace``; reap the root.
+        Processes that escaped the group get the same grace, and are told apart."""
         begun = time.monotonic()
+        escapees = self._escapees()
+        orphans.signal_all(escapees, signal.SIGTERM)
         how = "exited"
         if not self.exited():
-            self._signal_all(signal.SIGTERM)
+            self._signal_all(signal.SIGTERM, spare=escapees)
             how = "SIGTERM"
-            while time.monotonic() - begun < grace and not self._all_gone():
+            while time.monotonic() - begun < grace and not self._all_gone(spare=escapees):
                 time.sleep(0.02)
-            if not self._all_gone():
+            if not self._all_gone(spare=escapees):
                 how = "SIGKILL"
-        self._signal_all(signal.SIGKILL)
+        self._signal_all(signal.SIGKILL, spare=escapees)
         self._reap()
+        left = max(0.0, grace - (time.monotonic() - begun))
+        self.escaped += orphans.stop(escapees, left)
         return {"how": how, "took_s": round(time.monotonic() - begun, 3)}
 
     def kill(self) -> None:
-        self._signal_all(signal.SIGKILL)
+        escapees = self._escapees()
+        self._signal_all(signal.SIGKILL, spare=escapees)
         self._reap()
+        self.escaped += orphans.stop(escapees, 0.0)
 
-    def _signal_all(self, sig: int) -> None:
+    def _escapees(self) -> dict[int, str]:
+        """Processes of this run alive outside its process group: those seen in the tree
+        that left it, and those carrying the run's marker wherever they were re-parented."""
+        ours = orphans.marked(inject.DIR_ENV, self.hook_dir) | set(self.tree.names)
+        return orphans.outside(self.proc.pid, ours)
+
+    def _signal_all(self, sig: int, spare: Collection[int] = ()) -> None:
         """The group (while the root is unreaped its id cannot be reused), then by pid
-        every process seen in the tree that may have left the group."""
+        every process seen in the tree that may have left the group (but those in
+        ``spare``: escapees, stopped and told by ``orphans``)."""
         if self.exit_code is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, sig)
         for pid in list(self.tree.names):
-            if pid != self.proc.pid and _alive(pid):
+            if pid != self.proc.pid and pid not in spare and _alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def _all_gone(self) -> bool:
+    def _all_gone(self, spare: Collection[int] = ()) -> bool:
         if not self.exited():
             return False
-        return not any(_alive(p) for p in self.tree.names if p != self.proc.pid)
+        return not any(_alive(p) for p in self.tree.names if p != self.proc.pid and p not in spare)
 
     def _reap(self) -> None:
         if self.exit_code is not None:
@@ -179,12 +198,10 @@ class Watch:
         self.cpu_reaped_s = usage.ru_utime + usage.ru_stime
 
     def output(self) -> tuple[str, str]:
-        """The tails of stdout and stderr."""
-        texts = []
-        for f in (self.out, self.err):
-            f.seek(0)
-            texts.append(f.read().decode(errors="replace"))
-        return texts[0][-STDERR_KEPT:], texts[1]
+        """The tail of stdout; stderr's head and tail."""
+        self.out.close()
+        self.err.close()
+        return self.out.text()[-STDERR_KEPT:], self.err.text()
 
     def hook_events(self) -> list[dict[str, Any]]:
         return inject.read_events(self.hook_dir)
@@ -248,8 +265,8 @@ class Watch:
         ]
 
     def finish(self) -> None:
-        self.out.close()
-        self.err.close()
+        self.out.close(0)
+        self.err.close(0)
         shutil.rmtree(self.hook_dir, ignore_errors=True)
 
 

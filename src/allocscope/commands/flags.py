@@ -323,7 +323,7 @@ def plan_from(
         purge=args.purge,
         scale=args.scale,
         params=params,
-        target=args.target / 100,
+        precision=args.target / 100,
         budget=args.budget,
         as_deployed=args.as_deployed,
     )

@@ -10,12 +10,12 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from allocscope import exitcodes
 from allocscope.errors import AllocscopeError, UsageError
 from allocscope.inspect import SCHEMA, InspectError, ProcessReport, inspect_process
-from allocscope.inspect.errors import NoSuchProcess, NotInspectable
+from allocscope.inspect.errors import Exited, NoSuchProcess
 from allocscope.inspect.procinfo import all_pids
 from allocscope.inspect.render import render, render_attach, timeline_line
 
@@ -25,16 +25,21 @@ HELP = "inspect running processes (any language): allocator, memory, crypto, con
 MAX_SECONDS = 86_400.0  # a day: past it time.sleep and deadlines overflow (inf, 1e308)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}: {text!r}"
-        )
-    return value
+def _seconds(flag: str) -> Callable[[str], float]:
+    """A flag's seconds: above 0, at most a day; otherwise bad input (exit 3, as documented)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= MAX_SECONDS:
+            raise AllocscopeError(
+                f"{flag} {text!r}: must be a number of seconds above 0 and at most {MAX_SECONDS:g}"
+            )
+        return value
+
+    return parse
 
 
 def _count(text: str) -> int:
@@ -43,7 +48,7 @@ def _count(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: {text!r}")
+        raise AllocscopeError(f"--count {text!r}: must be a whole number, at least 1")
     return value
 
 
@@ -56,7 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help=f"print {SCHEMA} JSON")
     out.add_argument("--human", action="store_true", help="a readable page (the default)")
     parser.add_argument(
-        "--watch", type=_seconds, metavar="SECONDS", help="a timeline: inspect every SECONDS"
+        "--watch",
+        type=_seconds("--watch"),
+        metavar="SECONDS",
+        help="a timeline: inspect every SECONDS",
     )
     parser.add_argument(
         "--count", type=_count, metavar="N", help="with --watch: stop after N rounds"
@@ -73,7 +81,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --attach: release free memory, report before/after",
     )
     parser.add_argument(
-        "--timeout", type=_seconds, default=10.0, help="with --attach: seconds to wait (10)"
+        "--timeout",
+        type=_seconds("--timeout"),
+        default=10.0,
+        help="with --attach: seconds to wait (10)",
     )
     parser.add_argument("--proc", default="/proc", help=argparse.SUPPRESS)  # fake trees in tests
     parser.epilog = (
@@ -81,8 +92,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "CAP_SYS_PTRACE for its maps and environ. Exit codes: 0 ok, 1 two allocators mapped "
         "in a process (a failure), 2 usage, 3 no such process or not a pid, 20 a kernel "
         "thread, a zombie, or a process that exited while being read; --attach: 21 not a "
-        "CPython (or not x86-64, or the probe failed inside), 22 ptrace not permitted, 23 "
-        "no answer within --timeout."
+        "CPython (or not x86-64 without sys.remote_exec, or the probe failed inside), 22 ptrace "
+        "not permitted or another tracer, 23 no answer within --timeout; --watch ends with 0 "
+        "when every process has ended."
     )
 
 
@@ -207,7 +219,9 @@ def _watch(args: argparse.Namespace, pids: list[int]) -> int:
         for pid, result in _reports(targets, args.proc, args.all):
             if isinstance(result, InspectError):
                 live.remove(pid)  # it has gone: the others' timelines go on
-                if pid in seen and isinstance(result, (NoSuchProcess, NotInspectable)):
+                if isinstance(result, Exited) or (
+                    pid in seen and isinstance(result, NoSuchProcess)
+                ):
                     print(f"allocscope inspect: process {pid} has ended", file=sys.stderr)
                     continue
                 print(f"allocscope inspect: {result}", file=sys.stderr)

@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip charts")
     parser.epilog = (
-        "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, truncated, "
+        "Exit codes: 0 rendered, 2 usage error, 3 unreadable results (missing, not a regular "
+        "file, past 256 MiB, truncated, "
         "not JSON, unknown schema version, impossible or mistyped values, one workload with "
         "different parameters, a file or run given twice) or an --out directory that cannot "
         "be written or already holds a report (without --force). Every run's proof is "

@@ -14,12 +14,17 @@ import random
 import secrets
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocscope import exitcodes
 from allocscope.bench import workloads
 from allocscope.commands import flags
 from allocscope.errors import AllocscopeError
+
+if TYPE_CHECKING:  # the search needs psutil ([bench]); the parser must not
+    from allocscope.bench.variants import Variant
+    from allocscope.tune.measure import Target
+    from allocscope.tune.session import Plan
 
 HELP = "search allocator settings on your workload or service and recommend one, with proof"
 EPILOG = (
@@ -31,6 +36,8 @@ EPILOG = (
     "measured (continue with --resume DIR)."
 )
 DEFAULT_BUDGET = "20m"
+PARAMS = ("threads", "iters", "size", "keep", "rounds")
+TREE_INTERVAL = 0.1  # at least, sampling a process tree (as compare does)
 # Arguments a resumed tune takes from the first one (the target and the search).
 _KEPT = (
     "workload",
@@ -77,7 +84,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("built-in workload")
     w.add_argument("--workload", "-w", metavar="NAME", help=", ".join(workloads.NAMES))
     w.add_argument("--scale", type=float, default=1.0, help="multiply the workload's iterations")
-    for name in ("threads", "iters", "size", "keep", "rounds"):
+    for name in PARAMS:
         w.add_argument(f"--{name}", type=int, help=f"override the workload's {name}")
     s = parser.add_argument_group("search")
     s.add_argument(
@@ -137,9 +144,10 @@ def _say(args: argparse.Namespace, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    from allocscope.bench.plan import SERVICE_SETTLE, PlanError, parse_settle
-    from allocscope.tune import measure
+def _target(args: argparse.Namespace, baseline: Variant) -> Target:
+    """The engine's checked plan for the baseline alone: tune runs its candidates on it."""
+    from allocscope.bench.plan import make, parse_settle
+    from allocscope.tune.measure import Target
 
     if args.command and args.serve is not None:
         raise TuneError("give either -- CMD or --serve, not both", exitcodes.USAGE)
@@ -152,41 +160,35 @@ def _target(args: argparse.Namespace) -> Any:
         raise TuneError(
             "give a target: -w WORKLOAD, -- CMD or --serve 'CMD {port}'", exitcodes.USAGE
         )
-    if not (args.interval > 0):
-        raise TuneError(f"--interval must be greater than 0, not {args.interval}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise TuneError(f"--timeout must be greater than 0, not {args.timeout}")
-    try:
-        if args.serve is not None:
-            from allocscope.bench import serve_target
-
-            opts = flags.service_from(args)
-            serve_target.check(opts)
-            idle = parse_settle(args.idle, "--idle") if args.idle else SERVICE_SETTLE
-            return measure.Service(opts=opts, interval=max(args.interval, 0.1), settle=idle)
-        if wants:
-            from allocscope.bench import target
-
-            argv = target.check_command(args.command)
-            return measure.Command(
-                argv=argv, timeout=args.timeout or 3600.0, interval=max(args.interval, 0.1)
-            )
-        overrides = {
-            k: getattr(args, k)
-            for k in ("threads", "iters", "size", "keep", "rounds")
-            if getattr(args, k) is not None
-        }
-        params = workloads.defaults(args.workload).scaled(args.scale).replace(**overrides)
-        settle = parse_settle(args.settle)
-        return measure.Workload(
-            args.workload,
-            params,
-            settle=settle or (0.5, 2.0),
-            timeout=args.timeout or 120.0,
-            interval=args.interval,
+    common: dict[str, Any] = {"repeats": 1, "warmup": 0, "seed": 0, "timeout": args.timeout}
+    if args.serve is not None:
+        idle = parse_settle(args.idle, "--idle") if args.idle else None
+        plan = make(
+            [baseline],
+            service=flags.service_from(args),
+            settle=idle,
+            interval=max(args.interval, TREE_INTERVAL),
+            **common,
         )
-    except (PlanError, workloads.WorkloadError) as e:
-        raise TuneError(str(e)) from None
+    elif wants:
+        plan = make(
+            [baseline], command=args.command, interval=max(args.interval, TREE_INTERVAL), **common
+        )
+    else:
+        params = {k: getattr(args, k) for k in PARAMS if getattr(args, k) is not None}
+        plan = make(
+            [baseline],
+            workloads=[args.workload],
+            scale=args.scale,
+            params=params,
+            settle=parse_settle(args.settle),
+            interval=args.interval,
+            purge=False,
+            **common,
+        )
+    target = Target(plan)
+    target.prepare()
+    return target
 
 
 def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], str]:
@@ -203,21 +205,25 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
     return argparse.Namespace(**merged), list(old.runs), old.created
 
 
-def run(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace) -> Plan:
+    """Every check that needs no run, in the order a user would fix them."""
     from allocscope.bench import variants
     from allocscope.bench.plan import PlanError, parse_duration
-    from allocscope.bench.runner import Interrupted, stop_on_signals
-    from allocscope.report.bundle import check_out
-    from allocscope.tune import document, objective, recommend, search, setting, space
+    from allocscope.tune import objective, search, session, setting, space
 
-    known: list[Any] = []
+    known: tuple[Any, ...] = ()
     created = None
     if args.resume:
-        args, known, created = _resumed(args)
-        args.out = args.resume
-    target = _target(args)
+        args, runs, created = _resumed(args)
+        known = tuple(runs)
+    try:
+        baseline = variants.parse_spec(args.baseline)
+    except variants.VariantError as e:
+        raise TuneError(f"--baseline: {e}") from None
+    if not baseline.available:
+        raise TuneError(f"--baseline {baseline.name}: {baseline.unavailable}")
+    target = _target(args, baseline)
     kind = target.kind
-    # ---- everything checked before the first run ----
     goal = objective.figure(kind, args.objective or objective.default_objective(kind))
     bounds = objective.parse_bounds(
         args.bound or objective.DEFAULT_BOUNDS, kind, given=args.bound is not None
@@ -239,179 +245,66 @@ def run(args: argparse.Namespace) -> int:
         _say(args, f"allocscope tune: left out {knob}: {why}")
     for allocator, why in proof.missing.items():
         _say(args, f"allocscope tune: left out [{allocator}]: {why}")
-    try:
-        baseline = variants.parse_spec(args.baseline)
-    except variants.VariantError as e:
-        raise TuneError(f"--baseline: {e}") from None
-    if not baseline.available:
-        raise TuneError(f"--baseline {baseline.name}: {baseline.unavailable}")
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     args.seed = seed
-    base_setting = setting.Setting(baseline.allocator, ())
-    found = variants.Libraries()
-    settings = setting.sample(
-        proof.space,
-        search.FIRST_MAX,
-        random.Random(seed),
-        skip=[base_setting] if not baseline.env else [],
-    )
+    skip = [setting.Setting(baseline.allocator, ())] if not baseline.env else []
+    settings = setting.sample(proof.space, search.FIRST_MAX, random.Random(seed), skip=skip)
     if not settings:
         raise TuneError("the space holds no setting besides the baseline: nothing to search")
-    by_name = {s.name: s for s in settings}
-    cands = [search.Candidate(s.variant(found)) for s in settings]
-    cands = [c for c in cands if c.variant.available]
-    out = args.out or os.path.join("tune", time.strftime("%Y%m%d-%H%M%S"))
-    if not args.resume:
-        check_out(out, force=args.force)
-    race = search.Race(baseline, cands, goal, bounds, seed, target.workload)
-    tune_info: dict[str, Any] = {
-        "args": {k: v for k, v in vars(args).items() if k in _KEPT},
-        "space": proof.space.to_dict(),
-        "refused": proof.refused,
-        "missing": proof.missing,
-        "budget_s": budget,
-        "max_runs": args.max_runs,
-        "specs": {s.name: s.spec() for s in settings},
-    }
-    config = {**target.config(), "tune": {"objective": goal.name, "budget_s": budget}}
-    runs: list[Any] = []
-    started = time.monotonic()
-
-    def heard(run_: Any) -> None:
-        runs.append(run_)
-        if not args.quiet:
-            from allocscope.report.progress import describe
-
-            left = max(0.0, budget - (time.monotonic() - started))
-            _say(args, f"  [{len(runs)}] {run_.variant}: {describe(run_)} ({left:.0f} s left)")
-
-    def measure(batch: list[Any]) -> list[Any]:
-        return list(target.run(batch, heard))
-
-    def saved() -> None:
-        document.save(
-            document.build(race, [*known, *runs], config=config, tune=tune_info, created=created),
-            out,
-        )
-
-    # The budget in runs comes from one warm-up of the baseline (a few seconds).
-    warm = [r for r in known if r.variant == baseline.name and r.repeat == 0]
-    interrupted = None
-    try:
-        with stop_on_signals():
-            if not warm:
-                began = time.monotonic()
-                _say(
-                    args, f"warm-up: {baseline.name} (to size the search to --budget {args.budget})"
-                )
-                warm = measure([(baseline, 0)])
-                race.measuring_s += time.monotonic() - began
-            per_run = max(0.5, max(r.duration_s for r in warm))
-            affordable = int(budget / per_run)
-            if args.max_runs is not None:
-                affordable = min(affordable, args.max_runs)
-            schedule = search.fit(affordable, len(cands))
-            if schedule is None:
-                raise TuneError(
-                    f"--budget {args.budget} is too small for one search: a run takes "
-                    f"~{per_run:.1f} s and the smallest search takes {smallest} runs "
-                    f"(~{smallest * per_run:.0f} s)"
-                )
-            race.candidates = cands[: schedule.first]
-            tune_info["schedule"] = {
-                "first": schedule.first,
-                "sizes": schedule.sizes(),
-                "runs": schedule.runs(),
-                "per_run_s": round(per_run, 2),
-            }
-            _say(
-                args,
-                f"searching {schedule.first} of {proof.space.size()} settings "
-                f"(rounds of {schedule.sizes()} candidates, ~{schedule.runs()} runs, seed {seed})",
-            )
-            search.run(
-                race,
-                schedule,
-                measure,
-                known=[*known, *warm],
-                deadline=started + budget,
-                max_runs=args.max_runs,
-                say=lambda line: _say(args, line),
-                saved=saved,
-            )
-    except Interrupted as e:
-        interrupted = (e.args[0], e.exit_code)
-    decision = recommend.decide(race, by_name)
-    tune_info["duration_s"] = round(time.monotonic() - started, 1)
-    tune_info["runs_measured"] = len(runs)
-    tune_info["measuring_s"] = round(race.measuring_s, 1)  # the rest is the search's own
-    results = document.build(
-        race, [*known, *runs], config=config, tune=tune_info, created=created, decision=decision
+    return session.Plan(
+        target=target,
+        objective=goal,
+        bounds=bounds,
+        baseline=baseline,
+        settings=tuple(settings),
+        proof=proof,
+        seed=seed,
+        budget_s=budget,
+        budget_text=args.budget,
+        max_runs=args.max_runs,
+        out=args.resume or args.out or os.path.join("tune", time.strftime("%Y%m%d-%H%M%S")),
+        record={k: v for k, v in vars(args).items() if k in _KEPT},
+        known=known,
+        created=created,
     )
-    document.save(results, out)
-    written = [os.path.join(out, document.FILE)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from allocscope.report.bundle import check_out
+    from allocscope.tune import recommend, render, session
+
+    plan = _plan(args)
+    if not args.resume:
+        check_out(plan.out, force=args.force)
+    outcome = session.execute(plan, lambda line: _say(args, line))
+    race, decision = outcome.race, outcome.decision
+    written = [os.path.join(plan.out, "results.json")]
     rec = decision.recommendation
     if args.chart and race.finalists():
         from allocscope.tune import pareto
 
         try:
-            written += pareto.write(
-                race, rec.setting.name if rec else None, os.path.join(out, "pareto")
-            )
+            stem = os.path.join(plan.out, "pareto")
+            written += pareto.write(race, rec.setting.name if rec else None, stem)
         except ModuleNotFoundError:
             _say(args, "allocscope tune: no chart: matplotlib is not installed ([report] extra)")
-    _print_table(race, decision)
+    render.print_table(race, decision)
     if rec is not None:
         print()
-        print(recommend.snippets(rec, kind=kind))
+        print(recommend.snippets(rec, kind=plan.target.kind))
     print(f"\nwrote {', '.join(written)}")
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
-    if interrupted is not None:
+    if outcome.interrupted is not None:
+        name, code = outcome.interrupted
         _say(
             args,
-            f"allocscope tune: stopped by {interrupted[0]}: what was measured is in {out}; "
-            f"continue with --resume {out}",
+            f"allocscope tune: stopped by {name}: what was measured is in {plan.out}; "
+            f"continue with --resume {plan.out}",
         )
-        return interrupted[1]
+        return code
     if not any(r.counts for r in race.base_runs):
-        print(
-            f"allocscope tune: the baseline {baseline.name} never ran successfully", file=sys.stderr
+        raise TuneError(
+            f"the baseline {plan.baseline.name} never ran successfully", exitcodes.RUN_FAILED
         )
-        return exitcodes.RUN_FAILED
     return exitcodes.OK
-
-
-def _print_table(race: Any, decision: Any) -> None:
-    figures = [race.objective.name, *(b.figure.name for b in race.bounds)]
-    figures = list(dict.fromkeys([*figures, "throughput"]))
-    rec = decision.recommendation.setting.name if decision.recommendation else None
-    ranked = race.finalists() + sorted(
-        (c for c in race.candidates if c not in race.finalists() and c.ratios),
-        key=lambda c: (-(c.round_left or 0), race.score(c)),
-    )
-    print(
-        f"\nallocscope tune: {race.workload}, baseline {race.baseline.name}, "
-        f"{len(race.base_runs)} baseline runs, seed {race.seed}"
-    )
-    head = f"{'candidate':<58} {'runs':>4}  " + "  ".join(f"{f:<30}" for f in figures)
-    print(head)
-    for c in ranked[:25]:
-        cells = []
-        for f in figures:
-            r = c.ratios.get(f)
-            cells.append(
-                f"{'-':<30}"
-                if r is None
-                else f"{f'x{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] {r.verdict}':<30}"
-            )
-        mark = (
-            "  <- recommended"
-            if c.name == rec
-            else (f"  (dropped: {c.dropped})" if c.dropped else "")
-        )
-        print(f"{c.name[:58]:<58} {len(c.counted()):>4}  " + "  ".join(cells) + mark)
-    failed = [c for c in race.candidates if c.dropped and c.dropped.startswith("every run failed")]
-    for c in failed:
-        print(f"failed: {c.name}: {c.dropped}")
-    print(f"\n{decision.reason}")

@@ -21,6 +21,7 @@ and a node's load average to 278, and SIGTERM did nothing for 13 s (issue 16). g
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import threading
@@ -64,11 +65,10 @@ class Rendered:
 
 
 Start = Callable[[str, list[tuple[str, str]]], Any]
+App = Callable[[dict[str, Any], Start], Iterable[bytes]]
 
 
-def wsgi_app(
-    collector: Collector, fresh_s: float
-) -> Callable[[dict[str, Any], Start], Iterable[bytes]]:
+def wsgi_app(collector: Collector, fresh_s: float) -> App:
     """GET /metrics (or /) in Prometheus' text format; nothing reads a request body."""
     rendered = Rendered(collector, fresh_s)
 
@@ -96,10 +96,23 @@ def _answer(start: Start, status: str, body: bytes, *headers: tuple[str, str]) -
     return [body]
 
 
+def loader(collector: Callable[[], Collector], fresh_s: float) -> Callable[[str], App]:
+    """What granian calls in its worker to build the app. Picklable: where
+    multiprocessing spawns (Python 3.14's default start method is forkserver, which
+    granian turns into spawn) the loader travels to the worker by pickle."""
+    return functools.partial(_load, os.getpid(), collector, fresh_s)
+
+
+def _load(main: int, collector: Callable[[], Collector], fresh_s: float, _name: str) -> App:
+    procctl.die_with_parent(main)  # in the worker: a SIGKILLed agent leaves no worker
+    return wsgi_app(collector(), fresh_s)
+
+
 def serve(collector: Callable[[], Collector], host: str, port: int, limits: Limits) -> None:
     """Serve until SIGTERM or SIGINT (granian's main process handles both).
 
-    ``collector`` is called in the worker process, after fork."""
+    ``collector`` (picklable: a class or a ``functools.partial`` of one) is called in the
+    worker process."""
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
@@ -124,14 +137,8 @@ def serve(collector: Callable[[], Collector], host: str, port: int, limits: Limi
         # typed int, but a float works (only its CLI wants whole seconds)
         workers_kill_timeout=limits.stop_s,  # type: ignore[arg-type]
     )
-    main = os.getpid()
-
-    def load(_name: str) -> Callable[[dict[str, Any], Start], Iterable[bytes]]:
-        procctl.die_with_parent(main)  # in the worker: a SIGKILLed agent leaves no worker
-        return wsgi_app(collector(), limits.fresh_s)
-
     try:
-        server.serve(target_loader=load)
+        server.serve(target_loader=loader(collector, limits.fresh_s))
     except RuntimeError as e:  # granian's bind error: "Address already in use (os error 98)"
         if "(os error" not in str(e):
             raise

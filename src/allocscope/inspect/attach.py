@@ -17,6 +17,7 @@ payload, when it finally runs, frees it itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -134,17 +135,22 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     deadline = time.monotonic() + timeout
     no_remote = remote.available(_version(pid, python[0]))
     if no_remote is None:
-        answer = remote.run(proc, trim, deadline, timeout)
-        return _report(pid, "remote_exec", REMOTE_MECHANISM, started, answer)
+        try:
+            answer = remote.run(proc, trim, deadline, timeout)
+        except remote.Refused as e:  # nothing sent: ptrace may still reach it
+            no_remote = str(e)
+        else:
+            return _report(pid, "remote_exec", REMOTE_MECHANISM, started, answer)
     why = ptrace.supported()
     if why:
         raise AttachUnsupported(f"{why}, and no sys.remote_exec: {no_remote}")
     libc = _symbols(proc, maps, ("mmap", "munmap", "gnu_get_libc_version"), "libc")
     if libc is None:
         raise AttachUnsupported(f"process {pid} has no glibc mapped to call mmap with")
-    if libc[1] is None:
-        raise AttachUnsupported(f"process {pid}: its libc has no unused page tail to run from")
-    calls = inject.Injector(pid, libc[1], deadline)
+    caves = libc[1] or python[1]
+    if caves is None:
+        raise AttachUnsupported(f"process {pid}: neither libc nor libpython has room to run from")
+    calls = inject.Injector(pid, caves, deadline)
     try:
         answer = _run(calls, python[0], libc[0], trim, timeout)
     except ptrace.PtraceError as e:
@@ -155,6 +161,8 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
         raise AttachUnsupported(f"{e}: continue it (SIGCONT) to attach") from e
     except inject.Busy as e:
         raise AttachDenied(str(e)) from e
+    except OSError as e:  # its memory could not be read or written (it exited, say)
+        raise AttachUnsupported(f"attach to process {pid} failed: {e}") from e
     return _report(pid, "ptrace", MECHANISM, started, answer)
 
 
@@ -233,10 +241,14 @@ def _run(
                 # now, rather than when its wait ends (a worker's select may last 15 s).
                 # It takes the GIL like any thread would, untraced: if another thread holds
                 # the GIL past the deadline, we stop waiting and the call runs when it can.
-                calls.call(
-                    (python["PyGILState_Ensure"],), (python["Py_MakePendingCalls"],),
-                    (python["PyGILState_Release"], 0), chain=True,
-                )  # fmt: skip
+                # Only if it still waits where the check found it: having moved on (into
+                # take_gil's condition variable, say), running GIL code in it would
+                # re-enter that condition variable and deadlock every thread.
+                with contextlib.suppress(inject.Moved):
+                    calls.call(
+                        (python["PyGILState_Ensure"],), (python["Py_MakePendingCalls"],),
+                        (python["PyGILState_Release"], 0), chain=True, at=calls.where,
+                    )  # fmt: skip
             answer = _await(pid, addr, calls.deadline, timeout)
         except BaseException:
             ptrace.write_memory(pid, addr, (2).to_bytes(8, "little"))  # it frees the buffer

@@ -22,6 +22,10 @@ class NotInspectable(InspectError):
     exit_code = exitcodes.NOT_INSPECTABLE
 
 
+class Exited(NotInspectable):
+    """A zombie, or a process that exited while being read: it was there, and has ended."""
+
+
 class AttachUnsupported(InspectError):
     exit_code = exitcodes.ATTACH_UNSUPPORTED
 

@@ -35,6 +35,7 @@ from allocscope.inspect.procinfo import Mapping
 #   0x0C0 r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi (to resume with)
 #   0x138 rflags, 0x140 rsp, 0x148 the call's token, 0x200 the XSAVE area (0xC00)
 #       mov r12, rsp; mov eax, 0xe7; xor edx, edx; xsave64 [r12+0x200]
+#       cld; fninit; push 0x1f80; ldmxcsr [rsp]; pop rax   (the state a C call expects)
 #       xor r13d, r13d; mov r14, r12; mov r15d, 3
 #   1:  mov r11, [r14]; test r11, r11; jz 3f
 #       mov rdi..r9, [r14+8..48]; test qword ptr [r14+56], 1; jz 2f; mov rdi, r13
@@ -44,18 +45,18 @@ from allocscope.inspect.procinfo import Mapping
 #       mov rax, [r12+0x148]; mov [rbx+16], rax          (done: the token)
 #       mov rsp, r12; mov r15..rdi, [rsp+0xC0..0x130]
 #       push qword ptr [rsp+0x138]; popfq; mov rsp, [rsp+0x140]
-#       jmp qword ptr [rip+resume]                        (resume: .quad, at 0x118)
+#       jmp qword ptr [rip+resume]                        (resume: .quad, at 0x120)
 STUB = bytes.fromhex(
-    "4989e4b8e700000031d2490faea424000200004531ed4d89e641bf030000004d8b1e4d85db743e"
-    "498b7e08498b7610498b5618498b4e204d8b46284d8b4e3049f746380100000074034c89ef31c0"
-    "41ffd34d39e64c0f44e8488943084983c64041ffcf75bab8e700000031d2490faeac2400020000"
-    "498b842448010000488943104c89e44c8bbc24c00000004c8bb424c80000004c8bac24d0000000"
-    "4c8ba424d8000000488bac24e0000000488b9c24e80000004c8b9c24f00000004c8b9424f80000"
-    "004c8b8c24000100004c8b842408010000488b842410010000488b8c2418010000488b94242001"
-    "0000488bb42428010000488bbc2430010000ffb424380100009d488ba42440010000ff25060000"
-    "00660f1f440000"
+    "4989e4b8e700000031d2490faea42400020000fcdbe368801f00000fae1424584531ed4d89e641"
+    "bf030000004d8b1e4d85db743e498b7e08498b7610498b5618498b4e204d8b46284d8b4e3049f7"
+    "46380100000074034c89ef31c041ffd34d39e64c0f44e8488943084983c64041ffcf75bab8e700"
+    "000031d2490faeac2400020000498b842448010000488943104c89e44c8bbc24c00000004c8bb4"
+    "24c80000004c8bac24d00000004c8ba424d8000000488bac24e0000000488b9c24e80000004c8b"
+    "9c24f00000004c8b9424f80000004c8b8c24000100004c8b842408010000488b84241001000048"
+    "8b8c2418010000488b942420010000488bb42428010000488bbc2430010000ffb424380100009d"
+    "488ba42440010000ff250100000090"
 )
-RESUME_AT = 0x118  # the routine's jump target, a quad right after the code
+RESUME_AT = 0x120  # the routine's jump target, a quad right after the code
 CODE_SIZE = RESUME_AT + 8
 FRAME_SIZE = 0xE00
 _RED_ZONE = 1024  # below the interrupted frame's 128-byte red zone, with room to spare
@@ -77,6 +78,10 @@ _PT_LOAD, _PF_X, _PF_W = 1, 1, 2
 
 class Busy(OSError):
     """Another attach owns the caves, or a call of an earlier one has not returned yet."""
+
+
+class Moved(Exception):
+    """The thread is no longer where the caller required it to be: nothing was run."""
 
 
 class CallPending(TimeoutError):
@@ -148,20 +153,25 @@ class Injector:
         self.caves = caves
         self.deadline = deadline
         self.syscall: int | None = None  # the system call the thread last waited in
+        self.where = (-1, 0)  # (that system call or -1, its instruction pointer)
         self._used = False
         self._restarted = (-1, -1)  # (where, which) system call we restarted by restart_syscall
         self._frames = 0  # the top of the highest frame we wrote on the thread's stack
 
-    def call(self, *calls: tuple[int, ...], chain: bool = False) -> int:
+    def call(
+        self, *calls: tuple[int, ...], chain: bool = False, at: tuple[int, int] | None = None
+    ) -> int:
         """Run up to three ``(function, *args)`` in the thread; the last one's return value.
 
-        ``chain``: the last call's first argument is the first call's result.
+        ``chain``: the last call's first argument is the first call's result. ``at``: run
+        only if the thread still waits where the last hold found it (``where``), else
+        raise Moved: between two holds it runs freely, and may have left its wait.
         """
         token = int.from_bytes(secrets.token_bytes(8), "little") | 1
         with ptrace.signals_held():
             hold = ptrace.Hold(self.pid, self.deadline)
             try:
-                self._prepare(hold, calls, chain, token)
+                self._prepare(hold, calls, chain, token, at)
             finally:
                 hold.release()  # the thread runs the routine, untraced
         while True:
@@ -174,12 +184,16 @@ class Injector:
             time.sleep(0.0005)
 
     def _prepare(self, hold: ptrace.Hold, calls: tuple[tuple[int, ...], ...], chain: bool,
-                 token: int) -> None:  # fmt: skip
+                 token: int, at: tuple[int, int] | None) -> None:  # fmt: skip
         regs = hold.regs
         orig = _signed(int(regs[ptrace.ORIG_RAX]))
         self.syscall = orig if orig >= 0 else None
         if orig == _NR_RESTART_SYSCALL and self._restarted[0] + 2 == int(regs[ptrace.RIP]):
             self.syscall = self._restarted[1]  # still the wait we restarted last time
+        where = (-1 if self.syscall is None else self.syscall, int(regs[ptrace.RIP]))
+        if at is not None and where != at:
+            raise Moved(f"thread {self.pid} left its wait")
+        self.where = where
         owner, _, done, flight = struct.unpack(
             "<QQQQ", ptrace.read_memory(self.pid, self.caves.data, DATA_SIZE)
         )

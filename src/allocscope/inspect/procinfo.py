@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from allocscope.inspect.errors import NoSuchProcess, NotInspectable
+from allocscope.inspect.errors import Exited, NoSuchProcess
 
 _PF_KTHREAD = 0x00200000
 
@@ -69,7 +69,7 @@ def parse_maps(text: str) -> list[Mapping]:
 
 
 class Proc:
-    """One process under a procfs root; reads raise NotInspectable once it is gone."""
+    """One process under a procfs root; reads raise Exited once it is gone."""
 
     def __init__(self, pid: int, proc_root: str = "/proc") -> None:
         self.pid = pid
@@ -105,6 +105,17 @@ class Proc:
             self.check_alive(e)
             raise
 
+    def thread_names(self) -> list[str]:
+        """The comm of each thread (a thread that exits meanwhile is skipped)."""
+        names = []
+        for tid in os.listdir(self.path("task")):
+            try:
+                with open(self.path(f"task/{tid}/comm"), encoding="utf-8", errors="replace") as f:
+                    names.append(f.read())
+            except FileNotFoundError:
+                continue
+        return names
+
     def in_root(self, path: str) -> str:
         """``path`` as the process sees it: its mount namespace (/proc/PID/root), and for a
         relative path its working directory (/proc/PID/cwd)."""
@@ -121,7 +132,7 @@ class Proc:
         except (OSError, ValueError, IndexError):
             gone = True
         if gone:
-            raise NotInspectable(f"process {self.pid} exited while reading") from error
+            raise Exited(f"process {self.pid} exited while reading") from error
 
 
 def all_pids(proc_root: str = "/proc") -> list[int]:

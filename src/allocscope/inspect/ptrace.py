@@ -55,10 +55,19 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
-def supported() -> str | None:
+def supported(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """Why calls cannot be made from here, or None when they can."""
     machine = os.uname().machine
-    return None if machine == "x86_64" else f"ptrace attach is x86-64 only, not {machine}"
+    if machine != "x86_64":
+        return f"ptrace attach is x86-64 only, not {machine}"
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    if "xsave" not in flags:  # the routine saves the vector registers with XSAVE
+        return "ptrace attach needs a CPU with XSAVE enabled (no 'xsave' in /proc/cpuinfo)"
+    return None
 
 
 @contextlib.contextmanager

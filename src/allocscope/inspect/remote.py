@@ -23,6 +23,11 @@ from allocscope.inspect.errors import AttachTimeout, AttachUnsupported
 from allocscope.inspect.procinfo import Proc
 
 
+class Refused(AttachUnsupported):
+    """sys.remote_exec could not be used (the target disables it, its /tmp is read-only):
+    nothing was sent, another way may still work."""
+
+
 def available(target: tuple[int, int] | None) -> str | None:
     """Why sys.remote_exec cannot reach a target of CPython ``target``, or None."""
     here = sys.version_info[:2]
@@ -48,13 +53,13 @@ def run(proc: Proc, trim: bool, deadline: float, timeout: float) -> dict[str, An
         os.chown(here + "/probe.py", uid, gid)
     except OSError as e:
         _tidy(here)
-        raise AttachUnsupported(f"cannot write the probe into the target's /tmp: {e}") from e
+        raise Refused(f"cannot write the probe into the target's /tmp: {e}") from e
     try:
         with _seen_here(inside, here):
             sys.remote_exec(proc.pid, inside + "/probe.py")  # type: ignore[attr-defined,unused-ignore]
     except (OSError, RuntimeError, ValueError) as e:
         _tidy(here)
-        raise AttachUnsupported(f"sys.remote_exec into process {proc.pid} failed: {e}") from e
+        raise Refused(f"sys.remote_exec into process {proc.pid} failed: {e}") from e
     try:
         while True:
             try:

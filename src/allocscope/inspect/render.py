@@ -32,6 +32,8 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
             lines.append(f"  FAIL        {a.conflict}")
         for p in a.preload:
             lines.append(f"  {'preload':<11} {p.entry}  {p.verdict}")
+        if r.jemalloc_background_threads is not None:
+            lines.append(f"  background  {r.jemalloc_background_threads} jemalloc_bg_thd threads")
         if a.declared:
             lines += [
                 f"  {'declared':<11} {key}={value}"
@@ -52,6 +54,13 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
             f"  glibc heap  main {mib(g.main_heap_bytes)}, "
             f"{g.arena_heaps} arena heaps {mib(g.arena_heap_bytes)}"
         )
+        if g.main_heap_resident_bytes is not None and g.arena_heap_resident_bytes is not None:
+            estimate = r.memory.glibc_fragmentation_estimate
+            share = f"{estimate:.0%} of anon RSS" if estimate is not None else "anon RSS n/a"
+            lines.append(
+                f"  heap rss    {mib(g.main_heap_resident_bytes + g.arena_heap_resident_bytes)}"
+                f" resident ({share}; fragmentation estimate: at most this is free)"
+            )
     lines.append(f"  counters    {r.memory.allocator_counters}")
     c = r.crypto
     if c is not None:
@@ -70,6 +79,12 @@ def render(r: ProcessReport, grouped: bool = False) -> str:
         limit = mib(box.memory_max_bytes) if box.memory_max_bytes is not None else "no limit"
         lines.append(
             f"  cgroup      {box.cgroup}  memory {mib(box.memory_current_bytes)} of {limit}"
+        )
+    k = r.kubernetes
+    if k is not None:
+        lines.append(
+            f"  kubernetes  {k.namespace or '?'}/{k.pod or '?'} container {k.container or '?'}"
+            f" (workload {k.workload or '?'}, uid {k.pod_uid}, qos {k.qos or '?'})"
         )
     lines += [f"  unknown     {u.part}: {u.reason}" for u in r.unknowns]
     if a is not None:

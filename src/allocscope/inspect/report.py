@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocscope import __version__
-from allocscope.inspect import facts, loader
-from allocscope.inspect.errors import InspectError, NotInspectable
+from allocscope.inspect import facts, kube, loader
+from allocscope.inspect.errors import Exited, InspectError, NotInspectable
 from allocscope.inspect.procinfo import Proc, environ, parse_maps
 from allocscope.probe import memory
 from allocscope.probe.errors import ProbeError
@@ -30,6 +30,8 @@ class ProcessMemory:
     process: memory.Memory | None  # RSS, PSS, USS, anon, file, swap, AnonHugePages
     glibc: facts.GlibcHeaps | None  # only when glibc serves malloc
     allocator_counters: str  # where the allocator's own figures can (not) come from
+    # glibc heaps' resident bytes over anon RSS: an estimate (see GlibcHeaps); None if n/a
+    glibc_fragmentation_estimate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,11 @@ class ProcessReport:
     exe: str | None
     state: str
     allocator: loader.AllocatorReport | None
+    jemalloc_background_threads: int | None  # threads named jemalloc_bg_thd; None if n/a
     memory: ProcessMemory
     crypto: facts.Crypto | None
     container: facts.Container | None
+    kubernetes: kube.PodIdentity | None  # None off Kubernetes
     unknowns: tuple[Unknown, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,9 +89,16 @@ def _why(e: OSError) -> str:
 
 
 def inspect_process(
-    pid: int, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"
+    pid: int,
+    proc_root: str = "/proc",
+    cgroup_root: str = "/sys/fs/cgroup",
+    pod_logs: kube.PodLogs | None = None,
 ) -> ProcessReport:
     """Everything /proc tells about ``pid`` without touching it (no ptrace).
+
+    ``pod_logs`` (the kubelet's log directories; the agent reads them once per scrape)
+    names the pod and container a Kubernetes cgroup path points at; by default they are
+    read from /var/log. Without them only the pod's uid and QoS class are known.
 
     Raises NoSuchProcess, or NotInspectable for a kernel thread, a zombie, or a process
     that exits while being read. Parts that cannot be read are listed in ``unknowns``.
@@ -100,7 +111,7 @@ def inspect_process(
             f"process {pid} is a kernel thread ({proc.stat.command}): no user memory"
         )
     if proc.stat.state in ("Z", "X"):
-        raise NotInspectable(f"process {pid} is a zombie ({proc.stat.command}): it has exited")
+        raise Exited(f"process {pid} is a zombie ({proc.stat.command}): it has exited")
     unknowns: list[Unknown] = []
 
     def attempt(part: str, read: Any) -> Any:
@@ -130,13 +141,20 @@ def inspect_process(
         proc.check_alive()
         mem = None
         unknowns.append(Unknown("memory", str(e)))
-    glibc = (
-        facts.glibc_heaps(maps) if maps is not None and alloc and alloc.name == "glibc" else None
-    )
+    glibc = None
+    if maps is not None and alloc and alloc.name == "glibc":
+        pagemap = proc.path("pagemap")
+        glibc = attempt("heap residency", lambda: facts.glibc_heaps(maps, pagemap))
+        glibc = glibc or facts.glibc_heaps(maps)
     if alloc is not None and alloc.emulated and glibc is not None:
         glibc = None  # qemu emulates the program's brk with mappings of its own
         why = "under qemu-user, [heap] is the emulator's, and the program's arenas are unmarked"
         unknowns.append(Unknown("glibc heap", why))
+    estimate = glibc.fragmentation_estimate(mem.anon_rss_bytes) if glibc and mem else None
+    background = None
+    if alloc and alloc.name == "jemalloc":
+        names = attempt("threads", proc.thread_names)
+        background = facts.jemalloc_background_threads(names) if names is not None else None
     counters = _counters_note(alloc.name if alloc else "unknown")
 
     crypto = facts.crypto(maps, env, proc_root) if maps is not None else None
@@ -145,6 +163,8 @@ def inspect_process(
     if cgroup_text is not None:
         box, problems = facts.container(cgroup_text, cgroup_root)
         unknowns += [Unknown("container", p) for p in problems]
+    logs = pod_logs if pod_logs is not None else kube.PodLogs.read(kube.LOG_ROOT)
+    pod = logs.identify(box.cgroup if box else None)
     proc.check_alive()  # the process may have exited after we read some parts
     return ProcessReport(
         schema=SCHEMA,
@@ -157,9 +177,11 @@ def inspect_process(
         exe=exe,
         state=proc.stat.state,
         allocator=alloc,
-        memory=ProcessMemory(mem, glibc, counters),
+        jemalloc_background_threads=background,
+        memory=ProcessMemory(mem, glibc, counters, estimate),
         crypto=crypto,
         container=box,
+        kubernetes=pod,
         unknowns=tuple(unknowns),
     )
 

@@ -21,7 +21,6 @@ from typing import Literal
 from allocscope.probe import elf
 
 AllocatorName = Literal["jemalloc", "tcmalloc", "mimalloc", "glibc", "unknown"]
-KNOWN: tuple[AllocatorName, ...] = ("jemalloc", "tcmalloc", "mimalloc", "glibc")
 
 # The symbols that prove each allocator, checked in this order: an executable that links
 # jemalloc statically into a static glibc defines both, and jemalloc is the one serving.
@@ -41,7 +40,8 @@ _VERSION_STRINGS: dict[AllocatorName, re.Pattern[bytes]] = {
     "glibc": re.compile(rb"release version (\d+\.\d+(?:\.\d+)?)"),
 }
 
-# A stripped static executable has no symbols at all: glibc's malloc still carries its
+# A stripped static executable has no symbols at all, and no version banner
+# (gnu_get_libc_version is linked only when called): glibc's malloc still carries its own
 # messages (2.29 and later).
 _GLIBC_MALLOC_MESSAGE = re.compile(rb"malloc\(\): corrupted top size\0")
 
@@ -97,7 +97,7 @@ def _allocator_identity(data: bytes | mmap.mmap) -> Identity:
             if version is not None:
                 return Identity(name, "version string", True, version, True)
     if stripped_static and _GLIBC_MALLOC_MESSAGE.search(data):
-        return Identity("glibc", "malloc's messages", True, None, True)
+        return Identity("glibc", "glibc malloc's messages", True, None, True)
     return Identity(None, None, "malloc" in symbols, None, True)
 
 
@@ -105,8 +105,12 @@ def identify(path: str) -> Identity:
     """Identity of the ELF file at ``path``; OSError when it cannot be opened or read."""
     if "\0" in path:  # open() raises ValueError for it; to a caller it is just unreadable
         raise OSError(errno.EINVAL, "the path contains a NUL byte", path)
+    st = os.stat(path)  # a hit needs no open: an agent meets the same files in every scrape
+    hit = _cache.get((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    if hit is not None:
+        return hit
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
+        st = os.fstat(f.fileno())  # the very file we read
         try:
             return _cached(f.fileno(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
         except elf.UnsupportedMachine as e:

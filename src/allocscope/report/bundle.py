@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 
+from allocscope import userfile
 from allocscope.bench import results as results_mod
 from allocscope.bench.results import Results
 from allocscope.errors import AllocscopeError
@@ -46,6 +48,11 @@ def check_out(directory: str, *, force: bool, data: bool = True) -> None:
         os.makedirs(directory, exist_ok=True)
     except OSError as e:
         raise AllocscopeError(cannot_write(directory, e)) from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):  # writable (read-only mount, rights)?
+            pass
+    except OSError as e:
+        raise AllocscopeError(f"cannot write {directory}: {e.strerror or e}") from None
 
 
 def write(results: Results, directory: str, *, data: bool = True, charts: bool = True) -> Written:
@@ -56,7 +63,7 @@ def write(results: Results, directory: str, *, data: bool = True, charts: bool =
         results_mod.save(results, path)
         out.paths.append(path)
     path = os.path.join(directory, MARKDOWN)
-    with open(path, "w", encoding="utf-8") as f:
+    with userfile.replacing(path) as f:
         f.write(table.markdown(results))
     out.paths.append(path)
     if charts:

@@ -8,18 +8,24 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from allocscope.bench.results import MB, Results, Run
+from allocscope import exitcodes, userfile
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB, Results
 from allocscope.bench.stats import Interval
+from allocscope.errors import AllocscopeError
 from allocscope.report.table import kind_of
 
 FORMATS = ("png", "svg")
 
 
-class ChartUnavailable(RuntimeError):
-    """matplotlib is not installed (the runtime image does not ship it)."""
+class ChartUnavailable(AllocscopeError):
+    """matplotlib is not installed (the runtime image does not ship it): the files are
+    written without charts, and this is said as a warning."""
+
+    exit_code = exitcodes.MISSING_EXTRA
 
 
-def representative(runs: Sequence[Run]) -> Run | None:
+def representative(runs: Sequence[RunRecord]) -> RunRecord | None:
     """The run with the median work time: its timeline stands for the variant."""
     timed = sorted((r for r in runs if r.timeline), key=lambda r: r.metrics.get("work_s", 0.0))
     return timed[len(timed) // 2] if timed else None
@@ -35,7 +41,7 @@ SECOND_BARS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def _aligned_target(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
+def _aligned_target(run: RunRecord) -> tuple[list[float], list[float], dict[str, float]]:
     """A service's timeline in seconds since its load started (a command's since it
     started), every phase mark kept, the whole tree's RSS in MiB."""
     start = next((m.t for m in run.marks if m.event == "load_start"), 0.0)
@@ -49,7 +55,7 @@ def _aligned_target(run: Run) -> tuple[list[float], list[float], dict[str, float
     return xs, ys, phases
 
 
-def _aligned(run: Run) -> tuple[list[float], list[float], dict[str, float]]:
+def _aligned(run: RunRecord) -> tuple[list[float], list[float], dict[str, float]]:
     """Timeline in seconds since the work started, MiB, up to the last settle reading
     (the purge after it is an intervention, not the allocator's own behaviour)."""
     if run.kind != "workload":
@@ -253,7 +259,8 @@ def write(results: Results, stem: str, formats: Sequence[str] = FORMATS) -> list
         for fmt in formats:
             path = f"{stem}.{fmt}"
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            fig.savefig(path, format=fmt, dpi=110)
+            with userfile.replacing(path, binary=True) as f:
+                fig.savefig(f, format=fmt, dpi=110)
             paths.append(path)
     finally:
         plt.close(fig)

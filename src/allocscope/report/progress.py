@@ -7,11 +7,12 @@ import time
 from types import TracebackType
 from typing import Any
 
-from allocscope.bench.results import MB, Run
+from allocscope.bench.record import RunRecord
+from allocscope.bench.results import MB
 from allocscope.bench.runner import Labelled
 
 
-def describe(run: Run) -> str:
+def describe(run: RunRecord) -> str:
     if not run.ok:
         return "FAILED: " + "; ".join(run.failures)
     m = run.metrics
@@ -84,7 +85,7 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(kind, value, tb)
 
-    def update(self, kind: str, spec: Labelled, run: Run | None) -> None:
+    def update(self, kind: str, spec: Labelled, run: RunRecord | None) -> None:
         if kind == "start":
             if self._bar is not None:
                 self._bar.update(self._task, description=spec.label)

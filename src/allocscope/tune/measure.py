@@ -1,156 +1,78 @@
-"""The one door from tune to the measuring engine.
+"""The one door from tune to the measuring engine (``allocscope.bench``'s one session loop).
 
-tune asks for a batch of ``(variant, repeat)`` runs in a given order and gets their
-records back; everything about how a run is made and proved (preloading, proof of every
-setting in every process, RSS sampling, load) is the engine's. Repeat 0 is a warm-up.
-
-Today the engine has two halves (built-in workloads through ``bench.runner``; commands
-and services through ``bench.target`` and ``bench.serve_target``); when the one-engine
-Python API lands, this module is the only one that changes.
+tune asks for a batch of ``(variant, repeat)`` runs in its own seeded order and gets their
+records back. How a run is made and proved (preloading, the proof of every setting in
+every process, RSS sampling, the load, the noise record of each run) is the engine's: the
+target is the engine's own checked :class:`~allocscope.bench.plan.Plan` (made by
+:func:`allocscope.bench.plan.make`, as ``allocscope.compare`` makes it), and each batch
+runs through that plan's *kind* (:mod:`allocscope.bench.kinds`), the object compare's
+session loop drives. Repeat 0 is a warm-up.
 """
 
 from __future__ import annotations
 
-import shlex
+import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
-from allocscope.bench import plan, runner
+from allocscope.bench import kinds, runner
+from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.variants import Variant
-from allocscope.bench.workloads import Params
 
 Batch = Sequence[tuple[Variant, int]]
 Heard = Callable[[RunRecord], None]
 
 
-class Target(Protocol):
-    kind: str
+@dataclass(frozen=True)
+class Target:
+    """What tune measures: the engine's plan for the baseline alone (its kind, work,
+    settle periods, sampling interval, timeout); candidates run under the same plan."""
+
+    plan: Plan
 
     @property
-    def workload(self) -> str: ...
+    def kind(self) -> str:
+        return self.plan.kind
 
-    def config(self) -> dict[str, Any]: ...
+    @property
+    def workload(self) -> str:
+        """The label compare gives the work ('fragment', 'cmd: python3 job.py', ...)."""
+        template = self._kind(None).specs(random.Random(0), repeats=1, warmup=0)[0]
+        assert isinstance(template, runner.RunSpec | kinds.TreeSpec)
+        return template.workload
+
+    def prepare(self) -> None:
+        """What the engine checks before a first run (the command exists, ...)."""
+        self._kind(None).prepare()
+
+    def config(self) -> dict[str, Any]:
+        doc = self.plan.config()
+        for key in ("repeats", "warmup", "seed", "repeats_auto", "repeats_default"):
+            doc.pop(key, None)  # tune's schedule decides these
+        return doc
+
+    def _kind(self, heard: Heard | None) -> kinds.Kind:
+        def progress(event: str, spec: runner.Labelled, run: RunRecord | None) -> None:
+            if heard is not None and event == "done" and run is not None:
+                heard(run)
+
+        return kinds.of(self.plan, progress, lambda runs: None, quiet=True)
 
     def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
         """The batch's runs in its order; on a stop signal ``runner.Interrupted`` with
         ``.runs`` the runs done so far."""
-        ...
+        kind = self._kind(heard)
+        template = kind.specs(random.Random(0), repeats=1, warmup=0)[0]
+        specs = [_spec(template, v, repeat, order) for order, (v, repeat) in enumerate(batch)]
+        return kind.run(specs)
 
 
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    params: Params
-    settle: tuple[float, ...] = (0.5, 2.0)
-    timeout: float = 120.0
-    interval: float = 0.05
-    purge: bool = False  # the figures tune judges need no purge; it costs a pass
-    kind: str = "workload"
-
-    @property
-    def workload(self) -> str:
-        return self.name
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "workloads": {self.name: self.params.to_dict()},
-            "settle_s": list(self.settle),
-            "interval_s": self.interval,
-            "timeout_s": self.timeout,
-        }
-
-    def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
-        specs = [
-            runner.RunSpec(
-                v,
-                self.name,
-                self.params,
-                self.settle if repeat else (),
-                repeat,
-                self.timeout,
-                purge=self.purge and repeat > 0,
-                order=i,
-            )
-            for i, (v, repeat) in enumerate(batch)
-        ]
-
-        def progress(event: str, spec: runner.Labelled, run: RunRecord | None) -> None:
-            if event == "done" and run is not None:
-                heard(run)
-
-        return runner.Runner(interval=self.interval, progress=progress).run(specs)
-
-
-@dataclass(frozen=True)
-class _OneByOne:
-    """Commands and services run one at a time (each owns the machine while measured)."""
-
-    def run(self, batch: Batch, heard: Heard) -> list[RunRecord]:
-        done: list[RunRecord] = []
-        try:
-            for variant, repeat in batch:
-                run = self.one(variant, repeat)
-                done.append(run)
-                heard(run)
-        except runner.Interrupted as e:
-            e.runs = done
-            raise
-        return done
-
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Command(_OneByOne):
-    argv: tuple[str, ...] = ()
-    timeout: float = 3600.0
-    interval: float = 0.1
-    kind: str = "command"
-
-    @property
-    def workload(self) -> str:
-        from allocscope.bench.target import label
-
-        return label(self.argv)
-
-    def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "argv": list(self.argv), "timeout_s": self.timeout}
-
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        from allocscope.bench import target
-
-        spec = target.CommandSpec(
-            self.argv, variant, repeat, self.timeout, self.interval, variant.trim_every
-        )
-        return target.run_command(spec)
-
-
-@dataclass(frozen=True)
-class Service(_OneByOne):
-    opts: plan.Service | None = None
-    interval: float = 0.1
-    settle: tuple[float, ...] = plan.SERVICE_SETTLE  # RSS reads after the load
-    kind: str = "service"
-
-    @property
-    def workload(self) -> str:
-        from allocscope.bench.target import label
-
-        assert self.opts is not None
-        return label(shlex.split(self.opts.command), "serve")
-
-    def config(self) -> dict[str, Any]:
-        assert self.opts is not None
-        return {"kind": self.kind, "serve": self.opts.to_dict(), "settle_s": list(self.settle)}
-
-    def one(self, variant: Variant, repeat: int) -> RunRecord:
-        from allocscope.bench import serve_target
-
-        assert self.opts is not None
-        return serve_target.run_service(
-            self.opts, variant, repeat, interval=self.interval, settle=self.settle, quiet=True
-        )
+def _spec(template: runner.Labelled, variant: Variant, repeat: int, order: int) -> runner.Labelled:
+    """The engine's spec of one run, from the one it lays out for the baseline."""
+    if isinstance(template, runner.RunSpec):
+        spec = replace(template, variant=variant, repeat=repeat, order=order)
+        return replace(spec, settle=(), purge=False) if repeat == 0 else spec  # a warm-up
+    assert isinstance(template, kinds.TreeSpec)
+    return replace(template, variant=variant, repeat=repeat, order=order)

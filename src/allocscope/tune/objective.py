@@ -82,6 +82,11 @@ class Bound:
     def holds(self, ratio: float) -> bool:
         return ratio >= self.limit if self.op == ">=" else ratio <= self.limit
 
+    def broken(self, r: Ratio) -> bool:
+        """Past the bound on the median *and* a difference compare calls significant (a
+        slowdown within noise of none is no slowdown)."""
+        return not self.holds(r.ratio) and r.verdict == "significant"
+
     def __str__(self) -> str:
         return f"{self.figure.name}{self.op}{self.limit:g}"
 
@@ -148,9 +153,14 @@ def ratio(
     workload: str,
     variant: str,
 ) -> Ratio | None:
-    """The comparison ``compare`` makes (same seed, key and minimum effect)."""
+    """The comparison ``compare`` makes (same seed, key, minimum effect and memory floor)."""
     c = stats.compare(
-        values, base, seed=seed, key=f"{workload}/{variant}/{fig.metric}", kind=_kind(fig.metric)
+        values,
+        base,
+        seed=seed,
+        key=f"{workload}/{variant}/{fig.metric}",
+        kind=_kind(fig.metric),
+        floor=stats.floor_of(fig.metric, base),  # compare's memory floor
     )
     if c is None:
         return None

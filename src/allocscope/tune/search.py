@@ -8,9 +8,10 @@ and each repeat's order (survivors and baseline) is shuffled by the seeded gener
 a burst of noise on the machine spreads over everyone instead of landing on one.
 
 A candidate whose runs all fail (a setting that crashes the target) is dropped with its
-failures and stderr; the search goes on. A bound is judged on the median ratio in the final
-round; before it, only a candidate whose whole interval lies past the bound (by more than
-the early rounds' noise allowance) is dropped.
+failures and stderr; the search goes on. A bound is broken in the final round when the median
+ratio is past it and compare's verdict on that figure is "significant"; before it, only a
+candidate whose whole interval lies past the bound (by more than the early rounds' noise
+allowance) is dropped.
 
 Why our own halving and not optuna: the space is small and discrete (tens to thousands
 of settings), runs are expensive and noisy, and the decision must come from the same
@@ -38,8 +39,12 @@ from allocscope.tune.objective import Bound, Figure, Ratio, ratio
 ETA = 3  # keep a third each round
 TOTALS = (1, 3, 7)  # runs per candidate after each round; the last is the final round
 FINAL_RUNS = TOTALS[-1]
-EARLY_SLACK = {1: 0.10, 3: 0.05}  # how far past a bound a candidate may be, by runs so far
+# How far past a bound a candidate may be in the early rounds, by its runs so far: one run
+# of CPU time on a shared machine strays 20 % (measured here under load 16-30).
+EARLY_SLACK = {1: 0.25, 3: 0.10}
 FIRST_MAX = 90  # candidates in round 1 at most
+CHUNK = 10  # round 1 runs in slices of this many runs, checking the time between them
+ROUND_ONE_SHARE = 0.5  # of the budget round 1 may spend, if runs turn out slower than sized
 
 
 @dataclass(frozen=True)
@@ -130,20 +135,24 @@ class Race:
         return 1 / r.ratio if self.objective.name == "throughput" else r.ratio
 
     def broken_bound(self, c: Candidate, *, final: bool) -> str | None:
-        """The bound a candidate breaks. In the final round its median ratio decides; in
-        the early ones only a ratio whose whole interval lies past the bound by more than
-        the early noise allowance (a wide interval is no reason to drop anyone)."""
+        """The bound a candidate breaks, judged as compare judges a difference. In the
+        final round: its median ratio is past the bound *and* compare calls the difference
+        from the baseline significant (a slowdown within noise of none is no slowdown:
+        on a busy machine CPU time spreads +-20 % around no effect). In the early rounds:
+        only when even the end of its interval most in its favour is past the bound by
+        more than the early noise allowance (one run has no interval of its own)."""
         for b in self.bounds:
             r = c.ratios.get(b.figure.name)
             if r is None:
                 continue
             if final:
-                seen, limit = r.ratio, b.limit
+                broken = b.broken(r)
             else:
-                slack = EARLY_SLACK.get(r.n, 0.05)
-                seen = r.high if b.op == ">=" else r.low  # the end most in its favour
+                slack = EARLY_SLACK.get(r.n, EARLY_SLACK[3])
+                seen = r.high if b.op == ">=" else r.low
                 limit = b.limit - slack if b.op == ">=" else b.limit + slack
-            if not Bound(b.figure, b.op, limit).holds(seen):
+                broken = not Bound(b.figure, b.op, limit).holds(seen)
+            if broken:
                 return f"{b.figure.name} ratio {r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] breaks {b}"
         return None
 
@@ -165,6 +174,38 @@ def _failure(c: Candidate) -> str:
     return f"every run failed: {why}" + (f" | stderr: {' / '.join(tail)}" if tail else "")
 
 
+def _left(n: int, i: int, before: int) -> int:
+    """Runs from round ``i`` to the end with ``n`` candidates in it (and the baseline)."""
+    total, size = 0, n
+    for upto in TOTALS[i:]:
+        total += (size + 1) * (upto - before)
+        before, size = upto, max(1, math.ceil(size / ETA))
+    return total
+
+
+def _over_runs(n: int, i: int, before: int, spent: int, max_runs: int | None) -> bool:
+    return max_runs is not None and spent + _left(n, i, before) > max_runs
+
+
+def _fitting(
+    n: int,
+    i: int,
+    before: int,
+    spent: int,
+    elapsed: float,
+    time_left: float | None,
+    max_runs: int | None,
+) -> int:
+    """The most candidates (up to ``n``) the rest of the search can take within the runs
+    and the time left, at the pace of the runs so far; 0 when not even one fits."""
+    per_run = elapsed / spent if spent else 0.0
+    for size in range(n, 0, -1):
+        late = time_left is not None and per_run * _left(size, i, before) > time_left
+        if not late and not _over_runs(size, i, before, spent, max_runs):
+            return size
+    return 0
+
+
 Measure = Callable[[list[tuple[Variant, int]]], list[RunRecord]]
 Say = Callable[[str], None]
 
@@ -179,6 +220,7 @@ def run(
     max_runs: int | None = None,
     say: Say = lambda line: None,
     saved: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Race:
     """Race the candidates through the schedule. ``known`` runs (a resumed search) are
     taken instead of measured again: the seeded order replays the same batches."""
@@ -194,7 +236,10 @@ def run(
             elif r.variant in by_name:
                 by_name[r.variant].runs.append(r)
 
-    def batch(variants: list[Variant], first: int, count: int) -> None:
+    def batch(
+        variants: list[Variant], first: int, count: int, enough: Callable[[], bool] | None = None
+    ) -> None:
+        """Measure in slices of CHUNK runs; ``enough`` (round 1) may end it early."""
         nonlocal spent
         pairs: list[tuple[Variant, int]] = []
         for repeat in range(first, first + count):
@@ -202,19 +247,30 @@ def run(
             pairs += [(v, repeat) for v in order]
         take([have[(v.name, rep)] for v, rep in pairs if (v.name, rep) in have])
         todo = [(v, rep) for v, rep in pairs if (v.name, rep) not in have]
-        if todo:
-            began = time.monotonic()
+        if enough is not None:  # the baseline first: a round cut short still has it
+            todo.sort(key=lambda pair: pair[0] is not race.baseline)
+        for at in range(0, len(todo), CHUNK if enough else max(1, len(todo))):
+            if at and enough is not None and enough():
+                break
+            chunk = todo[at : at + (CHUNK if enough else len(todo))]
+            began = clock()
             try:
-                take(measure(todo))
+                take(measure(chunk))
             except Interrupted as e:  # what was measured is kept (and saved by the caller)
                 take(e.runs)
                 raise
             finally:
-                race.measuring_s += time.monotonic() - began
-            spent += len(todo)
+                race.measuring_s += clock() - began
+            spent += len(chunk)
             saved()
 
-    started = time.monotonic()
+    def round_one_spent() -> bool:
+        """Round 1 may take ROUND_ONE_SHARE of the budget: the later rounds need the rest."""
+        if deadline is None:
+            return False
+        return clock() - started > ROUND_ONE_SHARE * (deadline - started)
+
+    started = clock()
     batch([race.baseline], 0, 1)  # the warm-up
     before = 0
     sizes = schedule.sizes()
@@ -224,23 +280,45 @@ def run(
         for c in race.alive():
             if c not in alive:
                 c.dropped, c.round_left = "ranked below the survivors", i
-        add = upto - before
-        runs_needed = (len(alive) + 1) * add
-        if max_runs is not None and spent + runs_needed > max_runs:
-            race.stopped = f"--max-runs {max_runs} reached before round {i + 1}"
-            break
-        if deadline is not None and spent and i:
-            per_run = (time.monotonic() - started) / spent
-            if time.monotonic() + per_run * runs_needed > deadline:
-                race.stopped = f"--budget spent before round {i + 1} (~{per_run:.1f} s a run)"
+        if i:  # shrink this round (the final one too) to what is left to spend
+            fits = _fitting(
+                len(alive),
+                i,
+                before,
+                spent,
+                clock() - started,
+                deadline - clock() if deadline is not None else None,
+                max_runs,
+            )
+            if fits == 0:
+                spent_what = (
+                    "--max-runs" if _over_runs(1, i, before, spent, max_runs) else "--budget"
+                )
+                race.stopped = f"{spent_what} spent before round {i + 1}"
                 break
+            for c in alive[fits:]:
+                c.dropped, c.round_left = "ranked below the survivors (budget)", i
+            alive = alive[:fits]
+        elif (
+            max_runs is not None and spent + (len(alive) + 1) * upto + _left(1, 1, upto) > max_runs
+        ):
+            race.stopped = f"--max-runs {max_runs} is too few for round 1"
+            break
+        add = upto - before
         say(f"round {i + 1}/{len(TOTALS)}: {len(alive)} candidates, {add} run(s) each, "
             "with the baseline, in a seeded order")  # fmt: skip
-        batch([race.baseline, *(c.variant for c in alive)], before + 1, add)
+        batch(
+            [race.baseline, *(c.variant for c in alive)],
+            before + 1,
+            add,
+            enough=None if i else round_one_spent,
+        )
         before = upto
         for c in alive:
             c.ratios = race.judge(c)
-            if not c.counted():
+            if not c.runs:
+                c.dropped, c.round_left = "not measured: round 1 had spent its share of --budget", 1
+            elif not c.counted():
                 c.dropped, c.round_left = _failure(c), i + 1
             elif (broken := race.broken_bound(c, final=final)) is not None:
                 c.dropped, c.round_left = broken, i + 1

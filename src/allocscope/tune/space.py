@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from allocscope import exitcodes, libraries
+from allocscope import exitcodes, libraries, userfile
 from allocscope.errors import AllocscopeError
 
 Value = bool | int | str | None  # None: not set (the allocator's default)
@@ -193,10 +193,9 @@ def parse(doc: Mapping[str, Any], where: str = "space", *, base: Space | None = 
 
 def load(path: str) -> Space:
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as e:
-        raise SpaceError(f"{path}: {e.strerror or e}") from None
+        doc = tomllib.loads(userfile.read_text(path, userfile.CONFIG_LIMIT))
+    except userfile.UserFileError as e:
+        raise SpaceError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise SpaceError(f"{path}: not valid TOML: {e}") from None
     return parse(doc, path)

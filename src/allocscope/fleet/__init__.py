@@ -1,0 +1,1 @@
+"""The fleet audit: what every node agent's series, as Prometheus holds them, say."""
