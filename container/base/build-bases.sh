@@ -370,6 +370,7 @@ for m in ("_md5", "_sha1", "_sha2", "_sha3"):
 ensure_debian_python() {
     local r=$work/builder-rootfs
     make_rootfs apt builder "$r" "${BUILDER_PACKAGES[@]}"
+    # shellcheck disable=SC2016 # ${Version} is dpkg-query's field, not the shell's
     cpython_version=$(chroot "$r" dpkg-query -W -f '${Version}' "$PY_SOURCE")
     install -m 0644 "$here/python-main.c" "$r/tmp/python-main.c"
     # Control-flow protection as Debian builds with it: CET on x86-64, PAC/BTI on arm64.
