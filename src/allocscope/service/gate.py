@@ -22,17 +22,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from allocscope.errors import AllocscopeError
 from allocscope.exitcodes import APP_IMPORT_FAILED, BIND_FAILED, COMMAND_NOT_FOUND, USAGE
 
 
-class GateError(Exception):
+class GateError(AllocscopeError):
     """A check that failed: its exit code, a short error name, one line, details for JSON.
 
     (Not the launcher's LaunchError: run as /app/launch.py, the launcher is ``__main__``,
     and a class imported from ``allocscope.service.launch`` would be another class.)"""
 
     def __init__(self, code: int, error: str, message: str, **details: Any) -> None:
-        super().__init__(message)
+        super().__init__(message, code)
         self.code, self.error, self.message, self.details = code, error, message, details
 
 
