@@ -34,7 +34,7 @@ def test_stopping_allocscope_mid_attach_leaves_the_target_serving(shape: str) ->
 SLOW_GIL = """\
 import itertools, threading, time
 def hog():
-    sum(itertools.repeat(1, 400_000_000))  # seconds of C code holding the GIL
+    sum(itertools.repeat(1, 2_000_000_000))  # ~8 s of C code holding the GIL (quiet machine)
     print("hog done", flush=True)
 print("ready", flush=True)
 threading.Thread(target=hog).start()

@@ -18,7 +18,9 @@ PY = sys.executable
 PYTHON_JOB = """
 import subprocess, sys, time
 keep = [("y" * (700 + i % 5000)) for i in range(30000) if i % 3 == 0]
-subprocess.run([sys.executable, "-c", "x = [b'a' * 5000 for _ in range(5000)]"], check=True)
+# the child lives long enough to be sampled from outside, even on a loaded machine
+child = "import time; x = [b'a' * 5000 for _ in range(5000)]; time.sleep(0.6)"
+subprocess.run([sys.executable, "-c", child], check=True)
 time.sleep(0.3)
 print("done", len(keep))
 """
