@@ -48,8 +48,10 @@ typecheck: setup
 docs: setup
 	$(BIN)/sphinx-build -W -n --keep-going -q -b html docs docs/_build/html
 
+# The arm64 container tests (marker arm64) run when PLATFORMS names linux/arm64, as in `make test`.
 pytest: setup fips
-	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest
+	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" \
+		$(BIN)/pytest $(if $(findstring linux/arm64,$(PLATFORMS)),-m 'arm64 or not arm64')
 
 # The service image allocscope:latest (container/Dockerfile), built offline: Debian-built
 # FIPS bases unless Chainguard's are present (ALLOCSCOPE_BASES=auto|debian|chainguard).
@@ -64,11 +66,13 @@ examples: image
 		ALLOCSCOPE_IMAGE=$${e#*:}:latest container/build-image.sh --app examples/$${e%%:*} || exit 1; \
 	done
 
-# images first: the container tests (tests/container) run against them.
+# images first: the container tests (tests/container) run against them. Both platforms: the
+# linux/arm64 images are built and tested under emulation (qemu-user-static, installed when
+# missing; see docs/how-to/arm64-image.md). PLATFORMS=linux/amd64 make test skips them.
+test: export PLATFORMS ?= linux/amd64,linux/arm64
 test: lint typecheck docs image examples pytest
 
-# The linux/arm64 images too, built and tested under emulation (qemu-user-static): slow cold
-# (see docs/how-to/arm64-image.md), so not part of `make test`.
+# Only the arm64 images and their container tests.
 test-arm64: export PLATFORMS = linux/amd64,linux/arm64
 test-arm64: setup fips image examples
 	ALLOCSCOPE_FIPS_DIR="$$(scripts/build-fips-provider.sh | tail -n1)" $(BIN)/pytest -m arm64 tests/container/test_image_arm64.py

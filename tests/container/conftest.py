@@ -26,6 +26,14 @@ import pytest
 
 from tests.container.dockerlib import BUILD_TIMEOUT, IMAGE, REPO, docker
 
+# A build a test starts is of this machine's platform only, whatever PLATFORMS `make test`
+# exported (it builds both) and whether arm64 can be emulated here (build-image.sh's
+# default): the arm64 tests ask for linux/arm64 themselves.
+NATIVE_PLATFORM = "linux/" + {"x86_64": "amd64", "aarch64": "arm64"}.get(
+    os.uname().machine, os.uname().machine
+)
+os.environ["PLATFORMS"] = NATIVE_PLATFORM
+
 
 def _engine_answers() -> bool:
     if shutil.which("docker") is None:
