@@ -286,12 +286,13 @@ def test_default_runs_stop_at_the_budget_once_a_run_is_long(
 ) -> None:
     """Without --repeats, runs of a minute or more get only the rounds that fit --budget,
     and the footer says why (LONG_RUN made short here, so the test takes seconds)."""
-    from allocscope.bench import api, kinds
+    from allocscope.bench import api
+    from allocscope.bench.kinds import process
     from allocscope.bench.plan import make
     from allocscope.bench.variants import select
     from allocscope.report import table
 
-    monkeypatch.setattr(kinds, "LONG_RUN", 0.1)
+    monkeypatch.setattr(process, "LONG_RUN", 0.1)
     sleep = [PY, "-c", "import time; time.sleep(0.4)"]
     results = api.run(make(select(["glibc", "jemalloc"]), command=sleep, budget=1.0))
     assert [r.repeat for r in results.runs] == [1, 1]  # one round: a second would pass 1 s

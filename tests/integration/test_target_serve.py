@@ -47,11 +47,11 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
     assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= target["load"]["max_ms"] + 0.01
     assert m["rss_peak"] >= m["rss_idle"] > 10 * 2**20
     assert "rss_idle_0.3" in m and "rss_idle_0.6" in m
-    from allocscope.bench import serve_target, tree
+    from allocscope.bench.kinds.process import service, tree
 
     growth = target["growth"]["mib_per_10k_requests"]
     # the verdict is the one its own slope and error give (not merely a known word)
-    said = tree.verdict(growth["slope"], growth["stderr"], serve_target.NOISE_MIB_PER_10K)
+    said = tree.verdict(growth["slope"], growth["stderr"], service.NOISE_MIB_PER_10K)
     assert growth["points"] >= 3 and growth["verdict"] == said, growth
     assert target["stop"]["how"] in ("SIGTERM", "exited")
 

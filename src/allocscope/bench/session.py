@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocscope.bench import kinds, noise, runner
+from allocscope.bench import kinds
 from allocscope.bench import results as results_mod
+from allocscope.bench.analysis import noise
+from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import HEADLINE, Results, host, libraries_seen, utc_now

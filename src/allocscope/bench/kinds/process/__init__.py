@@ -1,16 +1,18 @@
-"""What differs per kind of run, behind one interface the session loop drives.
+"""A user's command or service: one process tree at a time, started under a variant and
+watched from outside.
 
-A kind checks what it can before the first run (``prepare``), lays out a batch of runs in
-the session's seeded order (``specs``), and runs a batch (``run``), returning one
-:class:`RunRecord` per spec with its order and noise. A stop signal inside ``run`` raises
-:class:`~allocscope.bench.runner.Interrupted` carrying the runs done so far.
-
-- :class:`WorkloadKind`: built-in workloads and ``module:function``, worker children
-  driven by :class:`~allocscope.bench.runner.Runner` (one child settles while the next
-  works; it proves, measures and stops each child itself);
-- :class:`TreeKind`: a command or a service, one at a time, watched as a process tree
-  (:mod:`~allocscope.bench.target`, :mod:`~allocscope.bench.serve_target`), each run in
-  its own noise window, the results saved after each run (and during a long load).
+The same kind to the session loop; they differ in one module each:
+:mod:`~allocscope.bench.kinds.process.command` (run it, measure it, judge it) and
+:mod:`~allocscope.bench.kinds.process.service` (start it, wait until it answers, load it,
+let it idle, stop it, with :mod:`~allocscope.bench.kinds.process.load` and
+:mod:`~allocscope.bench.kinds.process.listening`). Shared by both:
+:mod:`~allocscope.bench.kinds.process.watch` (the environment, the process group, the
+samples, stopping), :mod:`~allocscope.bench.kinds.process.tree` (RSS/PSS/CPU of the whole
+tree from /proc), :mod:`~allocscope.bench.kinds.process.proof` (which allocator serves malloc
+in each process), :mod:`~allocscope.bench.kinds.process.kept` (bounded output) and
+:mod:`~allocscope.bench.kinds.process.inject` (the hook inside each Python process).
+Each run has its own noise window; the results are saved after each run (and during a long
+load).
 """
 
 from __future__ import annotations
@@ -21,59 +23,17 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import psutil
 
-from allocscope.bench import noise, runner, target
-from allocscope.bench.plan import LONG_RUN, Command, Plan, Service, Workloads
+from allocscope.bench.analysis import noise
+from allocscope.bench.kinds.process import command
+from allocscope.bench.kinds.workload import runner
+from allocscope.bench.plan import LONG_RUN, Command, Plan, Service
 from allocscope.bench.record import Noise, RunRecord
 from allocscope.bench.variants import Variant
 
 Save = Callable[[Sequence[RunRecord]], None]  # the batch so far (the last may be going)
-
-
-class Kind(Protocol):
-    stopped: str | None  # why fewer runs were made than planned (said in the results)
-
-    def prepare(self) -> None: ...
-
-    def specs(
-        self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
-    ) -> list[runner.Labelled]: ...
-
-    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]: ...
-
-
-class WorkloadKind:
-    def __init__(self, plan: Plan, progress: runner.Progress | None) -> None:
-        self.plan = plan
-        self.stopped: str | None = None
-        self.runner = runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress)
-
-    def prepare(self) -> None:
-        """Every workload's name and parameters were checked with the plan."""
-
-    def specs(
-        self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
-    ) -> list[runner.Labelled]:
-        plan = self.plan
-        return list(
-            runner.plan(
-                plan.available,
-                [(n, p) for n, p in plan.workloads if not only or n == only],
-                repeats=repeats,
-                warmup=warmup,
-                settle=plan.settle,
-                timeout=plan.timeout,
-                purge=plan.purge,
-                rng=rng,
-                first=first,
-            )
-        )
-
-    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
-        return self.runner.run([s for s in specs if isinstance(s, runner.RunSpec)])
 
 
 @dataclass(frozen=True)
@@ -106,16 +66,16 @@ class TreeKind:
     def prepare(self) -> None:
         """The command (and the load command) exist; a requests file parses."""
         if isinstance(self.work, Service):
-            from allocscope.bench import serve_target
+            from allocscope.bench.kinds.process import service
 
-            serve_target.check(self.work)
+            service.check(self.work)
         else:
-            target.check_command(self.work.argv)
+            command.check_command(self.work.argv)
 
     def _label(self) -> str:
         if isinstance(self.work, Service):
-            return target.label(shlex.split(self.work.command), "serve")
-        return target.label(self.work.argv)
+            return command.label(shlex.split(self.work.command), "serve")
+        return command.label(self.work.argv)
 
     def batch(self, pairs: Sequence[tuple[Variant, int]]) -> list[runner.Labelled]:
         """Specs for runs in an order the caller chose (tune): (variant, repeat) pairs."""
@@ -184,9 +144,9 @@ class TreeKind:
     def _one(self, spec: TreeSpec, done: list[RunRecord]) -> RunRecord:
         plan = self.plan
         if isinstance(self.work, Service):
-            from allocscope.bench import serve_target
+            from allocscope.bench.kinds.process import service
 
-            return serve_target.run_service(
+            return service.run_service(
                 self.work,
                 spec.variant,
                 spec.repeat,
@@ -195,8 +155,8 @@ class TreeKind:
                 save=lambda partial: self.save([*done, partial]),
                 quiet=self.quiet,
             )
-        return target.run_command(
-            target.CommandSpec(
+        return command.run_command(
+            command.CommandSpec(
                 self.work.argv,
                 spec.variant,
                 spec.repeat,
@@ -220,9 +180,3 @@ def _close(window: noise.Window | None) -> Noise | None:
     with contextlib.suppress(psutil.Error, OSError):
         return noise.close_window(window, ())
     return None
-
-
-def of(plan: Plan, progress: runner.Progress | None, save: Save, *, quiet: bool) -> Kind:
-    if isinstance(plan.work, Workloads):
-        return WorkloadKind(plan, progress)
-    return TreeKind(plan, progress, save, quiet=quiet)
