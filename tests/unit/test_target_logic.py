@@ -176,7 +176,6 @@ def test_serve_options() -> None:
         (["--scale", "2", "--serve", "s {port}", "--load", "1"], "--scale: for the built-in"),
         (["--no-purge", "--", "true"], "--no-purge: for the built-in workloads only"),
         (["--settle", "1", "--", "true"], "a command ends by itself"),
-        (["--repeats", "auto", "--", "true"], "--repeats auto is for the built-in workloads"),
         (["--timeout", "9", "--serve", "s {port}", "--load", "1"], "--timeout is for workloads"),
     ],
 )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shlex
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -29,7 +28,7 @@ import psutil
 from allocscope.bench.analysis import noise
 from allocscope.bench.kinds.process import command
 from allocscope.bench.kinds.workload import runner
-from allocscope.bench.plan import LONG_RUN, Command, Plan, Service
+from allocscope.bench.plan import Command, Plan, Service
 from allocscope.bench.record import Noise, RunRecord
 from allocscope.bench.variants import Variant
 
@@ -61,7 +60,6 @@ class TreeKind:
         self.progress = progress or (lambda kind, spec, run: None)
         self.save = save
         self.quiet = quiet
-        self.stopped: str | None = None
 
     def prepare(self) -> None:
         """The command (and the load command) exist; a requests file parses."""
@@ -77,10 +75,9 @@ class TreeKind:
             return command.label(shlex.split(self.work.command), "serve")
         return command.label(self.work.argv)
 
-    def batch(self, pairs: Sequence[tuple[Variant, int]]) -> list[runner.Labelled]:
-        """Specs for runs in an order the caller chose (tune): (variant, repeat) pairs."""
-        label = self._label()
-        return [TreeSpec(v, label, repeat, i) for i, (v, repeat) in enumerate(pairs)]
+    @property
+    def names(self) -> list[str]:
+        return [self._label()]
 
     def specs(
         self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
@@ -96,22 +93,15 @@ class TreeKind:
     def run(self, specs: list[runner.Labelled]) -> list[RunRecord]:
         done: list[RunRecord] = []
         finished: RunRecord | None = None  # measured, not yet in done
-        started, longest = time.monotonic(), 0.0
         try:
-            for i, spec in enumerate(specs):
+            for spec in specs:
                 assert isinstance(spec, TreeSpec)
-                before = specs[i - 1] if i else None
-                assert before is None or isinstance(before, TreeSpec)
-                if self._over_budget(spec, before, started, longest):
-                    break
-                began = time.monotonic()
                 self.progress("start", spec, None)
                 window = _window()
                 finished = replace(self._one(spec, done), order=spec.order)
                 finished = replace(finished, noise=_close(window))
                 done.append(finished)
                 finished = None
-                longest = max(longest, time.monotonic() - began)
                 self.save(done)
                 self.progress("done", spec, done[-1])
         except runner.Interrupted as e:
@@ -120,26 +110,6 @@ class TreeKind:
             e.runs[:0] = [*done, *([finished] if finished is not None else [])]
             raise
         return done
-
-    def _over_budget(
-        self, spec: TreeSpec, before: TreeSpec | None, started: float, longest: float
-    ) -> bool:
-        """Without --repeats: before a new measured round, once a run took LONG_RUN s or
-        more, stop if another round would pass the budget (never before the first)."""
-        plan = self.plan
-        new_round = spec.repeat > 1 and before is not None and before.repeat != spec.repeat
-        if not (plan.repeats_default and new_round and longest >= LONG_RUN):
-            return False
-        spent = time.monotonic() - started
-        if spent + spent / (spec.repeat - 1) <= plan.budget:  # rounds so far, warm-ups too
-            return False
-        done = spec.repeat - 1
-        self.stopped = (
-            f"{done} run{'s' if done > 1 else ''} of each variant, not {plan.repeats}: a run "
-            f"took {longest:.0f} s and another round would pass the {plan.budget:g} s budget "
-            "(--budget S, or --repeats N)"
-        )
-        return True
 
     def _one(self, spec: TreeSpec, done: list[RunRecord]) -> RunRecord:
         plan = self.plan

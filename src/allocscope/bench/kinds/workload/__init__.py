@@ -16,8 +16,11 @@ from allocscope.bench.record import RunRecord
 class WorkloadKind:
     def __init__(self, plan: Plan, progress: runner.Progress | None) -> None:
         self.plan = plan
-        self.stopped: str | None = None
         self.runner = runner.Runner(interval=plan.interval, serial=plan.serial, progress=progress)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.plan.workloads]
 
     def prepare(self) -> None:
         """Every workload's name and parameters were checked with the plan."""
