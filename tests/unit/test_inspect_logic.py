@@ -60,7 +60,7 @@ def test_glibc_heaps_counts_64mib_aligned_arena_heaps_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "cgroup", "container_id"),
+    ("text", "path", "container_id"),
     [
         (f"0::/system.slice/docker-{DOCKER_ID}.scope\n", f"/system.slice/docker-{DOCKER_ID}.scope",
          DOCKER_ID),
@@ -70,12 +70,12 @@ def test_glibc_heaps_counts_64mib_aligned_arena_heaps_only() -> None:
     ],
 )  # fmt: skip
 def test_container_ids(
-    tmp_path: Path, text: str, cgroup: str | None, container_id: str | None
+    tmp_path: Path, text: str, path: str | None, container_id: str | None
 ) -> None:
     box, problems = cgroup.container(text, str(tmp_path))
     assert box.container_id == container_id
-    if cgroup is not None:
-        assert box.cgroup == cgroup
+    if path is not None:
+        assert box.cgroup == path
     assert problems and "cannot read" in problems[0]  # no cgroup files in the fake root
 
 

@@ -32,9 +32,9 @@ def test_each_runtime_and_driver_names_the_pod(layout: Layout, tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("cgroup", OFF_KUBERNETES)
-def test_off_kubernetes_there_is_no_pod(cgroup: str, tmp_path: Path) -> None:
-    box, _ = cgroup.container(cgroup, str(tmp_path))
+@pytest.mark.parametrize("text", OFF_KUBERNETES)
+def test_off_kubernetes_there_is_no_pod(text: str, tmp_path: Path) -> None:
+    box, _ = cgroup.container(text, str(tmp_path))
     assert kube.PodLogs.read(str(tmp_path)).identify(box.cgroup) is None
 
 
