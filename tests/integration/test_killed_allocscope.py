@@ -1,6 +1,6 @@
 """allocscope SIGKILLed mid-run leaves nothing running: the user's command or server, the
 processes it started (a gunicorn master and its workers), and allocscope's own load
-processes all end, and the run's hook directory is removed (bench/guard.py).
+processes all end, and the run's hook directory is removed (bench/kinds/process/guard.py).
 
 Each case starts a real run, waits until the user's first process is up, lets the run go
 on for a while (the moment), SIGKILLs allocscope, and then looks for every process that
@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from allocscope.bench import guard, inject, orphans
+from allocscope.bench import orphans
+from allocscope.bench.kinds.process import guard, inject
 from tests.conftest import child_env
 from tests.integration.test_target_serve import GUNICORN, MISBEHAVING
 
@@ -83,7 +84,7 @@ def test_sigkill_of_allocscope_leaves_nothing_running(
         marker = first_user_process(allocscope)
         time.sleep(moment)
         started = psutil.Process(allocscope.pid).children(recursive=True)
-        guards = [p for p in started if "allocscope.bench.guard" in " ".join(p.cmdline())]
+        guards = [p for p in started if guard.__name__ in " ".join(p.cmdline())]
         assert len(guards) == 1, [p.cmdline() for p in started]
         allocscope.send_signal(signal.SIGKILL)
         _, err = allocscope.communicate(timeout=ENDED_WITHIN_S + 30)  # the guard holds stderr

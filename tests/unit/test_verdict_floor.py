@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
+from allocscope.bench.analysis.stats import MEMORY_FLOOR_BYTES
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Results
-from allocscope.bench.stats import MEMORY_FLOOR_BYTES
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 

@@ -43,8 +43,8 @@ from allocscope.bench.variants import Variant, select
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from 3.12; annotations only
 
+    from allocscope.bench.kinds.workload.runner import Progress
     from allocscope.bench.results import Results
-    from allocscope.bench.runner import Progress
 
 __all__ = ["Options", "Service", "compare", "plan", "run"]
 
@@ -96,7 +96,8 @@ def run(
     """Measure ``chosen``; with ``out``, results.json is saved there as runs come in."""
     import os
 
-    from allocscope.bench import runner, session
+    from allocscope.bench import session
+    from allocscope.bench.kinds.workload import runner
 
     if not chosen.available:
         why = "; ".join(f"{v.name}: {v.unavailable}" for v in chosen.variants)

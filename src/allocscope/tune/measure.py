@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from allocscope.bench import kinds, runner
+from allocscope.bench import kinds
+from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.variants import Variant
