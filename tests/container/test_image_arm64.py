@@ -1,8 +1,9 @@
 """The linux/arm64 images, run here under emulation (qemu-user-static through binfmt_misc).
 
-``make test-arm64`` builds them beside the amd64 ones (PLATFORMS=linux/amd64,linux/arm64;
-container/build-image.sh tags them ``<tag>-arm64``) and runs these tests, which the default
-run deselects (marker arm64); ALLOCSCOPE_TEST_ARM64_IMAGE names another image. Each must behave as
+``make test`` (and ``make test-arm64``) builds them beside the amd64 ones
+(PLATFORMS=linux/amd64,linux/arm64; container/build-image.sh tags them ``<tag>-arm64``) and
+runs these tests, which a bare ``pytest`` deselects (marker arm64);
+ALLOCSCOPE_TEST_ARM64_IMAGE names another image. Each must behave as
 the amd64 image does: the launcher's gate passes, ``GET /`` says aarch64 and jemalloc via
 LD_PRELOAD, FIPS is enforced and MD5 refused, ``info``, ``verify`` and the collector give
 the amd64 image's answers (but for the machine's name), the examples serve, the SBOM
