@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope.bench import orphans
-from allocscope.bench.kinds.process import inject, kept, proof
+from allocscope.bench.kinds.process import guard, inject, kept, proof
 from allocscope.bench.kinds.process import tree as proctree
 from allocscope.bench.kinds.process.proof import ProcessProof
 from allocscope.bench.kinds.workload.runner import STDERR_KEPT, stderr_problems
@@ -81,7 +81,8 @@ class Watch:
         cwd: str | None = None,
     ) -> Watch:
         orphans.adopt()  # a daemon the command leaves behind is re-parented to us
-        hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
+        hook_dir = inject.prepare(tempfile.mkdtemp(prefix=guard.HOOK_PREFIX))
+        guard.hold(hook_dir)  # before it starts: nothing of it may outlive allocscope
         hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
         out, err = kept.Kept(), kept.Kept()  # bounded, however much it prints
         try:
@@ -270,6 +271,7 @@ class Watch:
         self.out.close(0)
         self.err.close(0)
         shutil.rmtree(self.hook_dir, ignore_errors=True)
+        guard.release(self.hook_dir)
 
 
 def _inside_version(inside: list[dict[str, Any]]) -> str | None:
