@@ -39,9 +39,73 @@ JEMALLOC_KINDS = ("allocated", "active", "resident", "mapped", "retained", "meta
 
 Part = Callable[[this_process.ProcessFacts, str], Iterator[Metric]]
 
+# Every family the collector may yield (after PREFIX_): its type and help. describe() yields
+# them all without samples, so a registry catches a name registered twice; collect() builds
+# its families only from here, so the two cannot drift apart.
+FAMILIES: dict[str, tuple[str, str]] = {
+    "build": ("info", "allocscope, Python, server and OpenSSL"),
+    "allocator": ("info", "The allocator that serves malloc"),
+    "fips_state": (
+        "gauge",
+        "FIPS state detected at start-up: 1 for the state in force, 0 for the others",
+    ),
+    "worker_start_time_seconds": ("gauge", "When this process was first probed"),
+    "check_passed": (
+        "gauge",
+        "1 when the check passes, 0 when it fails (ALLOCSCOPE_EXPECT_*, as verify judges)",
+    ),
+    "process_resident_memory_bytes": ("gauge", "RSS"),
+    "process_peak_resident_memory_bytes": ("gauge", "Peak RSS (VmHWM)"),
+    "process_anonymous_memory_bytes": ("gauge", "Anonymous RSS"),
+    "allocator_bytes": (
+        "gauge",
+        "The allocator's byte counters, by kind: in_use, free_resident (kept resident, "
+        "not in use), returnable (what a trim/purge returns) and held (in_use + "
+        "free_resident), the same for every allocator (allocscope.probe.held); and the "
+        "allocator's own books (jemalloc stats.*, glibc mallinfo2)",
+    ),
+    "jemalloc_arenas": ("gauge", "jemalloc arenas"),
+    "glibc_arenas": ("gauge", "glibc malloc arenas"),
+    "jemalloc_background_thread_requested": (
+        "gauge",
+        "1 when opt.background_thread asks for jemalloc's purging thread",
+    ),
+    "jemalloc_background_thread": (
+        "gauge",
+        "1 when jemalloc's purging thread runs in this process (fork() stops it)",
+    ),
+    "jemalloc_background_thread_restores": (
+        "counter",
+        "Times allocscope.forksafe turned the purging thread back on in this process",
+    ),
+    "collector_errors": (
+        "counter",
+        "Scrapes in which a part of allocscope's series could not be read (left out)",
+    ),
+}
+_CLASSES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily, "info": InfoMetricFamily}
 
-def _gauge(name: str, doc: str, value: float, pid: str) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["pid"])
+
+def _doc(name: str, kind: str) -> str:
+    found, doc = FAMILIES[name]
+    assert found == kind, f"{name} is a {found}, not a {kind}"
+    return doc
+
+
+def _gauges(name: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", _doc(name, "gauge"), labels=labels)
+
+
+def _counters(name: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", _doc(name, "counter"), labels=labels)
+
+
+def _info_family(name: str) -> InfoMetricFamily:
+    return InfoMetricFamily(f"{PREFIX}_{name}", _doc(name, "info"))
+
+
+def _gauge(name: str, value: float, pid: str) -> GaugeMetricFamily:
+    family = _gauges(name, ["pid"])
     family.add_metric([pid], value)
     return family
 
@@ -74,8 +138,12 @@ class AllocscopeCollector(Collector):
             ("background_thread", self._background_thread),
         )
 
-    def describe(self) -> list[Metric]:
-        return []  # nothing detected at registration: a registry's auto_describe stays cheap
+    def describe(self) -> Iterator[Metric]:
+        """Every family collect() may yield, without samples (prometheus_client's way for a
+        custom collector): a registry then refuses a second collector with one of these
+        names. Nothing is detected here, so registering stays cheap."""
+        for name, (kind, doc) in FAMILIES.items():
+            yield _CLASSES[kind](f"{PREFIX}_{name}", doc)
 
     def collect(self) -> Iterator[Metric]:
         if os.getpid() != self._errors_pid:  # a forked child counts its own errors
@@ -96,18 +164,14 @@ class AllocscopeCollector(Collector):
         yield self._errors_family(pid)
 
     def _errors_family(self, pid: str) -> CounterMetricFamily:
-        family = CounterMetricFamily(
-            f"{PREFIX}_collector_errors",
-            "Scrapes in which a part of allocscope's series could not be read (left out)",
-            labels=["pid", "part"],
-        )
+        family = _counters("collector_errors", ["pid", "part"])
         for part in ("facts", *(name for name, _ in self._parts), "held"):
             family.add_metric([pid, part], self._errors[part])
         return family
 
     def _info(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         ossl = f.fips.openssl
-        build = InfoMetricFamily(f"{PREFIX}_build", "allocscope, Python, server and OpenSSL")
+        build = _info_family("build")
         server = this_process.server() if self._server is None else self._server
         build.add_metric(
             [],
@@ -122,7 +186,7 @@ class AllocscopeCollector(Collector):
         )
         yield build
         a = f.allocator
-        info = InfoMetricFamily(f"{PREFIX}_allocator", "The allocator that serves malloc")
+        info = _info_family("allocator")
         info.add_metric(
             [],
             {
@@ -135,46 +199,27 @@ class AllocscopeCollector(Collector):
             },
         )
         yield info
-        state = GaugeMetricFamily(
-            f"{PREFIX}_fips_state",
-            "FIPS state detected at start-up: 1 for the state in force, 0 for the others",
-            labels=["pid", "state"],
-        )
+        state = _gauges("fips_state", ["pid", "state"])
         for level in FIPS_LEVELS:
             state.add_metric([pid, level], 1.0 if f.fips.state == level else 0.0)
         yield state
-        yield _gauge(
-            "worker_start_time_seconds", "When this process was first probed", f.started, pid
-        )
+        yield _gauge("worker_start_time_seconds", f.started, pid)
 
     def _checks(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            f"{PREFIX}_check_passed",
-            "1 when the check passes, 0 when it fails (ALLOCSCOPE_EXPECT_*, as verify judges)",
-            labels=["pid", "check"],
-        )
+        family = _gauges("check_passed", ["pid", "check"])
         for c in f.checks():
             family.add_metric([pid, c.name], 1.0 if c.passed else 0.0)
         yield family
 
     def _memory(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         mem = memory.read(self._proc_root, rollup=False)
-        yield _gauge("process_resident_memory_bytes", "RSS", mem.rss_bytes, pid)
-        yield _gauge(
-            "process_peak_resident_memory_bytes", "Peak RSS (VmHWM)", mem.peak_rss_bytes, pid
-        )
+        yield _gauge("process_resident_memory_bytes", mem.rss_bytes, pid)
+        yield _gauge("process_peak_resident_memory_bytes", mem.peak_rss_bytes, pid)
         if mem.anon_rss_bytes is not None:
-            yield _gauge("process_anonymous_memory_bytes", "Anonymous RSS", mem.anon_rss_bytes, pid)
+            yield _gauge("process_anonymous_memory_bytes", mem.anon_rss_bytes, pid)
 
     def _allocator(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            f"{PREFIX}_allocator_bytes",
-            "The allocator's byte counters, by kind: in_use, free_resident (kept resident, "
-            "not in use), returnable (what a trim/purge returns) and held (in_use + "
-            "free_resident), the same for every allocator (allocscope.probe.held); and the "
-            "allocator's own books (jemalloc stats.*, glibc mallinfo2)",
-            labels=["pid", "allocator", "kind"],
-        )
+        family = _gauges("allocator_bytes", ["pid", "allocator", "kind"])
         name = f.allocator.name
         s = f.jemalloc.stats() if f.jemalloc is not None else None
         g = glibc.heap() if s is None and name == "glibc" else None
@@ -195,7 +240,7 @@ class AllocscopeCollector(Collector):
             for kind in JEMALLOC_KINDS:
                 family.add_metric([pid, "jemalloc", kind], getattr(s, kind))
             yield family
-            yield _gauge("jemalloc_arenas", "jemalloc arenas", s.narenas, pid)
+            yield _gauge("jemalloc_arenas", s.narenas, pid)
         elif g is not None:
             for kind, value in (  # mallinfo2's books: "free" counts trimmed pages too
                 ("arena", g.arena_bytes),
@@ -206,7 +251,7 @@ class AllocscopeCollector(Collector):
                 family.add_metric([pid, "glibc", kind], value)
             yield family
             if g.arenas is not None:
-                yield _gauge("glibc_arenas", "glibc malloc arenas", g.arenas, pid)
+                yield _gauge("glibc_arenas", g.arenas, pid)
         elif family.samples:
             yield family
 
@@ -216,22 +261,8 @@ class AllocscopeCollector(Collector):
         bt = forksafe.background_thread()
         if bt is None:
             return
-        yield _gauge(
-            "jemalloc_background_thread_requested",
-            "1 when opt.background_thread asks for jemalloc's purging thread",
-            1.0 if bt.requested else 0.0,
-            pid,
-        )
-        yield _gauge(
-            "jemalloc_background_thread",
-            "1 when jemalloc's purging thread runs in this process (fork() stops it)",
-            1.0 if bt.live else 0.0,
-            pid,
-        )
-        restores = CounterMetricFamily(
-            f"{PREFIX}_jemalloc_background_thread_restores",
-            "Times allocscope.forksafe turned the purging thread back on in this process",
-            labels=["pid"],
-        )
+        yield _gauge("jemalloc_background_thread_requested", 1.0 if bt.requested else 0.0, pid)
+        yield _gauge("jemalloc_background_thread", 1.0 if bt.live else 0.0, pid)
+        restores = _counters("jemalloc_background_thread_restores", ["pid"])
         restores.add_metric([pid], bt.restores)
         yield restores

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from allocscope.inspect import process_tree
+import pytest
+
+from allocscope import exitcodes
+from allocscope.inspect import attach, process_tree
+from allocscope.inspect.errors import Exited
 from tests.conftest import as_nobody, run_allocscope
 from tests.integration.targets import free_port, running, serves
 
@@ -147,3 +152,13 @@ def test_no_ptrace_rights() -> None:
         assert target.poll() is None
     assert proc.returncode == 22, proc.stderr
     assert "ptrace not permitted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_memory_read_before_any_call_fails_as_an_inspect_error() -> None:
+    """The reads before the first ptrace call (the symbols' code, Py_Version) turn an
+    OSError into the error the CLI reports with its own exit code, not an internal one."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: /proc/PID is no more
+    with pytest.raises(Exited, match=f"process {gone.pid} exited") as e:
+        attach._read(gone.pid, 0x400000, 16)
+    assert e.value.exit_code == exitcodes.NOT_INSPECTABLE

@@ -304,7 +304,12 @@ def test_default_runs_stop_at_the_budget_once_a_run_is_long(
     )
 
 
-ALLOCATES = "x = [b'a' * (700 + i % 5000) for i in range(8000)]; print(len(x))"
+# It holds its memory a while, so its peak and its allocator are read from outside even on
+# a loaded machine (a process gone in 0.2 s may be missed between two samples).
+ALLOCATES = (
+    "import time; x = [b'a' * (700 + i % 5000) for i in range(8000)]; time.sleep(0.5); "
+    "print(len(x))"
+)
 
 
 def test_repeats_auto_for_a_command_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from allocscope import this_process
 from allocscope.prometheus import AllocscopeCollector
-from tests.conftest import Families, families
+from tests.conftest import Families, child_env, families
 
 STATUS = "Name:\tpython3\nVmHWM:\t   50000 kB\nVmRSS:\t   40000 kB\nRssAnon:\t   30000 kB\n"
 
@@ -90,3 +93,45 @@ def test_facts_that_cannot_be_detected_leave_only_the_error_counter() -> None:
     fams = scrape(AllocscopeCollector(current=broken))
     assert set(fams) == {"allocscope_collector_errors"}
     assert errors(fams)["facts"] == 1
+
+
+_YIELDED = """
+import json
+from allocscope import forksafe
+from allocscope.prometheus import AllocscopeCollector
+forksafe.after_fork()  # a restore makes the restores counter appear, as in a worker
+print(json.dumps(sorted((f.name, f.type) for f in AllocscopeCollector().collect())))
+"""
+
+
+def _yielded(**env: str) -> set[tuple[str, str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _YIELDED], env=child_env(**env), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return {(name, kind) for name, kind in json.loads(done.stdout)}
+
+
+def test_describe_names_every_family_collect_yields_and_nothing_else(jemalloc: str) -> None:
+    """Under glibc and under jemalloc (each in a fresh interpreter: the allocator is chosen
+    at exec), what collect() yields is what describe() says, name and type."""
+    described = {(f.name, f.type) for f in AllocscopeCollector().describe()}
+    under_glibc = _yielded()
+    under_jemalloc = _yielded(LD_PRELOAD=jemalloc, MALLOC_CONF="background_thread:true")
+    assert under_glibc <= described and under_jemalloc <= described
+    assert under_glibc | under_jemalloc == described
+    assert all(not f.samples for f in AllocscopeCollector().describe())
+
+
+def test_a_name_registered_twice_is_refused_and_registering_detects_nothing() -> None:
+    def never() -> this_process.ProcessFacts:
+        raise AssertionError("register() must not detect anything")
+
+    registry = CollectorRegistry()  # auto_describe, as the default registry
+    registry.register(AllocscopeCollector(current=never))
+    with pytest.raises(ValueError, match="allocscope_build_info"):
+        registry.register(AllocscopeCollector(current=never))
+    other = CollectorRegistry()
+    Gauge("allocscope_process_resident_memory_bytes", "someone else's RSS", registry=other)
+    with pytest.raises(ValueError, match="allocscope_process_resident_memory_bytes"):
+        other.register(AllocscopeCollector(current=never))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -92,3 +96,28 @@ def test_nothing_below_the_commands_sees_argparse_or_the_commands() -> None:
     for module in below:
         assert not [t for t in graph[module] if t.startswith("allocscope.commands")], module
         assert "argparse" not in set(_imported(_modules()[module], "")), module
+
+
+@pytest.mark.parametrize(
+    "program",
+    ["allocscope.bench.kinds.workload.worker", "allocscope.bench.kinds.process.guard"],
+)
+def test_a_program_run_with_dash_m_is_not_imported_by_its_own_packages(program: str) -> None:
+    """``python -m`` imports the packages first: one that imported the program would run it
+    twice (runpy warns) and load the parent's modules (the runner, psutil) into every child."""
+    check = (
+        "import importlib, sys; "
+        f"importlib.import_module({program.rpartition('.')[0]!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith('allocscope.bench')))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout
+    assert program not in loaded and "runner" not in loaded and "psutil" not in loaded, loaded
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", program, "--help"],
+        stdin=subprocess.DEVNULL,  # the guard reads its pipe until end of file
+        capture_output=True,
+        text=True,
+    )
+    assert "RuntimeWarning" not in run.stderr, run.stderr

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from allocscope.inspect import inject, payload, ptrace, remote
-from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported
+from allocscope.inspect.errors import AttachDenied, AttachTimeout, AttachUnsupported, Exited
 from allocscope.inspect.procinfo import Mapping, Proc, parse_maps
 from allocscope.inspect.verdict import Verdict, judge
 from allocscope.probe import elf
@@ -102,7 +102,7 @@ def _symbols(
         addresses = {n: bias + v for n, v in found.items()}
         for name, at in addresses.items():  # the code there must be the file's: same object
             expected = elf.bytes_at(data, found[name], 16)
-            if ptrace.read_memory(proc.pid, at, 16) != expected:
+            if _read(proc.pid, at, 16) != expected:
                 raise AttachUnsupported(f"{name} in {m.path} does not match the process's memory")
         return addresses, inject.find_caves(data, m.start, maps, m.path)
     return None
@@ -166,11 +166,24 @@ def attach(pid: int, *, trim: bool = False, timeout: float = 10.0) -> AttachRepo
     return _report(pid, "ptrace", MECHANISM, started, answer)
 
 
+def _read(pid: int, address: int, size: int) -> bytes:
+    """The target's memory before any call is made: an OSError here (it exited, its memory
+    is not ours to read) becomes the inspect error the CLI reports with its exit code."""
+    try:
+        return ptrace.read_memory(pid, address, size)
+    except FileNotFoundError as e:
+        raise Exited(f"process {pid} exited while being read") from e
+    except PermissionError as e:
+        raise AttachDenied(f"process {pid}: its memory cannot be read ({e.strerror})") from e
+    except OSError as e:
+        raise AttachUnsupported(f"process {pid}: its memory cannot be read ({e})") from e
+
+
 def _version(pid: int, python: dict[str, int]) -> tuple[int, int] | None:
     """The target's CPython (major, minor), from its Py_Version (3.11 and later)."""
     if "Py_Version" not in python:
         return None
-    hexversion = int.from_bytes(ptrace.read_memory(pid, python["Py_Version"], 4), "little")
+    hexversion = int.from_bytes(_read(pid, python["Py_Version"], 4), "little")
     return hexversion >> 24, hexversion >> 16 & 0xFF
 
 

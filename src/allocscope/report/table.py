@@ -161,7 +161,7 @@ def tables(results: Results) -> list[Table]:
             if service:
                 row.append(growth_cell(counted))
             rows.append(row)
-        params = results.config.get("workloads", {}).get(workload)
+        params = (results.config.get("workloads") or {}).get(workload)
         title = workload if not params else f"{workload} ({_params(params)})"
         meaning = [m for m in [what_this_means(results, workload)] if m]
         out.append(Table(workload, title, header, rows, _notes(results, workload), meaning))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from allocscope.bench import kinds
+from allocscope.bench.kinds.process.kind import TreeSpec
 from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
@@ -41,7 +42,7 @@ class Target:
     def workload(self) -> str:
         """The label compare gives the work ('fragment', 'cmd: python3 job.py', ...)."""
         template = self._kind(None).specs(random.Random(0), repeats=1, warmup=0)[0]
-        assert isinstance(template, runner.RunSpec | kinds.TreeSpec)
+        assert isinstance(template, runner.RunSpec | TreeSpec)
         return template.workload
 
     def prepare(self) -> None:
@@ -75,5 +76,5 @@ def _spec(template: runner.Labelled, variant: Variant, repeat: int, order: int) 
     if isinstance(template, runner.RunSpec):
         spec = replace(template, variant=variant, repeat=repeat, order=order)
         return replace(spec, settle=(), purge=False) if repeat == 0 else spec  # a warm-up
-    assert isinstance(template, kinds.TreeSpec)
+    assert isinstance(template, TreeSpec)
     return replace(template, variant=variant, repeat=repeat, order=order)

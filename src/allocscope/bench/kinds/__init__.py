@@ -10,9 +10,9 @@ Every decision about *how many* runs (fixed repeats, a command's budget once its
 long, ``--repeats auto``'s target, budget and maximum) is the session's: a kind runs what
 it is given.
 
-- :mod:`~allocscope.bench.kinds.workload` (:class:`WorkloadKind`): built-in workloads and
+- :mod:`~allocscope.bench.kinds.workload` (``WorkloadKind``): built-in workloads and
   ``module:function``, in our own worker children;
-- :mod:`~allocscope.bench.kinds.process` (:class:`TreeKind`): a user's command or service,
+- :mod:`~allocscope.bench.kinds.process` (``TreeKind``): a user's command or service,
   one process tree at a time, watched from outside.
 
 Why batches (prepare, specs, run) and not one run's steps (prepare, start, measure, prove,
@@ -29,14 +29,13 @@ batch is the unit every kind shares.
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from allocscope.bench.kinds.process import Save, TreeKind, TreeSpec
-from allocscope.bench.kinds.workload import WorkloadKind, runner
-from allocscope.bench.plan import Plan, Workloads
-from allocscope.bench.record import RunRecord
-
-__all__ = ["Kind", "Save", "TreeKind", "TreeSpec", "WorkloadKind", "of"]
+if TYPE_CHECKING:  # the kinds load their modules only when a session asks for one
+    from allocscope.bench.kinds.process.kind import Save
+    from allocscope.bench.kinds.workload.runner import Labelled, Progress
+    from allocscope.bench.plan import Plan
+    from allocscope.bench.record import RunRecord
 
 
 class Kind(Protocol):
@@ -47,12 +46,18 @@ class Kind(Protocol):
 
     def specs(
         self, rng: random.Random, *, repeats: int, warmup: int, first: int = 1, only: str = ""
-    ) -> list[runner.Labelled]: ...
+    ) -> list[Labelled]: ...
 
-    def run(self, specs: list[runner.Labelled]) -> list[RunRecord]: ...
+    def run(self, specs: list[Labelled]) -> list[RunRecord]: ...
 
 
-def of(plan: Plan, progress: runner.Progress | None, save: Save, *, quiet: bool) -> Kind:
+def of(plan: Plan, progress: Progress | None, save: Save, *, quiet: bool) -> Kind:
+    from allocscope.bench.plan import Workloads
+
     if isinstance(plan.work, Workloads):
+        from allocscope.bench.kinds.workload.kind import WorkloadKind
+
         return WorkloadKind(plan, progress)
+    from allocscope.bench.kinds.process.kind import TreeKind
+
     return TreeKind(plan, progress, save, quiet=quiet)
