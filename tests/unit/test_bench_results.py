@@ -11,11 +11,14 @@ import pytest
 from allocscope.bench import results
 from allocscope.bench.results import (
     MB,
+    Config,
+    Host,
     Mark,
     Proof,
     Results,
     ResultsError,
     RunRecord,
+    VariantInfo,
     load,
     metrics_of,
     parse,
@@ -67,17 +70,17 @@ def sample() -> Results:
     ]
     return Results(
         created="2026-01-01T00:00:00Z",
-        host={"cpu_model": "test CPU"},
-        config={"settle_s": [0.5, 2.0], "workloads": {"fragment": {"threads": 4}}},
+        host=Host(cpu_model="test CPU"),
+        config=Config(settle_s=(0.5, 2.0), workloads={"fragment": {"threads": 4}}),
         variants=[
-            {"name": "glibc", "allocator": "glibc", "env": {}, "available": True},
-            {"name": "jemalloc-tuned", "allocator": "jemalloc", "available": True},
-            {
-                "name": "tcmalloc",
-                "allocator": "tcmalloc",
-                "available": False,
-                "unavailable": "libtcmalloc_minimal.so.4 not found",
-            },
+            VariantInfo("glibc", "glibc"),
+            VariantInfo("jemalloc-tuned", "jemalloc"),
+            VariantInfo(
+                "tcmalloc",
+                "tcmalloc",
+                available=False,
+                unavailable="libtcmalloc_minimal.so.4 not found",
+            ),
         ],
         runs=runs,
     )
@@ -117,7 +120,7 @@ def test_only_measured_runs_that_proved_themselves_count() -> None:
     tuned = r.summary("fragment", "jemalloc-tuned", "rss_retained")
     assert tuned is not None and tuned.n == 2  # the failed run does not count
     assert r.baseline() == "glibc"
-    assert [v["name"] for v in r.unavailable()] == ["tcmalloc"]
+    assert [v.name for v in r.unavailable()] == ["tcmalloc"]
     assert len(r.failed()) == 1
 
 
@@ -199,9 +202,9 @@ def test_version_0_as_jq_slurped_list_and_as_concatenated_objects() -> None:
     assert len(listed.runs) == 2
 
 
-def test_version_1_migrates_to_2_unchanged() -> None:
+def test_version_1_migrates_unchanged() -> None:
     r = parse(json.dumps(V1))
-    assert r.migrated_from == 1 and r.host == {"kernel": "6.1"}
+    assert r.migrated_from == 1 and r.host == Host(kernel="6.1")
     assert r.runs[0].counts and r.runs[0].proof is not None
     assert r.runs[0].kind == "workload" and r.runs[0].noise is None
     assert r.runs[0].timeline == [(0.2, MB), (0.3, 2 * MB)]
@@ -212,7 +215,10 @@ def test_version_1_migrates_to_2_unchanged() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (json.dumps({**V1, "version": 99}), "unknown schema version 99.*reads versions 0 to 2"),
+        (
+            json.dumps({**V1, "version": 99}),
+            f"unknown schema version 99.*reads versions 0 to {results.VERSION}",
+        ),
         (json.dumps({**V1, "version": "one"}), "schema version 'one' is not a positive integer"),
         (json.dumps({**V1, "schema": "someone.else"}), "schema 'someone.else' is not"),
         (json.dumps(V1)[:200], "truncated JSON"),
@@ -236,5 +242,5 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_host_metadata_has_what_the_issue_asks_for() -> None:
     h = results.host()
     for key in ("cpu_model", "kernel", "thp_enabled", "python", "cpus"):
-        assert h[key], key
-    assert h["thp_enabled"] in ("always", "madvise", "never")
+        assert getattr(h, key), key
+    assert h.thp_enabled in ("always", "madvise", "never")

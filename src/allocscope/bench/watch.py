@@ -24,6 +24,7 @@ from typing import Any
 
 from allocscope.bench import identity, inject, kept, orphans
 from allocscope.bench import tree as proctree
+from allocscope.bench.evidence import Escaped
 from allocscope.bench.record import Mark, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.variants import Variant
@@ -67,7 +68,7 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     exit_code: int | None = None
     cpu_reaped_s: float = 0.0  # from wait4: the root and every descendant it reaped
-    escaped: list[orphans.Escaped] = field(default_factory=list)  # stopped outside the group
+    escaped: list[Escaped] = field(default_factory=list)  # stopped outside the group
 
     @classmethod
     def start(
