@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from allocscope import userfile
+from allocscope import procctl, userfile
 from allocscope.bench.evidence import LoadSummary
 from allocscope.errors import AllocscopeError
 
@@ -434,7 +434,10 @@ def _process_main(
     timeout: float,
     ready: Any,
     halt: Any,
+    parent: int,
 ) -> None:
+    # Ended with allocscope however it ends (a SIGKILLed parent runs no clean-up).
+    procctl.die_with_parent(parent)
     # The parent decides when the load ends (halt, stop): Ctrl-C reaches the whole
     # foreground group, and the parent's own handlers must not run here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -514,6 +517,7 @@ class Load:
                     timeout,
                     self._ready[i],
                     self._halt,
+                    os.getpid(),
                 ),
                 daemon=True,
             )

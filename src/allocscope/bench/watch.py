@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocscope.bench import identity, inject, kept, orphans
+from allocscope.bench import guard, identity, inject, kept, orphans
 from allocscope.bench import tree as proctree
 from allocscope.bench.evidence import Escaped
 from allocscope.bench.record import Mark, Proof
@@ -80,7 +80,8 @@ class Watch:
         cwd: str | None = None,
     ) -> Watch:
         orphans.adopt()  # a daemon the command leaves behind is re-parented to us
-        hook_dir = inject.prepare(tempfile.mkdtemp(prefix="allocscope-hook-"))
+        hook_dir = inject.prepare(tempfile.mkdtemp(prefix=guard.HOOK_PREFIX))
+        guard.hold(hook_dir)  # before it starts: nothing of it may outlive allocscope
         hook = inject.environ(hook_dir, os.environ.get("PYTHONPATH"), trim_every)
         out, err = kept.Kept(), kept.Kept()  # bounded, however much it prints
         try:
@@ -269,6 +270,7 @@ class Watch:
         self.out.close(0)
         self.err.close(0)
         shutil.rmtree(self.hook_dir, ignore_errors=True)
+        guard.release(self.hook_dir)
 
 
 def _inside_version(inside: list[dict[str, Any]]) -> str | None:
