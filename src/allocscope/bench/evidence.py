@@ -53,7 +53,7 @@ class Fit:
         }
 
     @classmethod
-    def from_dict(cls, doc: Any, what: str) -> Fit:
+    def from_dict(cls, doc: Any, what: str = "fit") -> Fit:
         d = mapping(doc, what)
         return cls(
             slope=signed(d.get("slope"), f"{what}.slope"),
@@ -305,7 +305,7 @@ class Evidence:
         d = mapping(doc, what)
         trims, growth, load, stop = (d.get(k) for k in ("trims", "growth", "load", "stop"))
         return cls(
-            tree=dict(mapping(d.get("tree") or {}, f"{what}.tree")),
+            tree=dict(mapping(d.get("tree", {}), f"{what}.tree")),
             processes=objects(d, "processes", what),
             inside=objects(d, "inside", what),
             exit_heaps=tuple(

@@ -140,7 +140,7 @@ class Noise:
     marked: bool = False  # busy enough that this run's times are suspect
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "busy": list(self.busy)}
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "noise") -> Noise:

@@ -13,7 +13,7 @@ METRICS = {
     "rss_peak": "peak RSS (VmHWM) up to the end of the work and the freeing",
     "rss_work_end": "RSS when the work ends, its survivors still held",
     "rss_freed": "RSS right after everything is freed",
-    "rss_retained": "RSS after the last settle period",
+    "rss_retained": "RSS at the last --settle point after the work (a service: after its load)",
     "rss_purged": "RSS after asking the allocator to return free memory",
     "work_s": "wall time of the work alone",
     "cpu_s": "CPU time of the work (all threads; for http, the server's, read from outside)",
