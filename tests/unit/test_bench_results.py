@@ -14,6 +14,7 @@ from allocscope.bench.results import (
     Config,
     Host,
     Mark,
+    MarkInfo,
     Proof,
     Results,
     ResultsError,
@@ -28,11 +29,11 @@ from allocscope.bench.results import (
 MARKS = [
     Mark("ready", 0.10, 20 * MB, 20 * MB),
     Mark("work_start", 0.20, 22 * MB, 22 * MB),
-    Mark("work_end", 0.80, 150 * MB, 152 * MB, {"work_s": 0.6, "cpu_s": 0.55}),
-    Mark("freed", 0.81, 140 * MB, 152 * MB, {"free_s": 0.01}),
-    Mark("settle", 1.31, 60 * MB, 152 * MB, {"after_s": 0.5}),
-    Mark("settle", 2.81, 30 * MB, 152 * MB, {"after_s": 2.0}),
-    Mark("purged", 2.82, 29 * MB, 152 * MB, {"how": "jemalloc"}),
+    Mark("work_end", 0.80, 150 * MB, 152 * MB, MarkInfo(work_s=0.6, cpu_s=0.55)),
+    Mark("freed", 0.81, 140 * MB, 152 * MB, MarkInfo(free_s=0.01)),
+    Mark("settle", 1.31, 60 * MB, 152 * MB, MarkInfo(after_s=0.5)),
+    Mark("settle", 2.81, 30 * MB, 152 * MB, MarkInfo(after_s=2.0)),
+    Mark("purged", 2.82, 29 * MB, 152 * MB, MarkInfo(how="jemalloc")),
 ]
 TIMELINE = [(0.1, 20 * MB), (0.5, 160 * MB), (0.8, 150 * MB), (2.0, 40 * MB)]
 
@@ -98,8 +99,8 @@ def test_metrics_from_marks() -> None:
 
 def test_server_cpu_read_from_outside_replaces_the_clients() -> None:
     marks = [
-        Mark("work_start", 0.2, MB, MB, {"server_cpu_s": 1.0}),
-        Mark("work_end", 2.2, MB, MB, {"work_s": 2.0, "cpu_s": 0.7, "server_cpu_s": 2.5}),
+        Mark("work_start", 0.2, MB, MB, MarkInfo(server_cpu_s=1.0)),
+        Mark("work_end", 2.2, MB, MB, MarkInfo(work_s=2.0, cpu_s=0.7, server_cpu_s=2.5)),
         Mark("freed", 2.3, MB, MB),
     ]
     m = metrics_of(marks, [])
@@ -132,7 +133,8 @@ def test_round_trip(tmp_path: Path) -> None:
     back = load(str(path))
     assert back.to_dict() == sample().to_dict()
     assert back.migrated_from is None
-    assert back.runs[1].marks[2].info == {"work_s": 0.6, "cpu_s": 0.55}
+    assert back.runs[1].marks[2].info == MarkInfo(work_s=0.6, cpu_s=0.55)
+    assert doc["runs"][1]["marks"][2]["info"] == {"work_s": 0.6, "cpu_s": 0.55}
 
 
 # The Ruby seed's output, as the demo wrote glibc.json (version 0: no schema key).

@@ -22,7 +22,7 @@ from allocscope.bench.evidence import (
     Stop,
     Trims,
 )
-from allocscope.bench.record import Noise
+from allocscope.bench.record import Mark, MarkInfo, Noise
 from allocscope.bench.results import VERSION, ResultsError, load, parse, save
 from allocscope.bench.results.header import (
     AutoRepeats,
@@ -80,7 +80,8 @@ VARIANT = VariantInfo(
 RECORDS: list[Any] = [
     FIT, Growth(per_hour=FIT), LOAD, LoadSummary(command=("wrk", "x"), exit_code=0, output="ok"),
     Trims(), Stop("exited", 0.0), EVIDENCE, Evidence(tree={}), HOST, Host(), CONFIG, Config(),
-    SESSION, Session(), VARIANT,
+    SESSION, Session(), VARIANT, MarkInfo(work_s=0.5, cpu_s=0.4, server_cpu_s=1.0),
+    MarkInfo(pid=3, measured_pid=4, pss=2**20, argv=("a", "b"), how="SIGTERM", took_s=0.1),
 ]  # fmt: skip
 
 
@@ -123,6 +124,28 @@ def test_each_record_round_trips_through_json(record: Any) -> None:
 def test_a_bad_value_is_refused_on_reading(cls: Any, doc: dict[str, Any], message: str) -> None:
     with pytest.raises(RecordError, match=re.escape(message)):
         cls.from_dict(doc)
+
+
+def test_a_load_end_mark_keeps_the_load_flat_in_its_info() -> None:
+    mark = Mark("load_end", 3.0, 2**20, 2**21, MarkInfo(pss=2**19, load=LOAD))
+    doc = json.loads(json.dumps(mark.to_dict()))
+    assert doc["info"]["p99_ms"] == 9.5 and doc["info"]["pss"] == 2**19
+    assert Mark.from_dict(doc) == mark
+    assert Mark.from_dict({**doc, "event": "stop"}).info.load is None  # only load_end's
+
+
+@pytest.mark.parametrize(
+    ("info", "message"),
+    [
+        ({"after_s": -0.5}, "info.after_s: impossible value -0.5"),
+        ({"work_s": "fast"}, "info.work_s: expected a number"),
+        ({"pid": 1.5}, "info.pid: expected a whole number"),
+        ({"argv": "python job.py"}, "info.argv: expected a list"),
+    ],
+)
+def test_a_bad_mark_info_is_refused_on_reading(info: dict[str, Any], message: str) -> None:
+    with pytest.raises(RecordError, match=re.escape(message)):
+        Mark.from_dict({"event": "settle", "t": 1.0, "rss": 1, "hwm": 1, "info": info})
 
 
 def test_a_bad_evidence_value_in_a_file_is_a_results_error() -> None:

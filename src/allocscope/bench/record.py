@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from allocscope.bench.checked import RecordError as RecordError  # the error of every record
-from allocscope.bench.checked import boolean, items, mapping, text, whole
+from allocscope.bench.checked import boolean, items, mapping, present, text, texts, whole
 from allocscope.bench.checked import number as number
-from allocscope.bench.evidence import Evidence
+from allocscope.bench.evidence import Evidence, LoadSummary
 from allocscope.expectations import Check
 
 PROTOCOL = 2  # the worker <-> runner event protocol (1: untyped proof, never checked)
@@ -157,30 +157,76 @@ class Noise:
 # --- the run -------------------------------------------------------------------------
 
 
+_INFO_SECONDS = ("work_s", "cpu_s", "free_s", "after_s", "server_cpu_s", "took_s")
+
+
+@dataclass(frozen=True)
+class MarkInfo:
+    """What a mark says besides the time and the RSS; each field belongs to some events."""
+
+    work_s: float | None = None  # work_end: wall time of the work
+    cpu_s: float | None = None  # work_end: CPU time of the work
+    free_s: float | None = None  # freed: time to drop what the work kept
+    after_s: float | None = None  # settle: seconds after the work (a service: its load)
+    server_cpu_s: float | None = None  # work_start, work_end: a workload's server's CPU
+    took_s: float | None = None  # stop: how long stopping took
+    pid: int | None = None  # ready: the child
+    measured_pid: int | None = None  # ready: the process measured (a workload's server)
+    pss: int | None = None  # a process tree's PSS at the mark
+    argv: tuple[str, ...] | None = None  # start: the command as started
+    how: str | None = None  # purged: what the purge did; stop: exited, SIGTERM, SIGKILL
+    load: LoadSummary | None = None  # load_end: the load's figures (flat in the JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "load"}
+        if self.argv is not None:
+            doc["argv"] = list(self.argv)
+        return present({**doc, **(self.load.to_dict() if self.load else {})})
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "info", event: str = "") -> MarkInfo:
+        d = mapping(doc, what)
+        seconds = {k: number(d.get(k), f"{what}.{k}", optional=True) for k in _INFO_SECONDS}
+        return cls(
+            **seconds,
+            pid=whole(d.get("pid"), f"{what}.pid", optional=True),
+            measured_pid=whole(d.get("measured_pid"), f"{what}.measured_pid", optional=True),
+            pss=whole(d.get("pss"), f"{what}.pss", optional=True),
+            argv=texts(d, "argv", what) if d.get("argv") is not None else None,
+            how=text(d, "how", what, optional=True),
+            load=LoadSummary.from_dict(d, what) if event == "load_end" else None,
+        )
+
+
 @dataclass(frozen=True)
 class Mark:
     """A phase boundary, with the child's RSS and peak read from outside at that moment."""
 
-    event: str  # ready, work_start, work_end, freed, settle, purged
+    event: str  # ready, work_start, work_end, freed, settle, purged; a tree's: start, ...
     t: float  # seconds since the child was started
     rss: int | None
     hwm: int | None
-    info: dict[str, Any] = field(default_factory=dict)  # work_s, after_s, ...
+    info: MarkInfo = field(default_factory=MarkInfo)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "t": self.t,
+            "rss": self.rss,
+            "hwm": self.hwm,
+            "info": self.info.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "mark") -> Mark:
         d = mapping(doc, what)
         event = text(d, "event", what)
-        info = dict(mapping(d.get("info") or {}, f"{what}.info"))
-        for key in ("work_s", "cpu_s", "free_s", "after_s", "server_cpu_s"):
-            if key in info:
-                number(info[key], f"{what}.info.{key}", optional=True)
         return cls(
             event=event,
             t=number(d.get("t"), f"{what}.t") or 0.0,
             rss=whole(d.get("rss"), f"{what}.rss", optional=True),
             hwm=whole(d.get("hwm"), f"{what}.hwm", optional=True),
-            info=info,
+            info=MarkInfo.from_dict(d.get("info") or {}, f"{what}.info", event),
         )
 
     def __post_init__(self) -> None:
@@ -234,7 +280,8 @@ class RunRecord:
         return self.proof.detected if self.proof else None
 
     def to_dict(self) -> dict[str, Any]:
-        doc = asdict(replace(self, evidence=None))
+        doc = asdict(replace(self, evidence=None, marks=[]))
+        doc["marks"] = [m.to_dict() for m in self.marks]
         doc["evidence"] = self.evidence.to_dict() if self.evidence else None
         return doc
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from allocscope.bench import kept, listening, load, tree
 from allocscope.bench.evidence import Evidence, Fit, Growth, LoadSummary, Stop
@@ -325,8 +326,7 @@ class _ServiceRun:
                 starting=self._starting,
             )
         self._alive(True, "during the load")
-        said = {k: v for k, v in self.summary.to_dict().items() if k != "output"}
-        end = self.watch.mark("load_end", **said)
+        end = self.watch.mark("load_end", load=replace(self.summary, output=None))
         self.load_ended = time.monotonic()
         self.metrics.update(self.summary.metrics())
         if end.rss is not None:
@@ -344,8 +344,8 @@ class _ServiceRun:
 
     def stop(self) -> None:
         stopped = self.watch.stop(self.opts.grace)
-        self.watch.mark("stop", **stopped)
         self.stopped = Stop(how=str(stopped["how"]), took_s=float(stopped["took_s"]))
+        self.watch.mark("stop", how=self.stopped.how, took_s=self.stopped.took_s)
         if self.stopped.how == "SIGKILL":
             self.warnings = (f"the server ignored SIGTERM for {self.opts.grace:g} s: killed",)
         if self.summary.requests == 0 and not self.opts.load_cmd:

@@ -25,7 +25,7 @@ from typing import Any
 from allocscope.bench import guard, identity, inject, kept, orphans
 from allocscope.bench import tree as proctree
 from allocscope.bench.evidence import Escaped
-from allocscope.bench.record import Mark, Proof
+from allocscope.bench.record import Mark, MarkInfo, Proof
 from allocscope.bench.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.variants import Variant
 from allocscope.expectations import Check
@@ -99,7 +99,7 @@ class Watch:
             err.started()
         now = time.monotonic()
         watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
-        watch.mark("start", argv=list(argv))
+        watch.mark("start", argv=tuple(argv))
         return watch
 
     def now(self) -> float:
@@ -124,11 +124,12 @@ class Watch:
         return samples
 
     def mark(self, event: str, **info: Any) -> Mark:
+        """A phase boundary now; ``info``: the :class:`MarkInfo` fields it carries."""
         last = self.tree.last
         rss = last[1] if last else None
         if last:
-            info.setdefault("pss", last[2])
-        m = Mark(event, self.now(), rss, self.tree.peak_rss or None, info)
+            info.setdefault("pss", int(last[2]))
+        m = Mark(event, self.now(), rss, self.tree.peak_rss or None, MarkInfo(**info))
         self.marks.append(m)
         return m
 

@@ -50,7 +50,8 @@ def _aligned_target(run: RunRecord) -> tuple[list[float], list[float], dict[str,
     phases: dict[str, float] = {}
     for m in run.marks:
         if m.event in PHASES:
-            key = m.event if m.event != "settle" else f"settle {m.info.get('after_s', '')}s"
+            after = "" if m.info.after_s is None else f"{m.info.after_s:g}"
+            key = m.event if m.event != "settle" else f"settle {after}s"
             phases[key] = m.t - start
     return xs, ys, phases
 

@@ -26,7 +26,7 @@ newer version than this allocscope knows, or a file that is not JSON, is a
 
 from __future__ import annotations
 
-from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
+from allocscope.bench.record import Mark, MarkInfo, Proof, RecordError, RunRecord
 from allocscope.bench.results.document import (
     SCHEMA,
     VERSION,
@@ -61,6 +61,7 @@ __all__ = [
     "Config",
     "Host",
     "Mark",
+    "MarkInfo",
     "Proof",
     "RecordError",
     "Results",
