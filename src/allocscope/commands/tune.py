@@ -204,6 +204,8 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
     except ResultsError as e:
         raise TuneError(f"--resume {args.resume}: {e}") from None
     saved = (old.session.tune or {}).get("args") or {}
+    if saved.get("idle") is not None:  # an older tune of a service: --settle had a default
+        saved = {**saved, "settle": None}
     merged = vars(args) | {k: v for k, v in saved.items() if k in _KEPT}
     return argparse.Namespace(**merged), list(old.runs), old.created
 
