@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 from allocscope.bench import variants, workloads
+from allocscope.bench.kinds.workload.runner import Runner, RunSpec
 from allocscope.bench.results import MB, settle_key
-from allocscope.bench.runner import Runner, RunSpec
 
 NAMES = ("glibc", "jemalloc", "jemalloc-demo", "jemalloc-tuned")
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
 from allocscope.bench.results import Results, load
 
 

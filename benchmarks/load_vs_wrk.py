@@ -21,7 +21,7 @@ import time
 
 from service_common import server, wrk
 
-from allocscope.bench import load
+from allocscope.bench.kinds.process import load
 
 
 def children_cpu() -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from allocscope import libraries
-from allocscope.bench.runner import clean_environ
+from allocscope.bench.kinds.workload.runner import clean_environ
 from allocscope.service.launch import APP_FACTORY, Settings
 
 HOST = "127.0.0.1"

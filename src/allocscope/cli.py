@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except AllocscopeError as e:  # the one error path: one line, its own exit code
         return _say(command, str(e), e.exit_code)
-    except KeyboardInterrupt as e:  # bench.runner.Interrupted carries its signal's code
+    except KeyboardInterrupt as e:  # runner.Interrupted carries its signal's code
         return int(getattr(e, "exit_code", exitcodes.INTERRUPTED))
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]

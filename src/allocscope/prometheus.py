@@ -10,7 +10,7 @@ server one scrape reaches one worker, and its series are that worker's (see
 ``allocscope.multiprocess`` for every worker in one scrape). Nothing is summed across
 processes: allocator counters are per process.
 
-Built from the probe's records only (``allocscope.facts``): the allocator, FIPS and runtime
+Built from the probe's records only (``allocscope.this_process``): the allocator, FIPS and runtime
 are detected once per pid, a forked worker detects again; each scrape reads memory from
 ``/proc/self/status`` and the allocator's counters (``allocscope.probe.held``: what it
 holds resident, in use and free, for glibc, jemalloc and tcmalloc; jemalloc ``stats.*``,
@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from allocscope import __version__, facts, forksafe
+from allocscope import __version__, forksafe, this_process
 from allocscope.expectations import FIPS_LEVELS
 from allocscope.probe import glibc, held, memory, procfs
 
@@ -37,7 +37,7 @@ __all__ = ["AllocscopeCollector"]
 PREFIX = "allocscope"
 JEMALLOC_KINDS = ("allocated", "active", "resident", "mapped", "retained", "metadata")
 
-Part = Callable[[facts.ProcessFacts, str], Iterator[Metric]]
+Part = Callable[[this_process.ProcessFacts, str], Iterator[Metric]]
 
 
 def _gauge(name: str, doc: str, value: float, pid: str) -> GaugeMetricFamily:
@@ -59,7 +59,7 @@ class AllocscopeCollector(Collector):
         *,
         server: str | None = None,
         proc_root: str = procfs.DEFAULT_ROOT,
-        current: Callable[[], facts.ProcessFacts] = facts.current,
+        current: Callable[[], this_process.ProcessFacts] = this_process.current,
     ) -> None:
         self._server = server
         self._proc_root = proc_root
@@ -105,10 +105,10 @@ class AllocscopeCollector(Collector):
             family.add_metric([pid, part], self._errors[part])
         return family
 
-    def _info(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
+    def _info(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         ossl = f.fips.openssl
         build = InfoMetricFamily(f"{PREFIX}_build", "allocscope, Python, server and OpenSSL")
-        server = facts.server() if self._server is None else self._server
+        server = this_process.server() if self._server is None else self._server
         build.add_metric(
             [],
             {
@@ -147,7 +147,7 @@ class AllocscopeCollector(Collector):
             "worker_start_time_seconds", "When this process was first probed", f.started, pid
         )
 
-    def _checks(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
+    def _checks(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             f"{PREFIX}_check_passed",
             "1 when the check passes, 0 when it fails (ALLOCSCOPE_EXPECT_*, as verify judges)",
@@ -157,7 +157,7 @@ class AllocscopeCollector(Collector):
             family.add_metric([pid, c.name], 1.0 if c.passed else 0.0)
         yield family
 
-    def _memory(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
+    def _memory(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         mem = memory.read(self._proc_root, rollup=False)
         yield _gauge("process_resident_memory_bytes", "RSS", mem.rss_bytes, pid)
         yield _gauge(
@@ -166,7 +166,7 @@ class AllocscopeCollector(Collector):
         if mem.anon_rss_bytes is not None:
             yield _gauge("process_anonymous_memory_bytes", "Anonymous RSS", mem.anon_rss_bytes, pid)
 
-    def _allocator(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
+    def _allocator(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             f"{PREFIX}_allocator_bytes",
             "The allocator's byte counters, by kind: in_use, free_resident (kept resident, "
@@ -210,7 +210,7 @@ class AllocscopeCollector(Collector):
         elif family.samples:
             yield family
 
-    def _background_thread(self, f: facts.ProcessFacts, pid: str) -> Iterator[Metric]:
+    def _background_thread(self, f: this_process.ProcessFacts, pid: str) -> Iterator[Metric]:
         if f.jemalloc is None:
             return
         bt = forksafe.background_thread()

@@ -15,7 +15,7 @@ FastAPI / Starlette (ASGI)::
     from allocscope.web import asgi_app
     app.mount("/allocscope", asgi_app())
 
-The answers come from ``allocscope.facts`` (detected once per pid) plus fresh memory and
+The answers come from ``allocscope.this_process`` (detected once per pid) plus fresh memory and
 heap reads, so they are cheap enough for probes every few seconds. ``/metrics`` uses the
 given registry, else one with ``AllocscopeCollector``, else (``PROMETHEUS_MULTIPROC_DIR``
 set) every worker's series through prometheus_client's multiprocess mode.
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from allocscope import facts, forksafe
+from allocscope import forksafe, this_process
 from allocscope.api import Verdict
 from allocscope.probe import memory
 
@@ -55,11 +55,11 @@ def _json(status: int, doc: object) -> Reply:
 
 def allocator_doc() -> dict[str, Any]:
     """GET /: what serves malloc here, FIPS, the background thread, and RSS now."""
-    f = facts.current()
+    f = this_process.current()
     a, bt = f.allocator, forksafe.background_thread()
     return {
         "pid": f.pid,
-        "server": facts.server(),
+        "server": this_process.server(),
         "allocator": a.label,
         "allocator_name": a.name,
         "allocator_version": a.version,
@@ -73,7 +73,7 @@ def allocator_doc() -> dict[str, Any]:
 
 
 def readiness() -> Reply:
-    verdict = Verdict(tuple(facts.current().checks()))
+    verdict = Verdict(tuple(this_process.current().checks()))
     doc = {
         "ready": verdict.passed,
         "pid": os.getpid(),

@@ -9,10 +9,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from allocscope.bench import runner, variants, workloads
+from allocscope.bench import variants, workloads
+from allocscope.bench.kinds.workload import runner
+from allocscope.bench.kinds.workload.runner import Runner, RunSpec
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB
-from allocscope.bench.runner import Runner, RunSpec
 from allocscope.bench.variants import Variant
 from tests.conftest import JEMALLOC_VERSION
 

@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent(
     import json, os
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
-    from allocscope import facts
+    from allocscope import this_process
     from allocscope.prometheus import AllocscopeCollector
 
     registry = CollectorRegistry()
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
         pids = {s.labels["pid"] for f in text_string_to_metric_families(text) for s in f.samples}
         bt = [s.value for f in text_string_to_metric_families(text) for s in f.samples
               if s.name == "allocscope_jemalloc_background_thread"]
-        return {"pids": sorted(pids), "facts_pid": facts.current().pid, "live": bt}
+        return {"pids": sorted(pids), "facts_pid": this_process.current().pid, "live": bt}
 
     parent = scrape()
     r, w = os.pipe()

@@ -50,8 +50,8 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 @pytest.mark.parametrize(
     ("signum", "workload", "wait_for"),
     [
-        (signal.SIGTERM, "fragment", "allocscope.bench.worker"),
-        (signal.SIGHUP, "fragment", "allocscope.bench.worker"),
+        (signal.SIGTERM, "fragment", "allocscope.bench.kinds.workload.worker"),
+        (signal.SIGHUP, "fragment", "allocscope.bench.kinds.workload.worker"),
         (signal.SIGTERM, "http", "serve"),  # the worker's own server must end too
     ],
 )

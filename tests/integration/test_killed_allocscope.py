@@ -1,6 +1,6 @@
 """allocscope SIGKILLed mid-run leaves nothing running: the user's command or server, the
 processes it started (a gunicorn master and its workers), and allocscope's own load
-processes all end, and the run's hook directory is removed (bench/guard.py).
+processes all end, and the run's hook directory is removed (bench/kinds/process/guard.py).
 
 Each case starts a real run, waits until the user's first process is up, lets the run go
 on for a while (the moment), SIGKILLs allocscope, and then looks for every process that
@@ -19,12 +19,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from allocscope.bench import guard, inject, orphans
+from allocscope.bench import orphans
+from allocscope.bench.kinds.process import guard, inject
 from tests.conftest import child_env
 from tests.integration.test_target_serve import GUNICORN, MISBEHAVING
 
 PY = sys.executable
-SERVE = ("--duration", "30s", "--warm", "0.2s", "--idle", "0.3", "--concurrency", "4")
+SERVE = ("--duration", "30s", "--warm", "0.2s", "--settle", "0.3", "--concurrency", "4")
 SLOW_COMMAND = f"{PY} -c 'import time; x = [bytearray(1000) for _ in range(50000)]; time.sleep(60)'"
 CASES = {
     # name: allocscope's arguments
@@ -38,7 +39,7 @@ CASES = {
     "server ignoring SIGTERM": ["compare", "--serve", f"{MISBEHAVING} ignore-sigterm",
                                 "-V", "glibc", "--repeats", "1", *SERVE],
     "tune": ["tune", "--serve", f"{GUNICORN} flask_app:app", "--ready", "/healthz",
-             "--load", "100000", "--warm", "0.2s", "--idle", "0.3", "--concurrency", "4",
+             "--load", "100000", "--warm", "0.2s", "--settle", "0.3", "--concurrency", "4",
              "--budget", "5m", "--seed", "3"],
 }  # fmt: skip
 MOMENTS_S = {"command": (0.0, 1.5), "stubborn": (0.5,), "gunicorn": (0.0, 2.5),
@@ -83,7 +84,7 @@ def test_sigkill_of_allocscope_leaves_nothing_running(
         marker = first_user_process(allocscope)
         time.sleep(moment)
         started = psutil.Process(allocscope.pid).children(recursive=True)
-        guards = [p for p in started if "allocscope.bench.guard" in " ".join(p.cmdline())]
+        guards = [p for p in started if guard.__name__ in " ".join(p.cmdline())]
         assert len(guards) == 1, [p.cmdline() for p in started]
         allocscope.send_signal(signal.SIGKILL)
         _, err = allocscope.communicate(timeout=ENDED_WITHIN_S + 30)  # the guard holds stderr

@@ -12,6 +12,7 @@ from allocscope import exitcodes
 from allocscope.bench.evidence import Evidence
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results, load
+from allocscope.bench.results.header import AutoRepeats
 from tests.conftest import JEMALLOC_VERSION, run_allocscope
 
 HERE = Path(__file__).resolve().parent
@@ -293,12 +294,12 @@ def test_default_runs_stop_at_the_budget_once_a_run_is_long(
 ) -> None:
     """Without --repeats, runs of a minute or more get only the rounds that fit --budget,
     and the footer says why (LONG_RUN made short here, so the test takes seconds)."""
-    from allocscope.bench import api, kinds
+    from allocscope.bench import api, session
     from allocscope.bench.plan import make
     from allocscope.bench.variants import select
     from allocscope.report import table
 
-    monkeypatch.setattr(kinds, "LONG_RUN", 0.1)
+    monkeypatch.setattr(session, "LONG_RUN", 0.1)
     sleep = [PY, "-c", "import time; time.sleep(0.4)"]
     results = api.run(make(select(["glibc", "jemalloc"]), command=sleep, budget=1.0))
     assert [r.repeat for r in results.runs] == [1, 1]  # one round: a second would pass 1 s
@@ -311,3 +312,43 @@ def test_default_runs_stop_at_the_budget_once_a_run_is_long(
     assert table.what_this_means(results, results.workloads()[0]) == (
         "one run: no interval, no verdict (run each variant 5 times: --repeats 5)"
     )
+
+
+ALLOCATES = "x = [b'a' * (700 + i % 5000) for i in range(8000)]; print(len(x))"
+
+
+def test_repeats_auto_for_a_command_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
+    """The workloads' rule, through the same loop: no interval is within ±0.001 %, so
+    repeats are added one at a time after the first 5 until the budget is spent."""
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "-V", "jemalloc", "--repeats", "auto", "--target", "0.001",
+        "--budget", "4", "--", PY, "-c", ALLOCATES,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    name = results.workloads()[0]
+    why = (results.session.repeats_auto or {})[name]
+    assert why.startswith("budget spent after "), why
+    done = int(why.split()[3])
+    assert "; still wide: " in why and done >= 5
+    assert {r.repeat for r in results.runs} == set(range(1, done + 1))
+    assert sorted(r.variant for r in results.runs) == ["glibc"] * done + ["jemalloc"] * done
+    assert all(r.ok and r.kind == "command" for r in results.runs), text
+    assert results.config.repeats_auto == AutoRepeats(target=0.00001, budget_s=4.0, max=20)
+    assert f"--repeats auto, {name}: stopped: budget spent after {done} repeats" in text
+    assert not gone(results)
+
+
+def test_repeats_auto_for_a_command_stops_once_narrow(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "-V", "jemalloc", "--repeats", "auto", "--target", "60",
+        "--", PY, "-c", ALLOCATES,
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    why = (results.session.repeats_auto or {})[results.workloads()[0]]
+    assert why == "narrow: every headline interval within ±60%", why
+    # 5 before the first look, then one at a time (a short run's CPU time is a few clock
+    # ticks: its interval may need more) until narrow
+    repeats = {r.repeat for r in results.runs}
+    assert repeats == set(range(1, max(repeats) + 1)) and 5 <= max(repeats) < 20

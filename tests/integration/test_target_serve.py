@@ -48,13 +48,13 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
     assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= found.load.max_ms + 0.01
     assert m["rss_peak"] >= m["rss_retained"] > 10 * 2**20
     assert "rss_settle_0.3" in m and "rss_settle_0.6" in m
-    from allocscope.bench import serve_target, tree
+    from allocscope.bench.kinds.process import service, tree
 
     assert found.growth is not None and found.stop is not None
     growth = found.growth.per_10k_requests
     assert growth is not None
     # the verdict is the one its own slope and error give (not merely a known word)
-    said = tree.verdict(growth.slope, growth.stderr, serve_target.NOISE_MIB_PER_10K)
+    said = tree.verdict(growth.slope, growth.stderr, service.NOISE_MIB_PER_10K)
     assert growth.points >= 3 and growth.verdict == said, growth
     assert found.stop.how in ("SIGTERM", "exited")
 
@@ -155,6 +155,25 @@ def test_users_own_load_generator(tmp_path: Path) -> None:
     load_ = evidence(run).load
     assert load_ is not None and load_.exit_code == 0 and "Requests/sec" in (load_.output or "")
     assert run.metrics["rps"] > 0 and run.metrics["requests"] > 0
+
+
+def test_repeats_auto_for_a_service_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
+    """Services use the workloads' rule through the same loop: after the first 5 repeats,
+    no interval within ±0.001 % and the 1 s budget spent."""
+    code, text, results = compare(
+        tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--repeats", "auto",
+        "--target", "0.001", "--budget", "1", "--duration", "0.3s", "--warm", "0",
+        "--settle", "0.1", "--concurrency", "4",
+    )  # fmt: skip
+    assert code == exitcodes.OK, text
+    assert results is not None
+    name = results.workloads()[0]
+    why = (results.session.repeats_auto or {})[name]
+    assert why.startswith("budget spent after 5 repeats; still wide: glibc "), why
+    assert [r.repeat for r in results.runs] == [1, 2, 3, 4, 5]
+    assert all(r.ok and r.kind == "service" for r in results.runs), text
+    assert f"--repeats auto, {name}: stopped: budget spent after 5 repeats" in text
+    assert not gone(results)
 
 
 def test_a_server_that_never_becomes_ready(tmp_path: Path) -> None:

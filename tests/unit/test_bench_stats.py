@@ -9,7 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from allocscope.bench import noise, runner, stats, variants, workloads
+from allocscope.bench import variants, workloads
+from allocscope.bench.analysis import noise, stats
+from allocscope.bench.kinds.workload import runner
 from allocscope.bench.record import Noise
 from allocscope.report import table
 from tests.unit.test_bench_results import run, sample

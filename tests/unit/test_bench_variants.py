@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from allocscope.bench import variants
-from allocscope.bench.runner import child_environ, stderr_problems
+from allocscope.bench.kinds.workload.runner import child_environ, stderr_problems
 from allocscope.bench.variants import TUNED_CONF, Libraries, VariantError, parse_spec, select
 
 

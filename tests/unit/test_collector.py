@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from allocscope import facts
+from allocscope import this_process
 from allocscope.prometheus import AllocscopeCollector
 from tests.conftest import Families, families
 
@@ -53,7 +53,7 @@ def test_every_series_names_this_pid_and_memory_comes_from_proc_root(fake_proc: 
 
 def test_server_label_is_the_server_this_process_imported(fake_proc: Path) -> None:
     [(build, _)] = scrape(AllocscopeCollector(proc_root=str(fake_proc)))["allocscope_build_info"]
-    assert build["server"] == facts.server()
+    assert build["server"] == this_process.server()
     assert "granian" not in build["server"]  # pytest imported no server
 
 
@@ -84,7 +84,7 @@ def test_held_bytes_are_resident_arena_pages_minus_in_use(fake_proc: Path) -> No
 
 
 def test_facts_that_cannot_be_detected_leave_only_the_error_counter() -> None:
-    def broken() -> facts.ProcessFacts:
+    def broken() -> this_process.ProcessFacts:
         raise OSError("cannot read /proc/self/maps")
 
     fams = scrape(AllocscopeCollector(current=broken))

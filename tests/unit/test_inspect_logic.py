@@ -11,7 +11,8 @@ import pytest
 from allocscope.inspect import (
     NoSuchProcess,
     NotInspectable,
-    facts,
+    cgroup,
+    heaps,
     inspect_process,
     loader,
     process_tree,
@@ -54,12 +55,12 @@ def test_glibc_heaps_counts_64mib_aligned_arena_heaps_only() -> None:
         f"{base + 128 * MiB:x}-{base + 128 * MiB + 4096:x} ---p 00000000 00:00 0\n"
         f"{base + 128 * MiB + 4096:x}-{base + 136 * MiB:x} rw-p 00000000 00:00 0\n"
     )
-    heaps = facts.glibc_heaps(maps)
-    assert heaps == facts.GlibcHeaps(main_heap_bytes=MiB, arena_heaps=2, arena_heap_bytes=67 * MiB)
+    found = heaps.glibc_heaps(maps)
+    assert found == heaps.GlibcHeaps(main_heap_bytes=MiB, arena_heaps=2, arena_heap_bytes=67 * MiB)
 
 
 @pytest.mark.parametrize(
-    ("text", "cgroup", "container_id"),
+    ("text", "path", "container_id"),
     [
         (f"0::/system.slice/docker-{DOCKER_ID}.scope\n", f"/system.slice/docker-{DOCKER_ID}.scope",
          DOCKER_ID),
@@ -69,12 +70,12 @@ def test_glibc_heaps_counts_64mib_aligned_arena_heaps_only() -> None:
     ],
 )  # fmt: skip
 def test_container_ids(
-    tmp_path: Path, text: str, cgroup: str | None, container_id: str | None
+    tmp_path: Path, text: str, path: str | None, container_id: str | None
 ) -> None:
-    box, problems = facts.container(text, str(tmp_path))
+    box, problems = cgroup.container(text, str(tmp_path))
     assert box.container_id == container_id
-    if cgroup is not None:
-        assert box.cgroup == cgroup
+    if path is not None:
+        assert box.cgroup == path
     assert problems and "cannot read" in problems[0]  # no cgroup files in the fake root
 
 
@@ -83,13 +84,13 @@ def test_container_memory_v2_and_v1(tmp_path: Path) -> None:
     v2.mkdir(parents=True)
     (v2 / "memory.current").write_text("1048576\n")
     (v2 / "memory.max").write_text("max\n")
-    box, problems = facts.container("0::/app.slice\n", str(tmp_path / "v2"))
+    box, problems = cgroup.container("0::/app.slice\n", str(tmp_path / "v2"))
     assert (box.memory_current_bytes, box.memory_max_bytes, problems) == (MiB, None, [])
     v1 = tmp_path / "v1" / "memory" / "docker" / DOCKER_ID
     v1.mkdir(parents=True)
     (v1 / "memory.usage_in_bytes").write_text("2097152\n")
     (v1 / "memory.limit_in_bytes").write_text("536870912\n")
-    box, problems = facts.container(f"4:memory:/docker/{DOCKER_ID}\n", str(tmp_path / "v1"))
+    box, problems = cgroup.container(f"4:memory:/docker/{DOCKER_ID}\n", str(tmp_path / "v1"))
     assert (box.memory_current_bytes, box.memory_max_bytes, problems) == (2 * MiB, 512 * MiB, [])
 
 
@@ -158,7 +159,7 @@ def test_a_whole_fake_process(tmp_path: Path) -> None:
     assert a.preload[0].verdict == "not loaded: no such file"
     assert report.cmdline == ("app", "--serve")
     assert report.memory.process is not None and report.memory.process.uss_bytes == 600 * 1024
-    assert report.memory.glibc == facts.GlibcHeaps(MiB, 0, 0, 256 * 1024, 0)
+    assert report.memory.glibc == heaps.GlibcHeaps(MiB, 0, 0, 256 * 1024, 0)
     assert report.memory.glibc_fragmentation_estimate == 0.5  # 256 of 512 kB anon resident
     assert report.jemalloc_background_threads is None  # glibc serves malloc
     assert report.kubernetes is None  # a Docker container off Kubernetes
@@ -195,5 +196,5 @@ def test_jemalloc_background_threads_are_counted_by_thread_name(tmp_path: Path) 
         (d / "task" / str(tid)).mkdir(parents=True)
         (d / "task" / str(tid) / "comm").write_text(comm + "\n")
     names = procinfo.Proc(50, str(tmp_path)).thread_names()
-    assert facts.jemalloc_background_threads(names) == 2
-    assert facts.jemalloc_background_threads(["python\n", "jemalloc_bg_thd_x\n"]) == 0
+    assert heaps.jemalloc_background_threads(names) == 2
+    assert heaps.jemalloc_background_threads(["python\n", "jemalloc_bg_thd_x\n"]) == 0

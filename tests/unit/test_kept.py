@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from allocscope.bench.kept import Kept
+from allocscope.bench.kinds.process.kept import Kept
 
 SCRIPT = "printf HEAD; head -c {n} /dev/zero | tr '\\0' x; printf TAIL"
 

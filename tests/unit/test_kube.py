@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from allocscope.inspect import facts, kube
+from allocscope.inspect import cgroup, kube
 from tests.kubelet_layouts import CID, LAYOUTS, OFF_KUBERNETES, Layout, plant_pod_logs
 
 
@@ -25,22 +25,22 @@ def test_each_runtime_and_driver_names_the_pod(layout: Layout, tmp_path: Path) -
             ("other", "other-pod", "00000000-0000-4000-8000-000000000000", {"x": "f0" * 32}),
         ],
     )  # fmt: skip
-    box, _ = facts.container(layout.cgroup, str(tmp_path / "no-cgroupfs"))
+    box, _ = cgroup.container(layout.cgroup, str(tmp_path / "no-cgroupfs"))
     found = kube.PodLogs.read(str(tmp_path)).identify(box.cgroup)
     assert found == kube.PodIdentity(
         layout.namespace, layout.pod, layout.uid, layout.container, layout.workload, layout.qos
     )
 
 
-@pytest.mark.parametrize("cgroup", OFF_KUBERNETES)
-def test_off_kubernetes_there_is_no_pod(cgroup: str, tmp_path: Path) -> None:
-    box, _ = facts.container(cgroup, str(tmp_path))
+@pytest.mark.parametrize("text", OFF_KUBERNETES)
+def test_off_kubernetes_there_is_no_pod(text: str, tmp_path: Path) -> None:
+    box, _ = cgroup.container(text, str(tmp_path))
     assert kube.PodLogs.read(str(tmp_path)).identify(box.cgroup) is None
 
 
 def test_without_the_logs_the_uid_and_qos_are_still_known() -> None:
     layout = LAYOUTS[0]
-    box, _ = facts.container(layout.cgroup, "/nonexistent")
+    box, _ = cgroup.container(layout.cgroup, "/nonexistent")
     found = kube.PodLogs.read(None).identify(box.cgroup)
     assert found == kube.PodIdentity("", "", layout.uid, "", "", "burstable")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from allocscope.bench import load, tree
+from allocscope.bench.kinds.process import load, tree
 from allocscope.bench.plan import PlanError, Service, parse_duration
 from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
 from allocscope.commands import flags
@@ -176,7 +176,6 @@ def test_serve_options() -> None:
         (["--scale", "2", "--serve", "s {port}", "--load", "1"], "--scale: for the built-in"),
         (["--no-purge", "--", "true"], "--no-purge: for the built-in workloads only"),
         (["--settle", "1", "--", "true"], "a command ends by itself"),
-        (["--repeats", "auto", "--", "true"], "--repeats auto is for the built-in workloads"),
         (["--timeout", "9", "--serve", "s {port}", "--load", "1"], "--timeout is for workloads"),
     ],
 )
@@ -285,17 +284,17 @@ def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
 
 
 def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from allocscope.bench import identity, watch
+    from allocscope.bench.kinds.process import proof, watch
 
     exes = iter(["/bin/sh", "/bin/sh", None, "/usr/bin/python3", "/usr/bin/ruby"])
     answers = iter([
-        identity.ProcessProof(5, "/bin/sh", None, None, None, "loader still mapping"),
-        identity.ProcessProof(5, "/bin/sh", "jemalloc", "5.3.0", "/lib/je.so"),
-        identity.ProcessProof(5, None, None, None, None, "exited while reading"),
-        identity.ProcessProof(5, "/usr/bin/ruby", "glibc", "2.36", "/lib/libc.so.6"),
+        proof.ProcessProof(5, "/bin/sh", None, None, None, "loader still mapping"),
+        proof.ProcessProof(5, "/bin/sh", "jemalloc", "5.3.0", "/lib/je.so"),
+        proof.ProcessProof(5, None, None, None, None, "exited while reading"),
+        proof.ProcessProof(5, "/usr/bin/ruby", "glibc", "2.36", "/lib/libc.so.6"),
     ])  # fmt: skip
-    monkeypatch.setattr(identity, "exe_of", lambda pid: next(exes))
-    monkeypatch.setattr(identity, "prove", lambda pid: next(answers))
+    monkeypatch.setattr(proof, "exe_of", lambda pid: next(exes))
+    monkeypatch.setattr(proof, "prove", lambda pid: next(answers))
     sample = tree.ProcSample(5, 1, "sh", 1 << 20, None, 0.0)
     monkeypatch.setattr(tree.Tree, "take", lambda self, t: [sample])
     w = watch.Watch(builtin("jemalloc"), None, None, None, "", 0.0, tree.Tree(5))  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from allocscope import exitcodes, userfile
-from allocscope.bench import load, results, variants
+from allocscope.bench import results, variants
+from allocscope.bench.kinds.process import load
 from allocscope.tune import space
 from tests.conftest import run_allocscope
 

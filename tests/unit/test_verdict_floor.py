@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
+from allocscope.bench.analysis.stats import MEMORY_FLOOR_BYTES
 from allocscope.bench.evidence import Evidence
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Config, Host, Results, VariantInfo
-from allocscope.bench.stats import MEMORY_FLOOR_BYTES
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 

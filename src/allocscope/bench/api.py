@@ -20,7 +20,7 @@ Exactly one of ``workloads`` (built-in names or ``module:function``), ``command`
 :class:`~allocscope.errors.AllocscopeError` names what to change); the CLI is a thin shell
 over the same :func:`allocscope.bench.plan.make` and session loop. A stop signal (SIGINT,
 SIGTERM, SIGHUP) while measuring ends the session: every child is stopped and the runs so
-far are returned, ``results.session["interrupted"]`` naming the signal.
+far are returned, ``results.session.interrupted`` naming the signal.
 
 Per run (:class:`~allocscope.bench.record.RunRecord`): ``metrics`` (bytes and seconds:
 ``rss_peak``, ``rss_retained`` (at the last ``--settle`` point), ``cpu_s``, ``work_s``; a
@@ -46,8 +46,8 @@ from allocscope.bench.variants import Variant, select
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from 3.12; annotations only
 
+    from allocscope.bench.kinds.workload.runner import Progress
     from allocscope.bench.results import Results
-    from allocscope.bench.runner import Progress
 
 __all__ = ["Options", "Service", "compare", "plan", "run"]
 
@@ -99,7 +99,8 @@ def run(
     """Measure ``chosen``; with ``out``, results.json is saved there as runs come in."""
     import os
 
-    from allocscope.bench import runner, session
+    from allocscope.bench import session
+    from allocscope.bench.kinds.workload import runner
 
     if not chosen.available:
         why = "; ".join(f"{v.name}: {v.unavailable}" for v in chosen.variants)

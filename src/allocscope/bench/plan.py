@@ -294,7 +294,7 @@ def make(
     if as_deployed:
         variants = [replace(v, env=(*v.env, AS_DEPLOYED)) for v in variants]
     if not isinstance(work, Workloads):
-        _refuse_for(work.kind, scale=scale, params=params, purge=purge, repeats=repeats)
+        _refuse_for(work.kind, scale=scale, params=params, purge=purge)
         if isinstance(work, Service) and timeout is not None:
             raise PlanError(
                 "--timeout is for workloads and commands; a service's run ends with its load "
@@ -362,7 +362,6 @@ def _refuse_for(
     scale: float,
     params: Mapping[str, int] | None,
     purge: bool,
-    repeats: int | Literal["auto"] | None,
 ) -> None:
     """Options of the built-in workloads that a command or service cannot honour."""
     refused = [f"--{k}" for k in (params or {})]
@@ -375,5 +374,3 @@ def _refuse_for(
             f"{', '.join(refused)}: for the built-in workloads only; "
             f"a {kind} is measured as it runs: leave {'them' if len(refused) > 1 else 'it'} out"
         )
-    if repeats == "auto":
-        raise PlanError(f"--repeats auto is for the built-in workloads; for a {kind} give a number")

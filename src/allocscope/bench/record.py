@@ -1,6 +1,6 @@
 """One typed record of a run, from the child's pipe to the results file and the report.
 
-The child (``bench.worker``) writes its :class:`Proof` in the ``ready`` event together with
+The worker child writes its :class:`Proof` in the ``ready`` event together with
 :data:`PROTOCOL`; the runner checks the protocol and reads the proof back with
 :meth:`Proof.from_dict`; the runner builds a :class:`RunRecord`; ``results.json`` stores
 ``RunRecord.to_dict()``; the report reads it back with :meth:`RunRecord.from_dict`. Every

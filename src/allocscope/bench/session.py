@@ -8,10 +8,14 @@ run and one for the whole session; a stop signal ends the session with what was 
 so far (``session['interrupted']``); with a ``path``, the document is saved after every
 run of a command or service (and during a long load), so an interrupted soak keeps it.
 
-Fixed repeats run as one batch. ``--repeats auto`` (built-in workloads) runs each
-workload's warm-up and first repeats, then one more interleaved repeat at a time until the
-interval of every headline figure of every variant is within the target, the budget is
-spent, or the maximum number of repeats is reached; the results say which, per workload.
+Every rule about how many runs is here, the same for every kind. Fixed repeats run as
+one batch. A command or service without ``--repeats`` runs round by round (each variant
+once per round), and once a run has taken ``LONG_RUN`` s or more, stops before a round
+that would pass the budget. ``--repeats auto`` runs each piece of work's warm-up and first
+repeats, then one more interleaved repeat at a time until the interval of every headline
+figure of every variant is within the target, the budget is spent, or the maximum number
+of repeats is reached; the results say which, per piece of work (a workload, a command,
+a service).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from allocscope.bench import kinds, noise, runner
+from allocscope.bench import kinds
 from allocscope.bench import results as results_mod
-from allocscope.bench.plan import Plan
+from allocscope.bench.analysis import noise
+from allocscope.bench.kinds.workload import runner
+from allocscope.bench.plan import LONG_RUN, Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import HEADLINE, Results, host, libraries_seen, utc_now
 from allocscope.bench.results.header import Config, Host, Session, VariantInfo
@@ -50,6 +56,7 @@ class _Session:
     rng: random.Random
     runs: list[RunRecord] = field(default_factory=list)
     stopped: dict[str, str] = field(default_factory=dict)  # workload -> why auto stopped
+    cut: str | None = None  # why a command's default rounds stopped before the last
 
     def batch(self, specs: list[runner.Labelled]) -> None:
         try:
@@ -58,15 +65,40 @@ class _Session:
             self.runs += e.runs
             raise
 
-    def fixed(self) -> None:
+    def fixed(self, started: float) -> None:
         plan = self.plan
-        self.batch(self.kind.specs(self.rng, repeats=plan.repeats, warmup=plan.warmup))
+        if not plan.repeats_default:
+            self.batch(self.kind.specs(self.rng, repeats=plan.repeats, warmup=plan.warmup))
+            return
+        # Round by round (the same seeded order as one batch), so the budget can end it.
+        self.batch(self.kind.specs(self.rng, repeats=1, warmup=plan.warmup))
+        for repeat in range(2, plan.repeats + 1):
+            if self.over_budget(repeat, started):
+                break
+            self.batch(self.kind.specs(self.rng, repeats=1, warmup=0, first=repeat))
+
+    def over_budget(self, repeat: int, started: float) -> bool:
+        """Without --repeats: once a run took LONG_RUN s or more, stop if another round
+        would pass the budget (never before the first)."""
+        plan = self.plan
+        longest = max((r.duration_s for r in self.runs), default=0.0)
+        spent = time.monotonic() - started
+        if longest < LONG_RUN or spent + spent / (repeat - 1) <= plan.budget:
+            return False  # rounds so far (warm-ups too) predict the next one
+        done = repeat - 1
+        self.cut = (
+            f"{done} run{'s' if done > 1 else ''} of each variant, not {plan.repeats}: a run "
+            f"took {longest:.0f} s and another round would pass the {plan.budget:g} s budget "
+            "(--budget S, or --repeats N)"
+        )
+        return True
 
     def auto(self, started: float) -> None:
         plan = self.plan
-        for i, (name, _) in enumerate(plan.workloads):
-            # Each workload may spend the budget left up to its share of the whole.
-            deadline = started + plan.budget * (i + 1) / len(plan.workloads)
+        names = self.kind.names
+        for i, name in enumerate(names):
+            # Each piece of work may spend the budget left up to its share of the whole.
+            deadline = started + plan.budget * (i + 1) / len(names)
             self.batch(
                 self.kind.specs(self.rng, repeats=plan.repeats, warmup=plan.warmup, only=name)
             )
@@ -145,7 +177,7 @@ def execute(
     session.kind.prepare()
     interrupted = None
     try:
-        session.auto(started) if plan.auto else session.fixed()
+        session.auto(started) if plan.auto else session.fixed(started)
     except runner.Interrupted as e:
         interrupted = e.args[0]
     measured = [r for r in session.runs if r.repeat > 0]
@@ -155,7 +187,7 @@ def execute(
         busy_runs=sum(1 for r in measured if r.noise and r.noise.marked),
         measured_runs=len(measured),
         repeats_auto=dict(session.stopped) if plan.auto else None,
-        repeats_stopped=session.kind.stopped or None,
+        repeats_stopped=session.cut or None,
         interrupted=interrupted or None,
     )
     return document(session.runs, info)

@@ -1,7 +1,7 @@
 """Allocator variants: which library a child preloads and which variables it gets.
 
 A variant names the allocator it expects to serve malloc; the child proves it (see
-:mod:`allocscope.bench.worker`). A variant whose library is not installed is
+:mod:`allocscope.bench.kinds.workload.worker`). A variant whose library is not installed is
 *unavailable*: it is reported and skipped, never silently run on glibc.
 
 User variants come from the command line::

@@ -123,9 +123,9 @@ def _measurement_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help="measured runs of each variant (default 5: fewer get no verdict; for a command "
         "or service, 5 interleaved unless a run takes a minute or more, then as many as "
-        "--budget allows); auto (built-in workloads): repeat until the 99%% interval "
-        "of retained RSS, peak RSS and CPU time is within --target of each median, or "
-        "--budget is spent",
+        "--budget allows); auto (every kind): repeat until the 99%% interval of retained "
+        "RSS (where there is one), peak RSS and CPU time is within --target of each "
+        "median, or --budget is spent",
     )
     m.add_argument(
         "--target",

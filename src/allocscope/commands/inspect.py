@@ -192,7 +192,7 @@ class _Stopped(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise as SIGINT does (bench.runner has the same, but needs psutil)."""
+    """SIGTERM and SIGHUP raise as SIGINT does (the bench runner does the same, with psutil)."""
 
     def stop(signum: int, _frame: object) -> None:
         raise _Stopped(signum)

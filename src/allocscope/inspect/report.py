@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocscope import __version__
-from allocscope.inspect import facts, kube, loader
+from allocscope.inspect import cgroup, crypto, heaps, kube, loader
 from allocscope.inspect.errors import Exited, InspectError, NotInspectable
 from allocscope.inspect.procinfo import Proc, environ, parse_maps
 from allocscope.probe import memory
@@ -28,7 +28,7 @@ class Unknown:
 @dataclass(frozen=True)
 class ProcessMemory:
     process: memory.Memory | None  # RSS, PSS, USS, anon, file, swap, AnonHugePages
-    glibc: facts.GlibcHeaps | None  # only when glibc serves malloc
+    glibc: heaps.GlibcHeaps | None  # only when glibc serves malloc
     allocator_counters: str  # where the allocator's own figures can (not) come from
     # glibc heaps' resident bytes over anon RSS: an estimate (see GlibcHeaps); None if n/a
     glibc_fragmentation_estimate: float | None = None
@@ -48,8 +48,8 @@ class ProcessReport:
     allocator: loader.AllocatorReport | None
     jemalloc_background_threads: int | None  # threads named jemalloc_bg_thd; None if n/a
     memory: ProcessMemory
-    crypto: facts.Crypto | None
-    container: facts.Container | None
+    crypto: crypto.Crypto | None
+    container: cgroup.Container | None
     kubernetes: kube.PodIdentity | None  # None off Kubernetes
     unknowns: tuple[Unknown, ...]
 
@@ -144,8 +144,8 @@ def inspect_process(
     glibc = None
     if maps is not None and alloc and alloc.name == "glibc":
         pagemap = proc.path("pagemap")
-        glibc = attempt("heap residency", lambda: facts.glibc_heaps(maps, pagemap))
-        glibc = glibc or facts.glibc_heaps(maps)
+        glibc = attempt("heap residency", lambda: heaps.glibc_heaps(maps, pagemap))
+        glibc = glibc or heaps.glibc_heaps(maps)
     if alloc is not None and alloc.emulated and glibc is not None:
         glibc = None  # qemu emulates the program's brk with mappings of its own
         why = "under qemu-user, [heap] is the emulator's, and the program's arenas are unmarked"
@@ -154,14 +154,14 @@ def inspect_process(
     background = None
     if alloc and alloc.name == "jemalloc":
         names = attempt("threads", proc.thread_names)
-        background = facts.jemalloc_background_threads(names) if names is not None else None
+        background = heaps.jemalloc_background_threads(names) if names is not None else None
     counters = _counters_note(alloc.name if alloc else "unknown")
 
-    crypto = facts.crypto(maps, env, proc_root) if maps is not None else None
+    libcrypto = crypto.read(maps, env, proc_root) if maps is not None else None
     cgroup_text = attempt("container", lambda: proc.text("cgroup"))
     box = None
     if cgroup_text is not None:
-        box, problems = facts.container(cgroup_text, cgroup_root)
+        box, problems = cgroup.container(cgroup_text, cgroup_root)
         unknowns += [Unknown("container", p) for p in problems]
     logs = pod_logs if pod_logs is not None else kube.PodLogs.read(kube.LOG_ROOT)
     pod = logs.identify(box.cgroup if box else None)
@@ -179,7 +179,7 @@ def inspect_process(
         allocator=alloc,
         jemalloc_background_threads=background,
         memory=ProcessMemory(mem, glibc, counters, estimate),
-        crypto=crypto,
+        crypto=libcrypto,
         container=box,
         kubernetes=pod,
         unknowns=tuple(unknowns),

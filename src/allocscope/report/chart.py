@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from allocscope import exitcodes, userfile
+from allocscope.bench.analysis.stats import Interval
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Results
-from allocscope.bench.stats import Interval
 from allocscope.errors import AllocscopeError
 from allocscope.report.table import kind_of
 

@@ -7,9 +7,9 @@ import time
 from types import TracebackType
 from typing import Any
 
+from allocscope.bench.kinds.workload.runner import Labelled
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB
-from allocscope.bench.runner import Labelled
 
 
 def describe(run: RunRecord) -> str:

@@ -10,9 +10,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from allocscope.bench.analysis.stats import CONFIDENCE, MIN_EFFECT, MIN_RUNS, Comparison, Interval
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Results
-from allocscope.bench.stats import CONFIDENCE, MIN_EFFECT, MIN_RUNS, Comparison, Interval
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from allocscope import facts, forksafe
+from allocscope import forksafe, this_process
 from allocscope.api import Verdict
 from allocscope.expectations import Expectations, check
 from allocscope.probe import snapshot
@@ -170,7 +170,7 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        detected = facts.current()  # the same record the collector reads
+        detected = this_process.current()  # the same record the collector reads
         self.pid = detected.pid
         self.allocator, self.fips, self.runtime = (
             detected.allocator,

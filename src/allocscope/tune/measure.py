@@ -15,7 +15,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from allocscope.bench import kinds, runner
+from allocscope.bench import kinds
+from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results.header import Config

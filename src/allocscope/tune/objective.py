@@ -1,7 +1,7 @@
 """What tune minimises, what it must not lose, and the ratios it judges them by.
 
 Every ratio is a candidate's median over the baseline's, with its bootstrap interval and
-verdict computed by :func:`allocscope.bench.stats.compare` with the same seed and key
+verdict computed by :func:`allocscope.bench.analysis.stats.compare` with the same seed and key
 ``compare`` uses (``workload/variant/metric``). Throughput is the inverse of CPU time for
 workloads and commands (the same work in less CPU) and requests per second for services.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from allocscope import exitcodes
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
 from allocscope.errors import AllocscopeError
 
 OBJECTIVES = ("peak", "retained", "p99", "throughput")

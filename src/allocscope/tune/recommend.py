@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
 from allocscope.tune.search import Candidate, Race
 from allocscope.tune.setting import Setting
 

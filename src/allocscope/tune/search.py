@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocscope.bench.kinds.workload.runner import Interrupted
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import value
-from allocscope.bench.runner import Interrupted
 from allocscope.bench.variants import Variant
 from allocscope.tune.objective import Bound, Figure, Ratio, ratio
 

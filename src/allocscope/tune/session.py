@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from allocscope import exitcodes
+from allocscope.bench.kinds.workload.runner import Interrupted, stop_on_signals
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results
-from allocscope.bench.runner import Interrupted, stop_on_signals
 from allocscope.bench.variants import Libraries, Variant
 from allocscope.errors import AllocscopeError
 from allocscope.tune import document, recommend, search

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope import __version__
-from allocscope.bench import stats
+from allocscope.bench.analysis import stats
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results.header import Config, Host, Session, VariantInfo
 from allocscope.bench.results.metrics import VERDICT_METRICS, value

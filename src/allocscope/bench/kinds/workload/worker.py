@@ -1,4 +1,4 @@
-"""The benchmark child: ``python -m allocscope.bench.worker SPEC --fd N``.
+"""The benchmark child: ``python -m allocscope.bench.kinds.workload.worker SPEC --fd N``.
 
 It proves its allocator, runs one workload, drops what the workload kept and waits
 through the settle periods. At every phase boundary it sends one JSON line on fd ``N``
@@ -170,7 +170,7 @@ def _measure(module: Any, spec: Spec, chan: Channel, snap: Snapshot, *, purge_se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m allocscope.bench.worker")
+    parser = argparse.ArgumentParser(prog="python -m allocscope.bench.kinds.workload.worker")
     parser.add_argument("spec", help="the run, as JSON (see Spec)")
     parser.add_argument("--fd", type=int, required=True, help="write events to this fd")
     args = parser.parse_args(argv)

@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from allocscope.bench import kept, listening, load, tree
 from allocscope.bench.evidence import Evidence, Fit, Growth, LoadSummary, Stop
+from allocscope.bench.kinds.process import kept, listening, load, tree
+from allocscope.bench.kinds.process.command import TargetError, check_command, finish_run, label
+from allocscope.bench.kinds.process.watch import Watch
+from allocscope.bench.kinds.workload.runner import Interrupted
 from allocscope.bench.plan import Service
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, settle_key
-from allocscope.bench.runner import Interrupted
-from allocscope.bench.target import TargetError, check_command, finish_run, label
 from allocscope.bench.variants import Variant
-from allocscope.bench.watch import Watch
 
 HOST = "127.0.0.1"
 SPAWN_SETTLE = 0.5  # after ready: let a forking server start its workers before proving

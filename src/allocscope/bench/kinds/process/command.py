@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from allocscope.bench import tree
 from allocscope.bench.evidence import Evidence, ExitHeap, Trims
+from allocscope.bench.kinds.process import tree
+from allocscope.bench.kinds.process.watch import Watch
 from allocscope.bench.record import RunRecord
 from allocscope.bench.variants import Variant, setting_problems
-from allocscope.bench.watch import Watch
 from allocscope.errors import AllocscopeError
 from allocscope.probe import jemalloc
 

@@ -1,7 +1,7 @@
 """Start a user's command under a variant and watch its whole process tree from outside.
 
-Shared by :mod:`allocscope.bench.target` (any command) and
-:mod:`allocscope.bench.serve_target` (any service): the environment (the user's own,
+Shared by :mod:`allocscope.bench.kinds.process.command` (any command) and
+:mod:`allocscope.bench.kinds.process.service` (any service): the environment (the user's own,
 minus every allocator variable, plus the variant's and the Python hook's), the process
 group, the tree's samples, the proof of every process's allocator, phase marks, and
 stopping: SIGTERM to the group, SIGKILL after a grace period, every process we ever saw
@@ -22,11 +22,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocscope.bench import guard, identity, inject, kept, orphans
-from allocscope.bench import tree as proctree
+from allocscope.bench import orphans
 from allocscope.bench.evidence import Escaped
+from allocscope.bench.kinds.process import guard, inject, kept, proof
+from allocscope.bench.kinds.process import tree as proctree
+from allocscope.bench.kinds.process.proof import ProcessProof
+from allocscope.bench.kinds.workload.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.record import Mark, MarkInfo, Proof
-from allocscope.bench.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.variants import Variant
 from allocscope.expectations import Check
 
@@ -62,7 +64,7 @@ class Watch:
     hook_dir: str
     started: float
     tree: proctree.Tree
-    proofs: dict[int, identity.ProcessProof] = field(default_factory=dict)
+    proofs: dict[int, ProcessProof] = field(default_factory=dict)
     retries: dict[int, int] = field(default_factory=dict)  # re-reads of an unsure proof
     marks: list[Mark] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -112,15 +114,15 @@ class Watch:
             known = self.proofs.get(s.pid)
             # Again after an exec, or while the loader may still be mapping its libraries;
             # a process exiting meanwhile (no exe, unreadable) keeps the proof it had.
-            exe = identity.exe_of(s.pid)
+            exe = proof.exe_of(s.pid)
             unsure = known is not None and known.allocator in (None, "unknown")
             if unsure:  # a while, not for a whole soak: a static Go binary stays unknown
                 self.retries[s.pid] = self.retries.get(s.pid, 0) + 1
                 unsure = self.retries[s.pid] <= UNSURE_RETRIES
             if known is None or unsure or (exe is not None and exe != known.exe):
-                proof = identity.prove(s.pid)
-                if known is None or proof.allocator is not None:
-                    self.proofs[s.pid] = proof
+                found = proof.prove(s.pid)
+                if known is None or found.allocator is not None:
+                    self.proofs[s.pid] = found
         return samples
 
     def mark(self, event: str, **info: Any) -> Mark:
@@ -243,7 +245,7 @@ class Watch:
             tree=True,
         )
 
-    def _check(self, p: identity.ProcessProof, expected: str) -> Check:
+    def _check(self, p: ProcessProof, expected: str) -> Check:
         name = f"process {p.pid} ({self.tree.names.get(p.pid, '?')}, {p.exe})"
         found = f"{p.allocator} {p.version or ''} {p.path or ''}".split()
         if p.conflict:

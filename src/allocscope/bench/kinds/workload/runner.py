@@ -36,11 +36,11 @@ from typing import IO, Any, Protocol
 
 import psutil
 
-from allocscope.bench import noise
+from allocscope.bench.analysis import noise
+from allocscope.bench.kinds.workload.worker import Spec
 from allocscope.bench.record import PROTOCOL, Mark, MarkInfo, Proof, RecordError, RunRecord
 from allocscope.bench.results import metrics_of
 from allocscope.bench.variants import Variant
-from allocscope.bench.worker import Spec
 from allocscope.bench.workloads import Params
 from allocscope.probe import memory
 from allocscope.probe.errors import ProbeError
@@ -300,7 +300,7 @@ class Runner:
         )
         read_fd, write_fd = os.pipe()
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _reap)
-        cmd = [self.python, "-m", "allocscope.bench.worker", worker_spec.to_json()]
+        cmd = [self.python, "-m", "allocscope.bench.kinds.workload.worker", worker_spec.to_json()]
         try:
             proc = subprocess.Popen(
                 [*cmd, "--fd", str(write_fd)],

@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 
-from allocscope.bench import inject, orphans
+from allocscope.bench import orphans
+from allocscope.bench.kinds.process import inject
 
 GRACE_S = 5.0  # between SIGTERM and SIGKILL, as when allocscope stops a run itself
 HOOK_PREFIX = "allocscope-hook-"
@@ -61,7 +62,7 @@ def _start() -> int:
     os.set_inheritable(write_end, False)  # no child of ours may keep the guard waiting
     try:
         _guard = subprocess.Popen(
-            [sys.executable, "-m", "allocscope.bench.guard"],
+            [sys.executable, "-m", "allocscope.bench.kinds.process.guard"],
             stdin=read_end,
             stdout=subprocess.DEVNULL,
             start_new_session=True,

@@ -14,6 +14,8 @@ import os
 import shutil
 from typing import Any
 
+import allocscope
+
 DIR_ENV = "ALLOCSCOPE_INJECT_DIR"
 TRIM_ENV = "ALLOCSCOPE_TRIM_EVERY"  # seconds between malloc_trim(0) calls; unset: never
 EVENTS = "events"  # the subdirectory with one <pid>.jsonl per Python process
@@ -22,7 +24,7 @@ EVENTS = "events"  # the subdirectory with one <pid>.jsonl per Python process
 def prepare(directory: str) -> str:
     """Fill ``directory`` with the hook; return the path to put first on PYTHONPATH."""
     here = os.path.dirname(os.path.abspath(__file__))
-    package = os.path.dirname(os.path.dirname(here))  # .../allocscope
+    package = os.path.dirname(os.path.abspath(allocscope.__file__))  # the package, wherever
     os.makedirs(os.path.join(directory, EVENTS), exist_ok=True)
     shutil.copyfile(
         os.path.join(here, "sitecustomize.py"), os.path.join(directory, "sitecustomize.py")
