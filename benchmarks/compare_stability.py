@@ -63,8 +63,8 @@ def main() -> int:
     for path, results in zip(paths, loaded, strict=True):
         session = results.session
         print(
-            f"{path}: {session.get('duration_s', '?')} s, "
-            f"{session.get('busy_runs', '?')} of {session.get('measured_runs', '?')} runs busy"
+            f"{path}: {session.duration_s} s, "
+            f"{session.busy_runs} of {session.measured_runs} runs busy"
         )
         print("\n".join(cv_table(results)))
     first, *rest = (verdicts(r) for r in loaded)

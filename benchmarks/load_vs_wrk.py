@@ -39,9 +39,9 @@ def ours(port: int, seconds: float, procs: int, connections: int) -> tuple[float
     run.go()
     s = run.result().summary()
     run.stop()  # joins (reaps) the load processes: their CPU is in RUSAGE_CHILDREN now
-    assert not s["error_count"], s["errors"]
-    us = (children_cpu() - cpu) / max(1, s["requests"]) * 1e6
-    return float(s["rps"]), float(s["p50_ms"]), float(s["p99_ms"]), us
+    assert not s.error_count, s.errors
+    us = (children_cpu() - cpu) / max(1, s.requests or 0) * 1e6
+    return float(s.rps or 0), float(s.p50_ms or 0), float(s.p99_ms or 0), us
 
 
 def theirs(url: str, seconds: int, connections: int) -> tuple[float, ...]:

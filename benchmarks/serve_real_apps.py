@@ -5,7 +5,8 @@
 Flask under gunicorn (2 workers: sync, then gthread), FastAPI under uvicorn and a Rack app
 under Debian's Puma (the apps in tests/integration/apps), each with glibc, jemalloc-tuned
 and (Python only) glibc-trim. Prints, per app and variant: throughput, p99, peak tree
-RSS, tree RSS after idle and the growth slope during the load, with the load average.
+RSS, tree RSS retained after the load (at the last --settle point) and the growth slope
+during the load, with the load average.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main() -> None:
             args.duration,
             "--warm",
             "5s",
-            "--idle",
+            "--settle",
             "2,10",
             "--concurrency",
             args.concurrency,
@@ -93,9 +94,10 @@ def main() -> None:
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
         results = load(str(out / "results.json"))
         for run in results.runs:
-            m, t = run.metrics, run.target or {}
-            fit = t.get("growth", {}).get("mib_per_10k_requests", {})
-            hour = t.get("growth", {}).get("mib_per_hour", {})
+            m = run.metrics
+            growth = run.evidence.growth if run.evidence else None
+            fit = growth.per_10k_requests if growth else None
+            hour = growth.per_hour if growth else None
             rows.append(
                 (
                     name,
@@ -105,17 +107,17 @@ def main() -> None:
                     m.get("p99_ms", 0),
                     m.get("requests", 0),
                     m.get("rss_peak", 0) / MB,
-                    m.get("rss_idle", 0) / MB,
-                    f"{fit.get('slope', 0):+.2f}±{2 * fit.get('stderr', 0):.2f}",
-                    f"{hour.get('slope', 0):+.0f}±{2 * hour.get('stderr', 0):.0f}",
-                    fit.get("verdict", "-"),
+                    m.get("rss_retained", 0) / MB,
+                    f"{fit.slope:+.2f}±{2 * fit.stderr:.2f}" if fit else "-",
+                    f"{hour.slope:+.0f}±{2 * hour.stderr:.0f}" if hour else "-",
+                    fit.verdict if fit else "-",
                     before,
                     "; ".join(run.failures)[:60],
                 )
             )
     print(
         f"{'app':24} {'variant':16} {'req/s':>7} {'p99 ms':>7} {'requests':>8} {'peak MiB':>9} "
-        f"{'idle MiB':>9} {'MiB/10k req':>12} {'MiB/h':>10} verdict   loadavg before"
+        f"{'retained':>9} {'MiB/10k req':>12} {'MiB/h':>10} verdict   loadavg before"
     )
     for r in rows:
         print(

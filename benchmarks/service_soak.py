@@ -3,9 +3,9 @@
 For each variant: start the service (1 worker, 5 threads), drive POST /echo with JSON
 bodies from 100 B to ~400 KB (wrk Lua script, -t2 -c32) for --seconds, sampling the
 worker's RSS with psutil every --interval; then stop the load and keep sampling for
---idle seconds to see what the allocator gives back. Loopback only.
+--settle seconds to see what the allocator gives back. Loopback only.
 
-    .venv/bin/python benchmarks/service_soak.py [--seconds 20] [--idle 10]
+    .venv/bin/python benchmarks/service_soak.py [--seconds 20] [--settle 10]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ end
 """
 
 
-def soak(variant: str, seconds: int, idle: int, interval: float) -> list[tuple[float, float]]:
+def soak(variant: str, seconds: int, settle: int, interval: float) -> list[tuple[float, float]]:
     samples: list[tuple[float, float]] = []
     with server(variant) as s, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(LUA)
@@ -50,7 +50,7 @@ def soak(variant: str, seconds: int, idle: int, interval: float) -> list[tuple[f
             stdout=subprocess.PIPE,
             text=True,
         )
-        end = started + seconds + idle
+        end = started + seconds + settle
         while time.monotonic() < end:
             time.sleep(interval)
             samples.append((time.monotonic() - started, rss_mib(s.worker_pid)))
@@ -64,11 +64,11 @@ def soak(variant: str, seconds: int, idle: int, interval: float) -> list[tuple[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20, help="load phase")
-    parser.add_argument("--idle", type=int, default=10, help="sampling after the load stops")
+    parser.add_argument("--settle", type=int, default=10, help="sampling after the load stops")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    results = {v: soak(v, args.seconds, args.idle, args.interval) for v in args.variants}
+    results = {v: soak(v, args.seconds, args.settle, args.interval) for v in args.variants}
     print("\nworker RSS (MiB) over time; load ends at", args.seconds, "s")
     print(f"{'t (s)':>6} " + " ".join(f"{v:>15}" for v in results))
     rows = min(len(s) for s in results.values())

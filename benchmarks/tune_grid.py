@@ -10,7 +10,7 @@ measurements do not mix.
 
     .venv/bin/python benchmarks/tune_grid.py --space benchmarks/tune_space_small.toml \\
         --budget 6m -- -w fragment
-    .venv/bin/python benchmarks/tune_grid.py --space S --objective idle -- \\
+    .venv/bin/python benchmarks/tune_grid.py --space S --objective retained -- \\
         --serve 'gunicorn -b 127.0.0.1:{port} app:app' --ready /healthz --load 500
 """
 
@@ -138,7 +138,7 @@ def main() -> None:
             *cmd_target,
         )
         doc = json.loads(stdout[stdout.index("{\n") :])
-        tune = load(f"{d}/results.json").session["tune"]
+        tune = load(f"{d}/results.json").session.tune or {}
         rec = doc["recommendation"]
         name = rec["name"] if rec else None
         runs = tune["runs_measured"]

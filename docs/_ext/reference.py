@@ -225,17 +225,37 @@ def info_schema() -> str:
 
 def schemas_md() -> str:
     sys.path.insert(0, str(ROOT / "src"))
-    from allocscope.bench import record, results
+    from allocscope.bench import evidence, record, results
+    from allocscope.bench.results import header
 
-    run_rows = []
-    for cls, prefix in (
-        (record.RunRecord, ""),
-        (record.Mark, "marks[]."),
-        (record.Proof, "proof."),
-        (record.Noise, "noise."),
-    ):
-        for f in dataclasses.fields(cls):  # annotations as written: no evaluation needed
-            run_rows.append((f"`{prefix}{f.name}`", f"`{f.type}`"))
+    def rows(classes: tuple[tuple[type, str], ...]) -> list[tuple[str, str]]:
+        return [
+            (f"`{prefix}{f.name}`", f"`{f.type}`")  # annotations as written: not evaluated
+            for cls, prefix in classes
+            for f in dataclasses.fields(cls)
+        ]
+
+    run_rows = rows(
+        (
+            (record.RunRecord, ""),
+            (record.Mark, "marks[]."),
+            (record.Proof, "proof."),
+            (record.Noise, "noise."),
+            (evidence.Evidence, "evidence."),
+            (evidence.LoadSummary, "evidence.load."),
+            (evidence.Fit, "evidence.growth.mib_per_10k_requests (and mib_per_hour)."),
+            (evidence.Trims, "evidence.trims."),
+            (evidence.Stop, "evidence.stop."),
+        )
+    )
+    header_rows = rows(
+        (
+            (header.Host, "host."),
+            (header.Config, "config."),
+            (header.VariantInfo, "variants[]."),
+            (header.Session, "session."),
+        )
+    )
     metric_rows = [(f"`{k}`", v) for k, v in results.METRICS.items()]
     history = textwrap.dedent((results.__doc__ or "").split("\n\n", 1)[1]).strip()
     return "\n".join(
@@ -248,6 +268,8 @@ def schemas_md() -> str:
             history + "\n",
             "### Each run (`runs[]`): `allocscope.bench.record.RunRecord`\n",
             _table(("JSON path", "type"), run_rows),
+            "### The header: `allocscope.bench.results.header`\n",
+            _table(("JSON path", "type"), header_rows),
             "### Metric keys of a run's `metrics` (`allocscope.bench.results.METRICS`)\n",
             _table(("key", "meaning"), metric_rows),
         ]

@@ -158,7 +158,8 @@ def test_timeout_kills_the_whole_group_and_leaves_no_zombie() -> None:
     )  # busy CI: 2 s was tight
     (r,) = Runner(interval=0.05).run([s])
     assert not r.ok and r.failures == ["timed out after 6 s: killed"]
-    pid = r.marks[0].info["pid"]
+    pid = r.marks[0].info.pid
+    assert pid is not None
     assert gone(pid)
     assert r.exit_code == -9
 
@@ -200,8 +201,8 @@ def test_http_workload_measures_the_server_and_stops_it() -> None:
         server is not None and server.allocator == "jemalloc" and server.version == JEMALLOC_VERSION
     )
     assert {c.name for c in server.checks} >= {"server allocator", "server malloc_conf"}
-    measured = r.marks[0].info["measured_pid"]
-    assert measured != r.marks[0].info["pid"] and gone(measured)
+    measured = r.marks[0].info.measured_pid
+    assert measured is not None and measured != r.marks[0].info.pid and gone(measured)
     assert r.metrics["rss_work_end"] > 20 * MB and "client_cpu_s" in r.metrics
     assert "purged" not in [m.event for m in r.marks]  # the server is another process
 

@@ -28,7 +28,7 @@ def test_a_command_honours_the_seed_and_gets_a_noise_record_per_run(tmp_path: Pa
     first = allocscope.compare(
         variants, command=command, repeats=3, seed=11, out=str(tmp_path / "a")
     )
-    assert first.session["seed"] == first.config["seed"] == 11 and first.seed == 11
+    assert first.session.seed == first.config.seed == 11 and first.seed == 11
     # the runs adopted their orphans; the caller is given back as it was (no later zombies)
     assert not procctl.is_subreaper()
     planned = session.specs(api.plan(variants, command=command, repeats=3, seed=11))
@@ -60,7 +60,7 @@ def test_a_workload_run_is_typed_and_proved() -> None:
     assert run.counts and run.kind == "workload" and run.proof is not None
     assert run.proof.allocator == "glibc" and run.noise is not None
     assert {"rss_retained", "rss_peak", "cpu_s", "work_s"} <= set(run.metrics)
-    assert results.config["workloads"]["seed"]["iters"] >= 1 and results.seed == 5
+    assert results.config.params("seed")["iters"] >= 1 and results.seed == 5
 
 
 @pytest.mark.parametrize(

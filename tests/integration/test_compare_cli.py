@@ -24,7 +24,7 @@ def test_compare_writes_results_table_and_charts(tmp_path: Path) -> None:
     for name in ("results.json", "report.md", "chart.png", "chart.svg"):
         assert (out / name).stat().st_size > 0, name
     results = load(str(out / "results.json"))
-    names = [v["name"] for v in results.variants]
+    names = [v.name for v in results.variants]
     assert names == [
         "glibc", "glibc-arena2", "jemalloc-demo", "jemalloc-tuned", "tcmalloc", "mimalloc"
     ]  # fmt: skip
@@ -32,11 +32,11 @@ def test_compare_writes_results_table_and_charts(tmp_path: Path) -> None:
         assert name in proc.stdout  # every variant has a row in the table
     measured = [r for r in results.runs if r.repeat > 0]
     assert len(measured) == 12 and all(r.counts for r in measured)
-    expected = {v["name"]: v["allocator"] for v in results.variants}
+    expected = {v.name: v.allocator for v in results.variants}
     for r in results.runs:  # every run carries the proof of its allocator
         assert r.proof is not None and r.proof.allocator == expected[r.variant]
-    assert results.host["thp_enabled"] and results.host["kernel"]
-    assert results.host["libraries"]  # versions of what the children ran on
+    assert results.host.thp_enabled and results.host.kernel
+    assert results.host.libraries  # versions of what the children ran on
 
 
 def test_report_renders_a_results_file_alone(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from allocscope import exitcodes
 from allocscope.bench.results import load
+from allocscope.bench.results.header import AutoRepeats
 from tests.conftest import child_env, run_allocscope
 
 SMALL = ("--scale", "0.05", "--warmup", "0", "--settle", "0.2", "--no-chart")
@@ -103,7 +104,7 @@ def test_a_stop_signal_ends_every_child_and_keeps_the_runs(
     assert f"allocscope compare: stopped by {name}: the runs done so far are written" in stderr
     assert "Traceback" not in stderr
     results = load(str(out / "results.json"))
-    assert results.session["interrupted"] == name
+    assert results.session.interrupted == name
     assert any(r.counts for r in results.runs)  # what was measured before the signal
 
 
@@ -168,11 +169,11 @@ def test_repeats_auto_says_why_it_stopped(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == exitcodes.OK, proc.stderr
     results = load(str(out / "results.json"))
-    why = results.session["repeats_auto"]["seed"]
+    why = (results.session.repeats_auto or {})["seed"]
     # No interval is within ±0.001 %; the first 5 repeats already spent the 1 s budget.
     assert why.startswith("budget spent after 5 repeats; still wide: glibc "), why
     assert "--repeats auto, seed: stopped: budget spent after 5 repeats" in proc.stdout
-    assert results.config["repeats_auto"] == {"target": 0.00001, "budget_s": 1.0, "max": 20}
+    assert results.config.repeats_auto == AutoRepeats(target=0.00001, budget_s=1.0, max=20)
     assert {r.repeat for r in results.runs} == {1, 2, 3, 4, 5}  # --warmup 0
 
 
@@ -184,7 +185,7 @@ def test_the_order_of_each_repeat_is_recorded_and_seeded(tmp_path: Path) -> None
     )  # fmt: skip
     assert proc.returncode == exitcodes.OK, proc.stderr
     results = load(str(out / "results.json"))
-    assert results.session["seed"] == 12345 and results.config["seed"] == 12345
+    assert results.session.seed == 12345 and results.config.seed == 12345
     for r in range(1, 4):
         orders = sorted(x.order for x in results.runs if x.repeat == r)
         assert orders == [0, 1, 2]

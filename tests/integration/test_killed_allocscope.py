@@ -25,7 +25,7 @@ from tests.conftest import child_env
 from tests.integration.test_target_serve import GUNICORN, MISBEHAVING
 
 PY = sys.executable
-SERVE = ("--duration", "30s", "--warm", "0.2s", "--idle", "0.3", "--concurrency", "4")
+SERVE = ("--duration", "30s", "--warm", "0.2s", "--settle", "0.3", "--concurrency", "4")
 SLOW_COMMAND = f"{PY} -c 'import time; x = [bytearray(1000) for _ in range(50000)]; time.sleep(60)'"
 CASES = {
     # name: allocscope's arguments
@@ -39,7 +39,7 @@ CASES = {
     "server ignoring SIGTERM": ["compare", "--serve", f"{MISBEHAVING} ignore-sigterm",
                                 "-V", "glibc", "--repeats", "1", *SERVE],
     "tune": ["tune", "--serve", f"{GUNICORN} flask_app:app", "--ready", "/healthz",
-             "--load", "100000", "--warm", "0.2s", "--idle", "0.3", "--concurrency", "4",
+             "--load", "100000", "--warm", "0.2s", "--settle", "0.3", "--concurrency", "4",
              "--budget", "5m", "--seed", "3"],
 }  # fmt: skip
 MOMENTS_S = {"command": (0.0, 1.5), "stubborn": (0.5,), "gunicorn": (0.0, 2.5),

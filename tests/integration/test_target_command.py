@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from allocscope import exitcodes
+from allocscope.bench.evidence import Evidence
+from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results, load
+from allocscope.bench.results.header import AutoRepeats
 from tests.conftest import JEMALLOC_VERSION, run_allocscope
 
 HERE = Path(__file__).resolve().parent
@@ -42,9 +45,15 @@ def compare(tmp_path: Path, *args: str, timeout: float = 180) -> tuple[int, str,
     return proc.returncode, proc.stdout + proc.stderr, load(str(path)) if path.exists() else None
 
 
+def evidence(run: RunRecord) -> Evidence:
+    """A command's or service's run carries its evidence."""
+    assert run.evidence is not None, run
+    return run.evidence
+
+
 def gone(results: Results) -> list[int]:
     """Processes of any run's tree that still exist (must be none)."""
-    pids = {p["pid"] for r in results.runs for p in (r.target or {})["tree"]["processes"]}
+    pids = {p["pid"] for r in results.runs for p in evidence(r).tree["processes"]}
     return [pid for pid in pids if os.path.exists(f"/proc/{pid}/stat") and not _zombie(pid)]
 
 
@@ -72,17 +81,17 @@ def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> N
         assert run.proof is not None and run.proof.allocator == expected
         # the command and its child, each proved from outside by its symbols
         assert len(run.proof.checks) >= 2 and all(c.passed for c in run.proof.checks)
-        target = run.target or {}
-        assert {p["allocator"] for p in target["processes"]} == {expected}
+        found = evidence(run)
+        assert {p["allocator"] for p in found.processes} == {expected}
         # and from inside: the injected hook ran in both Python processes
-        assert len(target["inside"]) >= 2
-        assert {i["allocator"] for i in target["inside"]} == {expected}
+        assert len(found.inside) >= 2
+        assert {i["allocator"] for i in found.inside} == {expected}
         # and at exit, the allocator's own statistics (jemalloc's stats, glibc's mallinfo2)
-        heaps = [h["heap"] for h in target["exit_heaps"]]
+        heaps = [h.heap for h in found.exit_heaps]
         assert len(heaps) >= 2 and all(h and "error" not in h for h in heaps)
         assert run.metrics["rss_peak"] > 20 * 2**20 and run.metrics["cpu_s"] > 0
         assert run.metrics["pss_peak"] > 0 and run.timeline
-        assert "done 10000" in target["stdout"]
+        assert "done 10000" in found.stdout
     assert not gone(results)
     assert "cmd: python" in text and "end MiB" in text
 
@@ -97,7 +106,7 @@ def test_ruby_command(tmp_path: Path, jemalloc: str) -> None:
     assert by["glibc"].proof and by["glibc"].proof.allocator == "glibc"
     je = by["jemalloc"].proof
     assert je and (je.allocator, je.version, je.path) == ("jemalloc", JEMALLOC_VERSION, jemalloc)
-    assert all(not (r.target or {})["inside"] for r in results.runs)  # not Python
+    assert all(not evidence(r).inside for r in results.runs)  # not Python
 
 
 def test_a_command_exiting_non_zero_fails_its_run_with_stderr_kept(tmp_path: Path) -> None:
@@ -122,7 +131,7 @@ def test_a_command_that_never_ends_is_killed_with_its_group(tmp_path: Path) -> N
     assert results is not None
     run = results.runs[0]
     assert run.failures == ["timed out after 2 s: process group killed"]
-    assert len((run.target or {})["tree"]["processes"]) == 3  # sh and both sleeps were seen
+    assert len(evidence(run).tree["processes"]) == 3  # sh and both sleeps were seen
     assert not gone(results)
 
 
@@ -208,11 +217,10 @@ def test_mitigation_variants_prove_their_setting(tmp_path: Path) -> None:
     assert code == exitcodes.OK, text
     assert results is not None
     by = {r.variant: r for r in results.runs}
-    trims = (by["trim"].target or {})["trims"]
-    assert trims["count"] >= 2 and all(e["event"] == "trim" for e in trims["events"])
-    assert all(i["pymalloc_blocks"] == 0 for i in (by["jemalloc-pymalloc-off"].target or {})[
-        "inside"])  # fmt: skip
-    conf = (by["jemalloc-decay-short"].target or {})["inside"][0]["malloc_conf"]
+    trims = evidence(by["trim"]).trims
+    assert trims.count >= 2 and all(e["event"] == "trim" for e in trims.events)
+    assert all(i["pymalloc_blocks"] == 0 for i in evidence(by["jemalloc-pymalloc-off"]).inside)
+    conf = evidence(by["jemalloc-decay-short"]).inside[0]["malloc_conf"]
     assert {c["key"] for c in conf if c["in_effect"]} >= {"dirty_decay_ms", "muzzy_decay_ms"}
 
 
@@ -245,7 +253,7 @@ def test_the_hook_chains_to_the_users_sitecustomize(tmp_path: Path) -> None:
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert marker.read_text() == "ran"  # the user's own sitecustomize still ran
     run = load(str(tmp_path / "out" / "results.json")).runs[0]
-    assert (run.target or {})["inside"][0]["allocator"] == "glibc"  # and ours did too
+    assert evidence(run).inside[0]["allocator"] == "glibc"  # and ours did too
 
 
 def test_compare_on_a_command_is_decisive_without_flags(tmp_path: Path) -> None:
@@ -295,8 +303,10 @@ def test_default_runs_stop_at_the_budget_once_a_run_is_long(
     sleep = [PY, "-c", "import time; time.sleep(0.4)"]
     results = api.run(make(select(["glibc", "jemalloc"]), command=sleep, budget=1.0))
     assert [r.repeat for r in results.runs] == [1, 1]  # one round: a second would pass 1 s
-    stopped = results.session["repeats_stopped"]
-    assert stopped.startswith("1 run of each variant, not 5: a run took "), stopped
+    stopped = results.session.repeats_stopped
+    assert stopped is not None and stopped.startswith(
+        "1 run of each variant, not 5: a run took "
+    ), stopped
     assert stopped.endswith("another round would pass the 1 s budget (--budget S, or --repeats N)")
     assert f"runs: stopped at {stopped}" in table.legend(results)
     assert table.what_this_means(results, results.workloads()[0]) == (
@@ -322,14 +332,14 @@ def test_repeats_auto_for_a_command_stops_at_its_budget_and_says_so(tmp_path: Pa
     assert code == exitcodes.OK, text
     assert results is not None
     name = results.workloads()[0]
-    why = results.session["repeats_auto"][name]
+    why = (results.session.repeats_auto or {})[name]
     assert why.startswith("budget spent after "), why
     done = int(why.split()[3])
     assert "; still wide: " in why and done >= 5
     assert {r.repeat for r in results.runs} == set(range(1, done + 1))
     assert sorted(r.variant for r in results.runs) == ["glibc"] * done + ["jemalloc"] * done
     assert all(r.ok and r.kind == "command" for r in results.runs), text
-    assert results.config["repeats_auto"] == {"target": 0.00001, "budget_s": 4.0, "max": 20}
+    assert results.config.repeats_auto == AutoRepeats(target=0.00001, budget_s=4.0, max=20)
     assert f"--repeats auto, {name}: stopped: budget spent after {done} repeats" in text
     assert not gone(results)
 
@@ -341,7 +351,7 @@ def test_repeats_auto_for_a_command_stops_once_narrow(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == exitcodes.OK, text
     assert results is not None
-    why = results.session["repeats_auto"][results.workloads()[0]]
+    why = (results.session.repeats_auto or {})[results.workloads()[0]]
     assert why == "narrow: every headline interval within ±60%", why
     # 5 before the first look, then one at a time (a short run's CPU time is a few clock
     # ticks: its interval may need more) until narrow

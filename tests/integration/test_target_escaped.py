@@ -11,7 +11,8 @@ from pathlib import Path
 
 from allocscope import exitcodes
 from allocscope.bench import orphans
-from tests.integration.test_target_command import compare, gone
+from allocscope.bench.evidence import Escaped
+from tests.integration.test_target_command import compare, evidence, gone
 
 PY = sys.executable
 MISBEHAVING = Path(__file__).resolve().parent / "apps" / "misbehaving.py"
@@ -30,9 +31,9 @@ def running(name: str) -> list[int]:
     return found
 
 
-def check_reported(name: str, text: str, escaped: list[dict[str, object]]) -> None:
-    assert len(escaped) == 1 and str(escaped[0]["command"]).startswith(name), escaped
-    pid = escaped[0]["pid"]
+def check_reported(name: str, text: str, escaped: tuple[Escaped, ...]) -> None:
+    assert len(escaped) == 1 and escaped[0].command.startswith(name), escaped
+    pid = escaped[0].pid
     assert f"process {pid} ({name} 777) left the command's process group" in text, text
     assert not running(name)  # stopped, not only told
 
@@ -57,7 +58,7 @@ def test_a_command_that_leaves_a_daemon(tmp_path: Path) -> None:
         assert results is not None and not gone(results)
         run = results.runs[0]
         assert run.ok, run.failures
-        check_reported(name, text, (run.target or {})["escaped"])
+        check_reported(name, text, evidence(run).escaped)
         assert name in (tmp_path / "out" / "report.md").read_text()
     finally:
         for pid in running(name):
@@ -68,14 +69,14 @@ def test_a_server_that_leaves_a_daemon(tmp_path: Path) -> None:
     name = f"allocscope-escapee-{secrets.token_hex(4)}"
     server = f'bash -c "{escape(name)}; exec {PY} {MISBEHAVING} {{port}} fine"'
     code, text, results = compare(
-        tmp_path, "-V", "glibc", "--serve", server, "--duration", "1s", "--idle", "0.2"
+        tmp_path, "-V", "glibc", "--serve", server, "--duration", "1s", "--settle", "0.2"
     )
     try:
         assert code == exitcodes.OK, text
         assert results is not None and not gone(results)
         run = results.runs[0]
         assert run.ok, run.failures
-        check_reported(name, text, (run.target or {})["escaped"])
+        check_reported(name, text, evidence(run).escaped)
     finally:
         for pid in running(name):
             os.kill(pid, 9)
@@ -100,8 +101,8 @@ def test_a_daemon_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     try:
         assert code == exitcodes.OK, text
         assert results is not None
-        (escaped,) = (results.runs[0].target or {})["escaped"]
-        assert escaped["how"] == "SIGKILL" and not running(name)
+        (escaped,) = evidence(results.runs[0]).escaped
+        assert escaped.how == "SIGKILL" and not running(name)
     finally:
         for pid in running(name):
             os.kill(pid, 9)

@@ -43,7 +43,7 @@ def test_gigabytes_of_output_keep_memory_bounded(tmp_path: Path) -> None:
     assert maxrss_kib * 1024 < 200 * MIB  # 1.4 GB went through; a read-back took it all
     run = json.loads((out / "results.json").read_text())["runs"][0]
     assert run["ok"], run["failures"]
-    assert run["target"]["stdout"].endswith("last words\n")
+    assert run["evidence"]["stdout"].endswith("last words\n")
     assert run["stderr"].endswith("err\nerr\n") and len(run["stderr"]) <= 4000
 
 

@@ -16,7 +16,7 @@ import pytest
 from allocscope import exitcodes
 from allocscope.bench.results import load
 from tests.conftest import child_env, run_allocscope
-from tests.integration.test_target_command import compare, gone
+from tests.integration.test_target_command import compare, evidence, gone
 
 APPS = Path(__file__).resolve().parent / "apps"
 PY = sys.executable
@@ -26,7 +26,7 @@ GUNICORN_BARE = f"{PY} -m gunicorn --chdir {APPS} -b 127.0.0.1:{{port}} -w 2"
 GUNICORN = f"{GUNICORN_BARE} -c python:allocscope.gunicorn_conf"
 MISBEHAVING = f"{PY} {APPS / 'misbehaving.py'} {{port}}"
 # Seconds, not minutes: enough for every phase to happen, small for CI.
-SHORT = ("--duration", "2s", "--warm", "0.5s", "--idle", "0.3,0.6", "--concurrency", "8")
+SHORT = ("--duration", "2s", "--warm", "0.5s", "--settle", "0.3,0.6", "--concurrency", "8")
 
 
 def check_service_run(run: object, expected: str, processes: int) -> None:
@@ -35,25 +35,28 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
     assert isinstance(run, RunRecord)
     assert run.ok and run.kind == "service", run.failures
     assert run.proof is not None and run.proof.allocator == expected
-    target = run.target or {}
-    proved = {p["pid"]: p["allocator"] for p in target["processes"]}
+    found = evidence(run)
+    proved = {p["pid"]: p["allocator"] for p in found.processes}
     assert len(proved) >= processes and set(proved.values()) == {expected}
     events = [m.event for m in run.marks]
-    for phase in ("start", "ready", "warmup_start", "load_start", "load_end", "idle", "stop"):
+    for phase in ("start", "ready", "warmup_start", "load_start", "load_end", "settle", "stop"):
         assert phase in events, (phase, events)
     assert events.index("load_start") < events.index("load_end") < events.index("stop")
     m = run.metrics
     assert m["requests"] > 0 and m["rps"] > 0 and m["error_count"] == 0
-    assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= target["load"]["max_ms"] + 0.01
-    assert m["rss_peak"] >= m["rss_idle"] > 10 * 2**20
-    assert "rss_idle_0.3" in m and "rss_idle_0.6" in m
+    assert found.load is not None and found.load.max_ms is not None
+    assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] <= found.load.max_ms + 0.01
+    assert m["rss_peak"] >= m["rss_retained"] > 10 * 2**20
+    assert "rss_settle_0.3" in m and "rss_settle_0.6" in m
     from allocscope.bench.kinds.process import service, tree
 
-    growth = target["growth"]["mib_per_10k_requests"]
+    assert found.growth is not None and found.stop is not None
+    growth = found.growth.per_10k_requests
+    assert growth is not None
     # the verdict is the one its own slope and error give (not merely a known word)
-    said = tree.verdict(growth["slope"], growth["stderr"], service.NOISE_MIB_PER_10K)
-    assert growth["points"] >= 3 and growth["verdict"] == said, growth
-    assert target["stop"]["how"] in ("SIGTERM", "exited")
+    said = tree.verdict(growth.slope, growth.stderr, service.NOISE_MIB_PER_10K)
+    assert growth.points >= 3 and growth.verdict == said, growth
+    assert found.stop.how in ("SIGTERM", "exited")
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -84,11 +87,11 @@ def test_workers_that_lost_the_background_thread_are_restored_by_default(tmp_pat
     assert results is not None
     by = {r.variant: r for r in results.runs}
     check_service_run(by["jemalloc-tuned"], "jemalloc", processes=3)
-    (note,) = by["jemalloc-tuned"].target["warnings"]  # type: ignore[index]
+    (note,) = evidence(by["jemalloc-tuned"]).warnings
     assert "restored after fork by allocscope" in note, note
     assert "-c python:allocscope.gunicorn_conf" in note and "forksafe.install()" in note
     assert "lost at fork in 2 processes" in note  # both workers, not the arbiter
-    assert "warnings" not in (by["glibc"].target or {})  # nothing to restore under glibc
+    assert not evidence(by["glibc"]).warnings  # nothing to restore under glibc
     assert "restored after fork by allocscope" in text
 
 
@@ -136,21 +139,21 @@ def test_rack_app_under_puma_glibc_against_jemalloc(tmp_path: Path) -> None:
     by = {r.variant: r for r in results.runs}
     check_service_run(by["glibc"], "glibc", processes=1)
     check_service_run(by["jemalloc"], "jemalloc", processes=1)
-    assert all(not (r.target or {})["inside"] for r in results.runs)  # Ruby: outside only
+    assert all(not evidence(r).inside for r in results.runs)  # Ruby: outside only
     assert not gone(results)
 
 
 def test_users_own_load_generator(tmp_path: Path) -> None:
     code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--duration", "2s",
-        "--idle", "0.2", "--load-cmd", "wrk -t1 -c4 -d1s {url}/",
+        "--settle", "0.2", "--load-cmd", "wrk -t1 -c4 -d1s {url}/",
     )  # fmt: skip
     assert code == exitcodes.OK, text
     assert results is not None
     run = results.runs[0]
     assert run.ok, run.failures
-    load_ = (run.target or {})["load"]
-    assert load_["exit_code"] == 0 and "Requests/sec" in load_["output"]
+    load_ = evidence(run).load
+    assert load_ is not None and load_.exit_code == 0 and "Requests/sec" in (load_.output or "")
     assert run.metrics["rps"] > 0 and run.metrics["requests"] > 0
 
 
@@ -160,12 +163,12 @@ def test_repeats_auto_for_a_service_stops_at_its_budget_and_says_so(tmp_path: Pa
     code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--repeats", "auto",
         "--target", "0.001", "--budget", "1", "--duration", "0.3s", "--warm", "0",
-        "--idle", "0.1", "--concurrency", "4",
+        "--settle", "0.1", "--concurrency", "4",
     )  # fmt: skip
     assert code == exitcodes.OK, text
     assert results is not None
     name = results.workloads()[0]
-    why = results.session["repeats_auto"][name]
+    why = (results.session.repeats_auto or {})[name]
     assert why.startswith("budget spent after 5 repeats; still wide: glibc "), why
     assert [r.repeat for r in results.runs] == [1, 2, 3, 4, 5]
     assert all(r.ok and r.kind == "service" for r in results.runs), text
@@ -193,22 +196,24 @@ def test_a_server_that_dies_under_load(tmp_path: Path) -> None:
     assert results is not None
     run = results.runs[0]
     assert run.failures == ["the server exited with status 7 during the load"]
-    load_ = (run.target or {})["load"]
+    load_ = evidence(run).load
     # what the load saw is kept: the readiness check had one of the 200 answers, and a
     # response being written by another thread when the server died may be cut short
-    assert 190 <= load_["ok"] <= 199 and load_["error_count"] > 0
+    assert load_ is not None and load_.ok is not None and load_.error_count is not None
+    assert 190 <= load_.ok <= 199 and load_.error_count > 0
     assert not gone(results)
 
 
 def test_a_server_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} ignore-sigterm", "--duration", "1s",
-        "--idle", "0.2", "--grace", "1s",
+        "--settle", "0.2", "--grace", "1s",
     )  # fmt: skip
     assert code == exitcodes.OK, text
     assert results is not None
     run = results.runs[0]
-    assert run.ok and (run.target or {})["stop"]["how"] == "SIGKILL"
+    stop = evidence(run).stop
+    assert run.ok and stop is not None and stop.how == "SIGKILL"
     assert "ignored SIGTERM" in text
     assert not gone(results)
 
@@ -262,7 +267,8 @@ def test_an_interrupted_soak_keeps_what_it_measured(tmp_path: Path) -> None:
     results = load(str(path))
     run = results.runs[-1]
     assert not run.ok and any("interrupted" in f for f in run.failures)
-    assert run.timeline and (run.target or {})["growth"]
+    growth = evidence(run).growth
+    assert run.timeline and growth is not None and growth.verdict is not None
     assert not gone(results)
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_ours(int(p), str(out))]
 
@@ -278,7 +284,7 @@ def _is_ours(pid: int, marker: str) -> bool:
 def test_a_request_count_is_sent_exactly(tmp_path: Path) -> None:
     code, text, results = compare(
         tmp_path, "-V", "glibc", "--serve", f"{MISBEHAVING} fine", "--load", "200",
-        "--duration", "60s", "--warm", "0", "--idle", "0.1", "--concurrency", "4",
+        "--duration", "60s", "--warm", "0", "--settle", "0.1", "--concurrency", "4",
     )  # fmt: skip
     assert code == exitcodes.OK, text
     assert results is not None

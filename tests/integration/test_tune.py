@@ -104,7 +104,7 @@ def test_a_short_tune_of_fragment_with_real_jemalloc(tmp_path: Path, jemalloc: s
     assert proc.returncode == exitcodes.OK, proc.stderr
     doc = json.loads(proc.stdout[proc.stdout.index("{\n") :])
     results = load(str(out / "results.json"))
-    tune = results.session["tune"]
+    tune = results.session.tune or {}
     assert tune["schedule"]["first"] == 2
     runs = [r for r in results.runs if r.repeat > 0]
     assert runs and all(r.counts for r in runs)  # every run proved its allocator
@@ -157,7 +157,7 @@ def test_a_setting_that_crashes_the_command_fails_its_runs_and_the_search_goes_o
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert "failed: glibc.arenas-1: every run failed" in proc.stdout
     assert "refusing to run on one arena" in proc.stdout
-    tune = load(str(out / "results.json")).session["tune"]
+    tune = load(str(out / "results.json")).session.tune or {}
     fates = {c["variant"]: c for c in tune["candidates"]}
     assert fates["glibc.arenas-1"]["round_left"] == 1
     assert fates["glibc.arenas-2"]["counted"] == 7  # went on to the final round
@@ -189,7 +189,7 @@ def test_an_interrupted_tune_keeps_its_runs_and_resume_finishes_it(
     keys = [(r.variant, r.repeat) for r in after]
     assert len(keys) == len(set(keys))  # nothing measured twice
     assert {(r.variant, r.repeat) for r in before} <= set(keys)
-    assert load(str(path)).session["seed"] == 11
+    assert load(str(path)).session.seed == 11
 
 
 JE_ONE = "[jemalloc]\ndirty_decay_ms = [100]\nbackground_thread = [true]\n"
@@ -201,7 +201,7 @@ def test_flask_under_gunicorn_under_load(tmp_path: Path, jemalloc: str) -> None:
              "-c python:allocscope.gunicorn_conf flask_app:app")  # fmt: skip
     proc = run_allocscope(
         "tune", "--serve", serve, "--ready", "/healthz", "--load", "300", "--warm", "0.3s",
-        "--idle", "0.5", "--concurrency", "4",
+        "--settle", "0.5", "--concurrency", "4",
         "--space", _space(tmp_path, JE_ONE),
         "--budget", "10m", "--seed", "5", "-o", str(out), "--json",
         timeout=600,
@@ -211,10 +211,10 @@ def test_flask_under_gunicorn_under_load(tmp_path: Path, jemalloc: str) -> None:
     runs = [r for r in results.runs if r.repeat > 0]
     assert runs and all(r.counts for r in runs), [r.failures for r in runs]
     assert all(r.metrics["requests"] == 300 for r in runs)
-    tune = results.session["tune"]
-    assert tune["objective"] == "idle" and tune["bounds"] == ["throughput>=0.95", "p99<=1.1"]
+    tune = results.session.tune or {}
+    assert tune["objective"] == "retained" and tune["bounds"] == ["throughput>=0.95", "p99<=1.1"]
     (cand,) = tune["candidates"]
-    assert set(cand["ratios"]) == {"idle", "throughput", "p99"}
+    assert set(cand["ratios"]) == {"retained", "throughput", "p99"}
     # a load on a shared machine is noisy: the candidate reached the final round, or left
     # the race for a bound it broke, saying so
     assert cand["counted"] == 7 or "breaks" in cand["dropped"], cand

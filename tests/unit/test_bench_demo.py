@@ -10,7 +10,7 @@ from allocscope.bench import demo, workloads
 def test_defaults_are_the_fragmentation_workload() -> None:
     name, params, sleep = demo.settings({})
     assert name == "fragment" and params == workloads.defaults("fragment")
-    assert sleep == demo.DEFAULT_SLEEP_AFTER
+    assert sleep == demo.DEFAULT_SETTLE
 
 
 def test_knobs_map_onto_the_parameters() -> None:

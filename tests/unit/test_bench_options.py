@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert [n for n, _ in p.workloads] == ["fragment", "json", "seed"]
     assert (p.repeats, p.warmup, p.settle, p.serial, p.purge) == (5, 1, (0.5, 2.0), False, True)
     assert len(p.variants) == 6
-    assert p.config()["workloads"]["fragment"] == workloads.defaults("fragment").to_dict()
+    assert p.config().params("fragment") == workloads.defaults("fragment").to_dict()
 
 
 def test_scale_and_overrides() -> None:

@@ -11,6 +11,7 @@ from allocscope.bench.record import (
     RECORD_VERSION,
     Check,
     Mark,
+    MarkInfo,
     Noise,
     Proof,
     RecordError,
@@ -28,7 +29,7 @@ def record(**over: Any) -> RunRecord:
         "ok": True,
         "failures": [],
         "metrics": {"rss_peak": 200.0 * MB, "cpu_s": 0.5},
-        "marks": [Mark("work_end", 0.8, 150 * MB, 152 * MB, {"work_s": 0.6, "cpu_s": 0.5})],
+        "marks": [Mark("work_end", 0.8, 150 * MB, 152 * MB, MarkInfo(work_s=0.6, cpu_s=0.5))],
         "timeline": [(0.1, 20 * MB), (0.5, 160 * MB)],
         "proof": Proof(
             "jemalloc",

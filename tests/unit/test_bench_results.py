@@ -11,11 +11,15 @@ import pytest
 from allocscope.bench import results
 from allocscope.bench.results import (
     MB,
+    Config,
+    Host,
     Mark,
+    MarkInfo,
     Proof,
     Results,
     ResultsError,
     RunRecord,
+    VariantInfo,
     load,
     metrics_of,
     parse,
@@ -25,11 +29,11 @@ from allocscope.bench.results import (
 MARKS = [
     Mark("ready", 0.10, 20 * MB, 20 * MB),
     Mark("work_start", 0.20, 22 * MB, 22 * MB),
-    Mark("work_end", 0.80, 150 * MB, 152 * MB, {"work_s": 0.6, "cpu_s": 0.55}),
-    Mark("freed", 0.81, 140 * MB, 152 * MB, {"free_s": 0.01}),
-    Mark("settle", 1.31, 60 * MB, 152 * MB, {"after_s": 0.5}),
-    Mark("settle", 2.81, 30 * MB, 152 * MB, {"after_s": 2.0}),
-    Mark("purged", 2.82, 29 * MB, 152 * MB, {"how": "jemalloc"}),
+    Mark("work_end", 0.80, 150 * MB, 152 * MB, MarkInfo(work_s=0.6, cpu_s=0.55)),
+    Mark("freed", 0.81, 140 * MB, 152 * MB, MarkInfo(free_s=0.01)),
+    Mark("settle", 1.31, 60 * MB, 152 * MB, MarkInfo(after_s=0.5)),
+    Mark("settle", 2.81, 30 * MB, 152 * MB, MarkInfo(after_s=2.0)),
+    Mark("purged", 2.82, 29 * MB, 152 * MB, MarkInfo(how="jemalloc")),
 ]
 TIMELINE = [(0.1, 20 * MB), (0.5, 160 * MB), (0.8, 150 * MB), (2.0, 40 * MB)]
 
@@ -67,17 +71,17 @@ def sample() -> Results:
     ]
     return Results(
         created="2026-01-01T00:00:00Z",
-        host={"cpu_model": "test CPU"},
-        config={"settle_s": [0.5, 2.0], "workloads": {"fragment": {"threads": 4}}},
+        host=Host(cpu_model="test CPU"),
+        config=Config(settle_s=(0.5, 2.0), workloads={"fragment": {"threads": 4}}),
         variants=[
-            {"name": "glibc", "allocator": "glibc", "env": {}, "available": True},
-            {"name": "jemalloc-tuned", "allocator": "jemalloc", "available": True},
-            {
-                "name": "tcmalloc",
-                "allocator": "tcmalloc",
-                "available": False,
-                "unavailable": "libtcmalloc_minimal.so.4 not found",
-            },
+            VariantInfo("glibc", "glibc"),
+            VariantInfo("jemalloc-tuned", "jemalloc"),
+            VariantInfo(
+                "tcmalloc",
+                "tcmalloc",
+                available=False,
+                unavailable="libtcmalloc_minimal.so.4 not found",
+            ),
         ],
         runs=runs,
     )
@@ -95,8 +99,8 @@ def test_metrics_from_marks() -> None:
 
 def test_server_cpu_read_from_outside_replaces_the_clients() -> None:
     marks = [
-        Mark("work_start", 0.2, MB, MB, {"server_cpu_s": 1.0}),
-        Mark("work_end", 2.2, MB, MB, {"work_s": 2.0, "cpu_s": 0.7, "server_cpu_s": 2.5}),
+        Mark("work_start", 0.2, MB, MB, MarkInfo(server_cpu_s=1.0)),
+        Mark("work_end", 2.2, MB, MB, MarkInfo(work_s=2.0, cpu_s=0.7, server_cpu_s=2.5)),
         Mark("freed", 2.3, MB, MB),
     ]
     m = metrics_of(marks, [])
@@ -117,7 +121,7 @@ def test_only_measured_runs_that_proved_themselves_count() -> None:
     tuned = r.summary("fragment", "jemalloc-tuned", "rss_retained")
     assert tuned is not None and tuned.n == 2  # the failed run does not count
     assert r.baseline() == "glibc"
-    assert [v["name"] for v in r.unavailable()] == ["tcmalloc"]
+    assert [v.name for v in r.unavailable()] == ["tcmalloc"]
     assert len(r.failed()) == 1
 
 
@@ -129,7 +133,8 @@ def test_round_trip(tmp_path: Path) -> None:
     back = load(str(path))
     assert back.to_dict() == sample().to_dict()
     assert back.migrated_from is None
-    assert back.runs[1].marks[2].info == {"work_s": 0.6, "cpu_s": 0.55}
+    assert back.runs[1].marks[2].info == MarkInfo(work_s=0.6, cpu_s=0.55)
+    assert doc["runs"][1]["marks"][2]["info"] == {"work_s": 0.6, "cpu_s": 0.55}
 
 
 # The Ruby seed's output, as the demo wrote glibc.json (version 0: no schema key).
@@ -199,9 +204,9 @@ def test_version_0_as_jq_slurped_list_and_as_concatenated_objects() -> None:
     assert len(listed.runs) == 2
 
 
-def test_version_1_migrates_to_2_unchanged() -> None:
+def test_version_1_migrates_unchanged() -> None:
     r = parse(json.dumps(V1))
-    assert r.migrated_from == 1 and r.host == {"kernel": "6.1"}
+    assert r.migrated_from == 1 and r.host == Host(kernel="6.1")
     assert r.runs[0].counts and r.runs[0].proof is not None
     assert r.runs[0].kind == "workload" and r.runs[0].noise is None
     assert r.runs[0].timeline == [(0.2, MB), (0.3, 2 * MB)]
@@ -212,7 +217,10 @@ def test_version_1_migrates_to_2_unchanged() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (json.dumps({**V1, "version": 99}), "unknown schema version 99.*reads versions 0 to 2"),
+        (
+            json.dumps({**V1, "version": 99}),
+            f"unknown schema version 99.*reads versions 0 to {results.VERSION}",
+        ),
         (json.dumps({**V1, "version": "one"}), "schema version 'one' is not a positive integer"),
         (json.dumps({**V1, "schema": "someone.else"}), "schema 'someone.else' is not"),
         (json.dumps(V1)[:200], "truncated JSON"),
@@ -236,5 +244,5 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_host_metadata_has_what_the_issue_asks_for() -> None:
     h = results.host()
     for key in ("cpu_model", "kernel", "thp_enabled", "python", "cpus"):
-        assert h[key], key
-    assert h["thp_enabled"] in ("always", "madvise", "never")
+        assert getattr(h, key), key
+    assert h.thp_enabled in ("always", "madvise", "never")

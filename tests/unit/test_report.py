@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from allocscope.report import bundle, chart, table
@@ -70,5 +71,7 @@ def test_bundle_writes_everything(tmp_path: Path) -> None:
 def test_a_busy_machine_is_called_out() -> None:
     r = sample()
     assert not any("busy" in line for line in table.legend(r))
-    r.host.update(cpus_usable=2, loadavg_before=[2.4, 2.0, 1.5], loadavg_after=[3.0, 2.1, 1.6])
+    r.host = replace(
+        r.host, cpus_usable=2, loadavg_before=(2.4, 2.0, 1.5), loadavg_after=(3.0, 2.1, 1.6)
+    )
     assert any("busy before this run started (load 2.4 on 2 CPUs)" in x for x in table.legend(r))

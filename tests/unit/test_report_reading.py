@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from allocscope.bench.results import ResultsError, load, parse
+from allocscope.bench.results import VERSION, ResultsError, load, parse
 from tests.unit.test_bench_results import sample
 
 
@@ -68,7 +68,7 @@ def test_impossible_or_mistyped_values_are_refused(
     for key in path[:-1]:
         holder = holder[key]
     holder[path[-1]] = value
-    with pytest.raises(ResultsError, match="malformed version-2 results: ") as e:
+    with pytest.raises(ResultsError, match=f"malformed version-{VERSION} results: ") as e:
         parse(json.dumps(d))
     assert message in str(e.value)
 

@@ -194,7 +194,7 @@ def test_the_seed_is_the_plan_s_for_every_kind() -> None:
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser, default_workloads=("fragment",))
     plan = flags.plan_from(parser.parse_args(["--seed", "7", "--", "true"]), default_workloads=())
-    assert plan.seed == 7 and plan.config()["seed"] == 7 and plan.kind == "command"
+    assert plan.seed == 7 and plan.config().seed == 7 and plan.kind == "command"
 
 
 def test_trim_and_pythonmalloc_must_show_inside_python() -> None:
@@ -274,12 +274,13 @@ def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
     finally:
         listener.close()  # type: ignore[attr-defined]
     assert psutil.Process().children() == []  # every load process reaped, no helper left
-    assert s["requests"] == 60, s
+    assert s.requests == 60, s
     if path == "/error":
-        assert s["errors"] == {"status 503": 60} and s["ok"] == 0
+        assert s.errors == {"status 503": 60} and s.ok == 0
     else:
-        assert s["ok"] == 60 and s["error_count"] == 0
-    assert 0 < s["p50_ms"] <= s["p99_ms"] <= s["max_ms"] + 0.01
+        assert s.ok == 60 and s.error_count == 0
+    assert s.p50_ms and s.p99_ms and s.max_ms is not None
+    assert 0 < s.p50_ms <= s.p99_ms <= s.max_ms + 0.01
 
 
 def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.MonkeyPatch) -> None:

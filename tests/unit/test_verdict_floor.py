@@ -8,8 +8,9 @@ from dataclasses import replace
 
 from allocscope.bench.analysis import stats
 from allocscope.bench.analysis.stats import MEMORY_FLOOR_BYTES
+from allocscope.bench.evidence import Evidence
 from allocscope.bench.record import RunRecord
-from allocscope.bench.results import MB, Results
+from allocscope.bench.results import MB, Config, Host, Results, VariantInfo
 from allocscope.report import table
 from tests.unit.test_bench_results import run
 
@@ -28,12 +29,9 @@ def runs_of(
 def results(runs: list[RunRecord], kind: str = "workload") -> Results:
     return Results(
         created="2026-01-01T00:00:00Z",
-        host={},
-        config={"settle_s": [2.0]},
-        variants=[
-            {"name": "glibc", "allocator": "glibc", "env": {}, "available": True},
-            {"name": "jemalloc", "allocator": "jemalloc", "available": True},
-        ],
+        host=Host(),
+        config=Config(settle_s=(2.0,)),
+        variants=[VariantInfo("glibc", "glibc"), VariantInfo("jemalloc", "jemalloc")],
         runs=[replace(r, kind=kind) for r in runs],
     )
 
@@ -129,8 +127,10 @@ def test_a_command_table_shows_the_cpu_ratio_its_footer_judges_and_means_it_in_w
 
 
 def test_the_same_note_of_every_run_is_said_once() -> None:
-    note = {"warnings": ["jemalloc background_thread lost at fork in 2 processes: restored"]}
-    runs = [replace(r, target=note) for r in command_runs("jemalloc", 3, 1.6, 2.0, 200)]
+    note = Evidence(
+        tree={}, warnings=("jemalloc background_thread lost at fork in 2 processes: restored",)
+    )
+    runs = [replace(r, evidence=note) for r in command_runs("jemalloc", 3, 1.6, 2.0, 200)]
     r = results(command_runs("glibc", 3, 2.0, 2.2, 300) + runs, kind="command")
     (t,) = table.tables(r)
     assert t.notes == [

@@ -20,13 +20,16 @@ Exactly one of ``workloads`` (built-in names or ``module:function``), ``command`
 :class:`~allocscope.errors.AllocscopeError` names what to change); the CLI is a thin shell
 over the same :func:`allocscope.bench.plan.make` and session loop. A stop signal (SIGINT,
 SIGTERM, SIGHUP) while measuring ends the session: every child is stopped and the runs so
-far are returned, ``results.session["interrupted"]`` naming the signal.
+far are returned, ``results.session.interrupted`` naming the signal.
 
 Per run (:class:`~allocscope.bench.record.RunRecord`): ``metrics`` (bytes and seconds:
-``rss_peak``, ``rss_retained``, ``cpu_s``, ``work_s``; a service also ``rps``,
-``p99_ms``, ``rss_idle``), ``proof`` (what it really ran on, with one check per
+``rss_peak``, ``rss_retained`` (at the last ``--settle`` point), ``cpu_s``, ``work_s``; a
+service also ``rps``, ``p99_ms``), ``proof`` (what it really ran on, with one check per
 process), ``ok`` and ``failures``, ``noise`` (what else the machine did meanwhile),
-``order`` within its shuffled repeat. ``results.comparisons()`` holds the verdicts.
+``order`` within its shuffled repeat, and for a command or service its ``evidence``
+(:class:`~allocscope.bench.evidence.Evidence`). ``results.host``, ``.config``,
+``.variants`` and ``.session`` are typed too (:mod:`allocscope.bench.results.header`).
+``results.comparisons()`` holds the verdicts.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Knobs (environment):
 
 ``rss_before_mb`` is read before the work, ``rss_after_mb`` after the work, after
 everything it kept is freed and after ``BENCH_SLEEP_AFTER``; ``time_s`` is the work alone.
+
+``BENCH_SLEEP_AFTER``, ``sleep_after_s`` and ``rss_after_mb`` are the demo's names, kept so
+its scripts work unchanged; allocscope's own name for the idea is *settle* (``--settle``,
+and ``rss_retained`` in ``results.json``, which reads this output as its version 0).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ KNOBS = {
 }
 IN_PROCESS = ("fragment", "json", "seed")  # http needs a server: use allocscope compare
 DEFAULT_WORKLOAD = "fragment"
-DEFAULT_SLEEP_AFTER = 2.0
+DEFAULT_SETTLE = 2.0  # BENCH_SLEEP_AFTER
 MB = 2**20
 
 
@@ -85,14 +89,14 @@ def settings(env: Mapping[str, str]) -> tuple[str, workloads.Params, float]:
         if text:
             changes[field] = _keep(text) if knob == "BENCH_KEEP" else _int(knob, text)
     params = workloads.defaults(name).replace(**changes)
-    sleep_text = env.get("BENCH_SLEEP_AFTER", "").strip()
+    settle_text = env.get("BENCH_SLEEP_AFTER", "").strip()
     try:
-        sleep_after = float(sleep_text) if sleep_text else DEFAULT_SLEEP_AFTER
+        settle = float(settle_text) if settle_text else DEFAULT_SETTLE
     except ValueError:
-        raise KnobError(f"BENCH_SLEEP_AFTER={sleep_text!r}: expected seconds") from None
-    if not 0 <= sleep_after < 3600:
-        raise KnobError(f"BENCH_SLEEP_AFTER={sleep_text!r}: expected 0 to 3600 seconds")
-    return name, params, sleep_after
+        raise KnobError(f"BENCH_SLEEP_AFTER={settle_text!r}: expected seconds") from None
+    if not 0 <= settle < 3600:
+        raise KnobError(f"BENCH_SLEEP_AFTER={settle_text!r}: expected 0 to 3600 seconds")
+    return name, params, settle
 
 
 def _mb(n: int) -> float:
@@ -117,7 +121,7 @@ def detected() -> dict[str, Any]:
     return out
 
 
-def measure(name: str, params: workloads.Params, sleep_after: float) -> dict[str, Any]:
+def measure(name: str, params: workloads.Params, settle: float) -> dict[str, Any]:
     module = workloads.load(name)
     warmup = getattr(module, "warmup", None)
     if warmup is not None:
@@ -130,7 +134,7 @@ def measure(name: str, params: workloads.Params, sleep_after: float) -> dict[str
     at_end = memory.read(rollup=False).rss_bytes
     del held
     gc.collect()
-    time.sleep(sleep_after)
+    time.sleep(settle)
     after = memory.read(rollup=False)
     return {
         "workload": name,
@@ -139,7 +143,7 @@ def measure(name: str, params: workloads.Params, sleep_after: float) -> dict[str
         "str_size": params.size,
         "keep_ratio": params.keep,
         "rounds": params.rounds,
-        "sleep_after_s": sleep_after,
+        "sleep_after_s": settle,
         "time_s": round(time_s, 3),
         "rss_before_mb": _mb(before),
         "rss_after_mb": _mb(after.rss_bytes),
@@ -155,9 +159,9 @@ def measure(name: str, params: workloads.Params, sleep_after: float) -> dict[str
 
 def main(env: Mapping[str, str] | None = None) -> int:
     try:
-        name, params, sleep_after = settings(os.environ if env is None else env)
+        name, params, settle = settings(os.environ if env is None else env)
     except (KnobError, workloads.WorkloadError) as e:
         print(f"bench_alloc: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    print(json.dumps(measure(name, params, sleep_after), indent=2))
+    print(json.dumps(measure(name, params, settle), indent=2))
     return exitcodes.OK

@@ -22,25 +22,9 @@ import os
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from allocscope import procctl
-
-
-@dataclass(frozen=True)
-class Escaped:
-    pid: int
-    command: str
-    how: str  # "SIGTERM" or "SIGKILL": what ended it
-
-    def to_dict(self) -> dict[str, object]:
-        return {"pid": self.pid, "command": self.command, "how": self.how}
-
-    def words(self) -> str:
-        return (
-            f"process {self.pid} ({self.command}) left the command's process group and was"
-            f" still running: stopped by {self.how}"
-        )
+from allocscope.bench.evidence import Escaped
 
 
 def adopt() -> bool:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from allocscope.bench import workloads as workloads_mod
+from allocscope.bench.results.header import AutoRepeats, Config, DefaultRepeats
 from allocscope.bench.variants import Variant
 from allocscope.errors import AllocscopeError
 
@@ -220,40 +221,32 @@ class Plan:
     def workloads(self) -> list[tuple[str, workloads_mod.Params]]:
         return list(self.work.items) if isinstance(self.work, Workloads) else []
 
-    def config(self) -> dict[str, Any]:
+    def config(self) -> Config:
         """What the results file records about how it was made."""
-        doc: dict[str, Any] = {
-            "kind": self.kind,
-            "repeats": self.repeats,
-            "warmup": self.warmup,
-            "settle_s": list(self.settle),
-            "interval_s": self.interval,
-            "timeout_s": self.timeout,
-            "serial": self.serial,
-            "purge": self.purge,
-            "seed": self.seed,
-            "repeats_auto": {
-                "target": self.precision,  # the flag's name, as older files say it
-                "budget_s": self.budget,
-                "max": self.max_repeats,
-            }
+        work = self.work
+        return Config(
+            kind=self.kind,
+            repeats=self.repeats,
+            warmup=self.warmup,
+            settle_s=self.settle,
+            interval_s=self.interval,
+            timeout_s=self.timeout,
+            serial=self.serial,
+            purge=self.purge,
+            seed=self.seed,
+            # the flag's name (--target), as older files say it
+            repeats_auto=AutoRepeats(self.precision, self.budget, self.max_repeats)
             if self.auto
             else None,
-            "repeats_default": {
-                "runs": self.repeats,
-                "long_run_s": LONG_RUN,
-                "budget_s": self.budget,
-            }
+            repeats_default=DefaultRepeats(self.repeats, LONG_RUN, self.budget)
             if self.repeats_default
             else None,
-        }
-        if isinstance(self.work, Workloads):
-            doc["workloads"] = {name: params.to_dict() for name, params in self.work.items}
-        elif isinstance(self.work, Command):
-            doc["argv"] = list(self.work.argv)
-        else:
-            doc["serve"] = self.work.to_dict()
-        return doc
+            workloads={name: params.to_dict() for name, params in work.items}
+            if isinstance(work, Workloads)
+            else None,
+            argv=work.argv if isinstance(work, Command) else None,
+            serve=work.to_dict() if isinstance(work, Service) else None,
+        )
 
 
 def make(

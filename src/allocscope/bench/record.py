@@ -16,87 +16,33 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from allocscope.errors import AllocscopeError
+from allocscope.bench.checked import RecordError as RecordError  # the error of every record
+from allocscope.bench.checked import boolean, items, mapping, present, text, texts, whole
+from allocscope.bench.checked import number as number
+from allocscope.bench.evidence import Evidence, LoadSummary
 from allocscope.expectations import Check
 
 PROTOCOL = 2  # the worker <-> runner event protocol (1: untyped proof, never checked)
 RECORD_SCHEMA = "allocscope.run"
-RECORD_VERSION = 2  # the same number as the results file that first carried it
+RECORD_VERSION = 3  # the same number as the results file that first carried it
 
 # What produced a run: a built-in workload in a worker child, a user's command (any
 # language, its whole process tree), or a user's service under load.
 KINDS: tuple[str, ...] = ("workload", "command", "service")
 
 
-class RecordError(AllocscopeError):
-    """A record that does not hold what it claims: wrong types, impossible values."""
-
-
-# --- small checked readers -----------------------------------------------------------
-
-
-def _mapping(doc: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(doc, Mapping):
-        raise RecordError(f"{what}: expected an object, not {type(doc).__name__}")
-    return doc
-
-
-def _str(doc: Mapping[str, Any], key: str, what: str, *, optional: bool = False) -> Any:
-    value = doc.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"{what}.{key}: expected text, not {value!r:.60}")
-    return value
-
-
-def _bool(doc: Mapping[str, Any], key: str, what: str, default: bool | None = None) -> bool:
-    value = doc.get(key, default)
-    if not isinstance(value, bool):
-        raise RecordError(f"{what}.{key}: expected true or false, not {value!r:.60}")
-    return value
-
-
-def number(value: Any, what: str, *, optional: bool = False) -> float | None:
-    """A finite, non-negative number (RSS, seconds, counts): anything else is impossible."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"{what}: expected a number, not {value!r:.60}")
-    if not math.isfinite(value) or value < 0:
-        raise RecordError(f"{what}: impossible value {value!r}")
-    return float(value)
-
-
-def _int(value: Any, what: str, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"{what}: expected a whole number, not {value!r:.60}")
-    return value
-
-
-def _list(doc: Mapping[str, Any], key: str, what: str) -> list[Any]:
-    value = doc.get(key, [])
-    if isinstance(value, tuple):
-        return list(value)
-    if not isinstance(value, list):
-        raise RecordError(f"{what}.{key}: expected a list, not {type(value).__name__}")
-    return value
-
-
 # --- the proof -----------------------------------------------------------------------
 
 
 def _check(doc: Any, what: str) -> Check:
-    d = _mapping(doc, what)
+    d = mapping(doc, what)
     return Check(
-        name=_str(d, "name", what),
-        passed=_bool(d, "passed", what),
+        name=text(d, "name", what),
+        passed=boolean(d, "passed", what),
         detail=str(d.get("detail", "")),
     )
 
@@ -150,33 +96,33 @@ class Proof:
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "proof") -> Proof:
-        d = _mapping(doc, what)
-        declared = _mapping(d.get("declared") or {}, f"{what}.declared")
+        d = mapping(doc, what)
+        declared = mapping(d.get("declared") or {}, f"{what}.declared")
         options = d.get("jemalloc_options")
         conf = d.get("malloc_conf")
         server = d.get("server")
-        checks = tuple(_check(c, f"{what}.checks[]") for c in _list(d, "checks", what))
+        checks = tuple(_check(c, f"{what}.checks[]") for c in items(d, "checks", what))
         return cls(
-            allocator=_str(d, "allocator", what, optional=True),
-            version=_str(d, "version", what, optional=True),
-            path=_str(d, "path", what, optional=True),
-            source=_str(d, "source", what, optional=True),
-            confirmed_by=_str(d, "confirmed_by", what, optional=True),
-            python_allocator=_str(d, "python_allocator", what, optional=True),
+            allocator=text(d, "allocator", what, optional=True),
+            version=text(d, "version", what, optional=True),
+            path=text(d, "path", what, optional=True),
+            source=text(d, "source", what, optional=True),
+            confirmed_by=text(d, "confirmed_by", what, optional=True),
+            python_allocator=text(d, "python_allocator", what, optional=True),
             declared={str(k): None if v is None else str(v) for k, v in declared.items()},
-            warnings=tuple(str(w) for w in _list(d, "warnings", what)),
-            jemalloc_options=dict(_mapping(options, f"{what}.jemalloc_options"))
+            warnings=tuple(str(w) for w in items(d, "warnings", what)),
+            jemalloc_options=dict(mapping(options, f"{what}.jemalloc_options"))
             if options is not None
             else None,
-            malloc_conf=[dict(_mapping(k, f"{what}.malloc_conf[]")) for k in conf]
+            malloc_conf=[dict(mapping(k, f"{what}.malloc_conf[]")) for k in conf]
             if isinstance(conf, list | tuple)
             else None,
             checks=checks,
-            ok=_bool(d, "ok", what, default=all(c.passed for c in checks)),
+            ok=boolean(d, "ok", what, default=all(c.passed for c in checks)),
             server=cls.from_dict(server, f"{what}.server") if server is not None else None,
-            worker_pid=_int(d.get("worker_pid"), f"{what}.worker_pid", optional=True),
-            migrated=_bool(d, "migrated", what, default=False),
-            tree=_bool(d, "tree", what, default=False),
+            worker_pid=whole(d.get("worker_pid"), f"{what}.worker_pid", optional=True),
+            migrated=boolean(d, "migrated", what, default=False),
+            tree=boolean(d, "tree", what, default=False),
         )
 
 
@@ -194,47 +140,93 @@ class Noise:
     marked: bool = False  # busy enough that this run's times are suspect
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "busy": list(self.busy)}
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "noise") -> Noise:
-        d = _mapping(doc, what)
+        d = mapping(doc, what)
         return cls(
             load1=number(d.get("load1"), f"{what}.load1") or 0.0,
             steal=number(d.get("steal"), f"{what}.steal") or 0.0,
             other_cpu=number(d.get("other_cpu"), f"{what}.other_cpu") or 0.0,
-            busy=tuple(str(b) for b in _list(d, "busy", what)),
-            marked=_bool(d, "marked", what, default=False),
+            busy=tuple(str(b) for b in items(d, "busy", what)),
+            marked=boolean(d, "marked", what, default=False),
         )
 
 
 # --- the run -------------------------------------------------------------------------
 
 
+_INFO_SECONDS = ("work_s", "cpu_s", "free_s", "after_s", "server_cpu_s", "took_s")
+
+
+@dataclass(frozen=True)
+class MarkInfo:
+    """What a mark says besides the time and the RSS; each field belongs to some events."""
+
+    work_s: float | None = None  # work_end: wall time of the work
+    cpu_s: float | None = None  # work_end: CPU time of the work
+    free_s: float | None = None  # freed: time to drop what the work kept
+    after_s: float | None = None  # settle: seconds after the work (a service: its load)
+    server_cpu_s: float | None = None  # work_start, work_end: a workload's server's CPU
+    took_s: float | None = None  # stop: how long stopping took
+    pid: int | None = None  # ready: the child
+    measured_pid: int | None = None  # ready: the process measured (a workload's server)
+    pss: int | None = None  # a process tree's PSS at the mark
+    argv: tuple[str, ...] | None = None  # start: the command as started
+    how: str | None = None  # purged: what the purge did; stop: exited, SIGTERM, SIGKILL
+    load: LoadSummary | None = None  # load_end: the load's figures (flat in the JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "load"}
+        if self.argv is not None:
+            doc["argv"] = list(self.argv)
+        return present({**doc, **(self.load.to_dict() if self.load else {})})
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "info", event: str = "") -> MarkInfo:
+        d = mapping(doc, what)
+        seconds = {k: number(d.get(k), f"{what}.{k}", optional=True) for k in _INFO_SECONDS}
+        return cls(
+            **seconds,
+            pid=whole(d.get("pid"), f"{what}.pid", optional=True),
+            measured_pid=whole(d.get("measured_pid"), f"{what}.measured_pid", optional=True),
+            pss=whole(d.get("pss"), f"{what}.pss", optional=True),
+            argv=texts(d, "argv", what) if d.get("argv") is not None else None,
+            how=text(d, "how", what, optional=True),
+            load=LoadSummary.from_dict(d, what) if event == "load_end" else None,
+        )
+
+
 @dataclass(frozen=True)
 class Mark:
     """A phase boundary, with the child's RSS and peak read from outside at that moment."""
 
-    event: str  # ready, work_start, work_end, freed, settle, purged
+    event: str  # ready, work_start, work_end, freed, settle, purged; a tree's: start, ...
     t: float  # seconds since the child was started
     rss: int | None
     hwm: int | None
-    info: dict[str, Any] = field(default_factory=dict)  # work_s, after_s, ...
+    info: MarkInfo = field(default_factory=MarkInfo)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "t": self.t,
+            "rss": self.rss,
+            "hwm": self.hwm,
+            "info": self.info.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "mark") -> Mark:
-        d = _mapping(doc, what)
-        event = _str(d, "event", what)
-        info = dict(_mapping(d.get("info") or {}, f"{what}.info"))
-        for key in ("work_s", "cpu_s", "free_s", "after_s", "server_cpu_s"):
-            if key in info:
-                number(info[key], f"{what}.info.{key}", optional=True)
+        d = mapping(doc, what)
+        event = text(d, "event", what)
         return cls(
             event=event,
             t=number(d.get("t"), f"{what}.t") or 0.0,
-            rss=_int(d.get("rss"), f"{what}.rss", optional=True),
-            hwm=_int(d.get("hwm"), f"{what}.hwm", optional=True),
-            info=info,
+            rss=whole(d.get("rss"), f"{what}.rss", optional=True),
+            hwm=whole(d.get("hwm"), f"{what}.hwm", optional=True),
+            info=MarkInfo.from_dict(d.get("info") or {}, f"{what}.info", event),
         )
 
     def __post_init__(self) -> None:
@@ -267,7 +259,7 @@ class RunRecord:
     noise: Noise | None = None
     # command and service runs: the process tree (totals and per process), the load's
     # figures, growth slopes with their errors, trims; None for built-in workloads.
-    target: dict[str, Any] | None = None
+    evidence: Evidence | None = None
 
     def __post_init__(self) -> None:
         for key, value in self.metrics.items():
@@ -288,7 +280,10 @@ class RunRecord:
         return self.proof.detected if self.proof else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(replace(self, evidence=None, marks=[]))
+        doc["marks"] = [m.to_dict() for m in self.marks]
+        doc["evidence"] = self.evidence.to_dict() if self.evidence else None
+        return doc
 
     def to_json(self) -> str:
         doc = {"schema": RECORD_SCHEMA, "version": RECORD_VERSION, **self.to_dict()}
@@ -300,7 +295,7 @@ class RunRecord:
             doc = json.loads(text)
         except ValueError as e:
             raise RecordError(f"a run record that is not JSON: {e}") from None
-        d = _mapping(doc, "run record")
+        d = mapping(doc, "run record")
         if d.get("schema") != RECORD_SCHEMA or d.get("version") != RECORD_VERSION:
             raise RecordError(
                 f"run record schema {d.get('schema')!r} version {d.get('version')!r}: "
@@ -310,16 +305,16 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "run") -> RunRecord:
-        d = _mapping(doc, what)
-        variant = _str(d, "variant", what)
+        d = mapping(doc, what)
+        variant = text(d, "variant", what)
         what = f"run {variant}"
-        metrics = _mapping(d.get("metrics") or {}, f"{what}.metrics")
+        metrics = mapping(d.get("metrics") or {}, f"{what}.metrics")
         timeline = []
-        for point in _list(d, "timeline", what):
+        for point in items(d, "timeline", what):
             if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
                 raise RecordError(f"{what}.timeline: expected [seconds, bytes] pairs")
             t = number(point[0], f"{what}.timeline") or 0.0
-            rss = _int(point[1], f"{what}.timeline") or 0
+            rss = whole(point[1], f"{what}.timeline") or 0
             if rss < 0:
                 raise RecordError(f"{what}.timeline: impossible RSS {rss}")
             timeline.append((t, rss))
@@ -329,21 +324,23 @@ class RunRecord:
             raise RecordError(f"{what}: unknown run kind {kind!r} (known: {', '.join(KINDS)})")
         return cls(
             variant=variant,
-            workload=_str(d, "workload", what),
-            repeat=_int(d.get("repeat"), f"{what}.repeat") or 0,
-            ok=_bool(d, "ok", what),
-            failures=[str(f) for f in _list(d, "failures", what)],
+            workload=text(d, "workload", what),
+            repeat=whole(d.get("repeat"), f"{what}.repeat") or 0,
+            ok=boolean(d, "ok", what),
+            failures=[str(f) for f in items(d, "failures", what)],
             metrics={str(k): number(v, f"{what}.metrics.{k}") or 0.0 for k, v in metrics.items()},
-            marks=[Mark.from_dict(m, f"{what}.marks[]") for m in _list(d, "marks", what)],
+            marks=[Mark.from_dict(m, f"{what}.marks[]") for m in items(d, "marks", what)],
             timeline=timeline,
             proof=Proof.from_dict(proof, f"{what}.proof") if proof is not None else None,
-            heap=dict(_mapping(heap, f"{what}.heap")) if heap is not None else None,
-            exit_code=_int(d.get("exit_code"), f"{what}.exit_code", optional=True),
+            heap=dict(mapping(heap, f"{what}.heap")) if heap is not None else None,
+            exit_code=whole(d.get("exit_code"), f"{what}.exit_code", optional=True),
             stderr=str(d.get("stderr", "")),
             duration_s=number(d.get("duration_s", 0.0), f"{what}.duration_s") or 0.0,
-            params=dict(_mapping(d.get("params") or {}, f"{what}.params")),
+            params=dict(mapping(d.get("params") or {}, f"{what}.params")),
             kind=kind,
-            order=_int(d.get("order", 0), f"{what}.order") or 0,
+            order=whole(d.get("order", 0), f"{what}.order") or 0,
             noise=Noise.from_dict(noise, f"{what}.noise") if noise is not None else None,
-            target=dict(_mapping(d["target"], f"{what}.target")) if d.get("target") else None,
+            evidence=Evidence.from_dict(d["evidence"], f"{what}.evidence")
+            if d.get("evidence")
+            else None,
         )

@@ -24,8 +24,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from allocscope.bench import kinds
 from allocscope.bench import results as results_mod
@@ -34,6 +33,7 @@ from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import LONG_RUN, Plan
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import HEADLINE, Results, host, libraries_seen, utc_now
+from allocscope.bench.results.header import Config, Host, Session, VariantInfo
 
 
 def prepare(plan: Plan) -> None:
@@ -124,7 +124,7 @@ class _Session:
 
     def too_wide(self, workload: str) -> list[str]:
         """'glibc cpu_s ±7%' for every headline interval wider than the target."""
-        partial = Results("", {}, {}, [], self.runs, session={"seed": self.plan.seed})
+        partial = Results("", Host(), Config(), [], self.runs, session=Session(self.plan.seed))
         wide = []
         for v in self.plan.available:
             for metric in HEADLINE:
@@ -153,23 +153,25 @@ def execute(
     started = time.monotonic()
     meta = host()
 
-    def document(runs: Sequence[RunRecord], info: dict[str, Any]) -> Results:
-        meta["libraries"] = libraries_seen(runs)
+    def document(runs: Sequence[RunRecord], info: Session) -> Results:
         # Other work on the machine shows in the wall times: keep the evidence with them.
-        meta["loadavg_before"] = [round(x, 2) for x in load_before]
-        meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         return Results(
             created=created,
-            host=dict(meta),
+            host=replace(
+                meta,
+                libraries=libraries_seen(runs),
+                loadavg_before=tuple(round(x, 2) for x in load_before),
+                loadavg_after=tuple(round(x, 2) for x in os.getloadavg()),
+            ),
             config=plan.config(),
-            variants=[v.to_dict() for v in plan.variants],
+            variants=[VariantInfo.of(v) for v in plan.variants],
             runs=list(runs),
-            session={"seed": plan.seed, **info},
+            session=replace(info, seed=plan.seed),
         )
 
     def save(batch: Sequence[RunRecord]) -> None:
         if path is not None:
-            results_mod.save(document([*session.runs, *batch], {}), path)
+            results_mod.save(document([*session.runs, *batch], Session()), path)
 
     session = _Session(plan, kinds.of(plan, progress, save, quiet=quiet), random.Random(plan.seed))
     session.kind.prepare()
@@ -179,16 +181,13 @@ def execute(
     except runner.Interrupted as e:
         interrupted = e.args[0]
     measured = [r for r in session.runs if r.repeat > 0]
-    info: dict[str, Any] = {
-        "duration_s": round(time.monotonic() - started, 1),
-        "noise": noise.close_window(window, ()).to_dict(),
-        "busy_runs": sum(1 for r in measured if r.noise and r.noise.marked),
-        "measured_runs": len(measured),
-    }
-    if plan.auto:
-        info["repeats_auto"] = session.stopped
-    if session.cut:
-        info["repeats_stopped"] = session.cut
-    if interrupted:
-        info["interrupted"] = interrupted
+    info = Session(
+        duration_s=round(time.monotonic() - started, 1),
+        noise=noise.close_window(window, ()),
+        busy_runs=sum(1 for r in measured if r.noise and r.noise.marked),
+        measured_runs=len(measured),
+        repeats_auto=dict(session.stopped) if plan.auto else None,
+        repeats_stopped=session.cut or None,
+        interrupted=interrupted or None,
+    )
     return document(session.runs, info)

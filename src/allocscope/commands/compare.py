@@ -66,7 +66,7 @@ def finish(command: str, results: Results, out: str | None, *, charts: bool) -> 
     table.print_terminal(results)
     if out is not None:
         output.write_bundle(command, results, out, charts=charts)
-    stopped = results.session.get("interrupted")
+    stopped = results.session.interrupted
     if stopped:
         kept = "the runs done so far are written" if out else "the runs done so far are shown"
         raise AllocscopeError(f"stopped by {stopped}: {kept}", exitcodes.stopped_by(stopped))

@@ -259,6 +259,14 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def settle_from(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """--settle (or --idle, its older name for a service); None: the kind's default."""
+    if args.idle is not None and (args.serve is None or args.settle is not None):
+        raise UsageError("--idle is the older name of --settle for --serve: give --settle")
+    text = args.settle if args.settle is not None else args.idle
+    return parse_settle(text) if text is not None else None
+
+
 def wants_target(args: argparse.Namespace) -> bool:
     """A user's command (`-- CMD`) or service (`--serve`) rather than built-in workloads."""
     return bool(args.command) or args.serve is not None or bool(getattr(args, "dashdash", False))
@@ -303,10 +311,7 @@ def plan_from(
         raise UsageError("give either -- CMD or --serve, not both")
     if target and args.workload:
         raise UsageError("-w chooses a built-in workload; with -- CMD or --serve, leave it out")
-    if args.idle is not None and (args.serve is None or args.settle is not None):
-        raise UsageError("--idle is the older name of --settle for --serve: give --settle")
-    settle_text = args.settle if args.settle is not None else args.idle
-    settle = parse_settle(settle_text) if settle_text is not None else None
+    settle = settle_from(args)
     params = {k: getattr(args, k) for k in PARAM_FLAGS if getattr(args, k) is not None}
     plan = make(
         variants_from(args, single=single),

@@ -96,7 +96,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--objective",
         choices=("peak", "retained", "idle", "p99", "throughput"),
-        help="what to minimise (throughput: maximise); default retained (idle for a service)",
+        help="what to minimise (throughput: maximise); default retained (RSS at the last "
+        "--settle point; idle is its older name for a service)",
     )
     s.add_argument(
         "--bound",
@@ -121,7 +122,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--resume", metavar="DIR", help="continue the tune whose results are in DIR")
     m = parser.add_argument_group("measurement")
     m.add_argument(
-        "--settle", default="0.5,2", metavar="S,S", help="workload: RSS reads after freeing"
+        "--settle",
+        metavar="S,S",
+        help="RSS reads this many seconds after the work (a workload: default 0.5,2) or the "
+        "load (a service: default 1,5)",
     )
     m.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, s")
     m.add_argument("--timeout", type=float, help="seconds before a run is killed")
@@ -146,7 +150,7 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 def _target(args: argparse.Namespace, baseline: Variant) -> Target:
     """The engine's checked plan for the baseline alone: tune runs its candidates on it."""
-    from allocscope.bench.plan import make, parse_settle
+    from allocscope.bench.plan import make
     from allocscope.tune.measure import Target
 
     if args.command and args.serve is not None:
@@ -162,11 +166,10 @@ def _target(args: argparse.Namespace, baseline: Variant) -> Target:
         )
     common: dict[str, Any] = {"repeats": 1, "warmup": 0, "seed": 0, "timeout": args.timeout}
     if args.serve is not None:
-        idle = parse_settle(args.idle, "--idle") if args.idle else None
         plan = make(
             [baseline],
             service=flags.service_from(args),
-            settle=idle,
+            settle=flags.settle_from(args),
             interval=max(args.interval, TREE_INTERVAL),
             **common,
         )
@@ -181,7 +184,7 @@ def _target(args: argparse.Namespace, baseline: Variant) -> Target:
             workloads=[args.workload],
             scale=args.scale,
             params=params,
-            settle=parse_settle(args.settle),
+            settle=flags.settle_from(args),
             interval=args.interval,
             purge=False,
             **common,
@@ -200,7 +203,9 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
         old = document.load(args.resume)
     except ResultsError as e:
         raise TuneError(f"--resume {args.resume}: {e}") from None
-    saved = old.session["tune"].get("args") or {}
+    saved = (old.session.tune or {}).get("args") or {}
+    if saved.get("idle") is not None:  # an older tune of a service: --settle had a default
+        saved = {**saved, "settle": None}
     merged = vars(args) | {k: v for k, v in saved.items() if k in _KEPT}
     return argparse.Namespace(**merged), list(old.runs), old.created
 

@@ -32,12 +32,12 @@ def representative(runs: Sequence[RunRecord]) -> RunRecord | None:
 
 
 # The phases of a user's command or service drawn on its timeline (issue 11).
-PHASES = ("ready", "warmup_start", "load_start", "load_end", "idle", "stop", "exit")
+PHASES = ("ready", "warmup_start", "load_start", "load_end", "settle", "stop", "exit")
 # Per run kind: the metric of the hatched memory bar and of the right-hand bars.
 SECOND_BARS: dict[str, tuple[str, str, str, str]] = {
     "workload": ("rss_retained", "retained", "cpu_s", "CPU time of the work, s"),
     "command": ("rss_end", "at the end", "work_s", "wall time, s"),
-    "service": ("rss_idle", "after idle", "rps", "throughput, req/s"),
+    "service": ("rss_retained", "retained", "rps", "throughput, req/s"),
 }
 
 
@@ -50,7 +50,8 @@ def _aligned_target(run: RunRecord) -> tuple[list[float], list[float], dict[str,
     phases: dict[str, float] = {}
     for m in run.marks:
         if m.event in PHASES:
-            key = m.event if m.event != "idle" else f"idle {m.info.get('after_s', '')}s"
+            after = "" if m.info.after_s is None else f"{m.info.after_s:g}"
+            key = m.event if m.event != "settle" else f"settle {after}s"
             phases[key] = m.t - start
     return xs, ys, phases
 
@@ -132,13 +133,13 @@ def figure(results: Results) -> Any:
 def _title(results: Results) -> str:
     h = results.host
     bits = [f"allocscope {results.allocscope_version}".strip(), results.created]
-    bits += [str(h[k]) for k in ("cpu_model",) if h.get(k)]
-    if h.get("cpus_usable"):
-        bits.append(f"{h['cpus_usable']} CPUs")
-    if h.get("thp_enabled"):
-        bits.append(f"THP {h['thp_enabled']}")
-    if h.get("python"):
-        bits.append(f"Python {h['python']}")
+    bits += [h.cpu_model] if h.cpu_model else []
+    if h.cpus_usable:
+        bits.append(f"{h.cpus_usable} CPUs")
+    if h.thp_enabled:
+        bits.append(f"THP {h.thp_enabled}")
+    if h.python:
+        bits.append(f"Python {h.python}")
     return " · ".join(b for b in bits if b)
 
 

@@ -27,7 +27,8 @@ def describe(run: RunRecord) -> str:
     if kind == "service":
         return (
             f"ok {run.detected}: {m.get('rps', 0):.0f} req/s, p99 {m.get('p99_ms', 0):.1f} ms, "
-            f"peak {m.get('rss_peak', 0) / MB:.0f} MiB, idle {m.get('rss_idle', 0) / MB:.0f} MiB"
+            f"peak {m.get('rss_peak', 0) / MB:.0f} MiB, "
+            f"retained {m.get('rss_retained', 0) / MB:.0f} MiB"
         )
     busy = ""
     if run.noise and run.noise.marked:

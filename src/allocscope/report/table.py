@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from allocscope.bench.analysis.stats import CONFIDENCE, MIN_EFFECT, MIN_RUNS, Comparison, Interval
+from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB, Results
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ COLUMNS_BY_KIND: dict[str, tuple[tuple[str, str, float, int, bool], ...]] = {
         ("p50_ms", "p50 ms", 1.0, 1, False),
         ("p99_ms", "p99 ms", 1.0, 1, True),
         ("rss_peak", "peak MiB", MB, 1, True),
-        ("rss_idle", "after idle MiB", MB, 1, True),
+        ("rss_retained", "retained MiB", MB, 1, True),
         ("error_count", "errors", 1.0, 0, False),
     ),
 }
@@ -48,7 +49,7 @@ ONE_RUN = "one run: no interval, no verdict"
 HEADLINES: dict[str, tuple[tuple[str, str], ...]] = {
     "command": (("rss_peak", "peak memory (RSS of the whole tree)"), ("cpu_s", "CPU time")),
     "service": (
-        ("rss_idle", "memory after idle"),
+        ("rss_retained", "memory retained after the load"),
         ("rps", "throughput"),
         ("p99_ms", "p99 latency"),
     ),
@@ -63,21 +64,21 @@ def columns(results: Results, workload: str) -> tuple[tuple[str, str, float, int
     return COLUMNS_BY_KIND.get(kind_of(results, workload), COLUMNS)
 
 
-def growth_cell(runs: list[Any]) -> str:
+def growth_cell(runs: list[RunRecord]) -> str:
     """'+2.71 ±0.12/10k +605 ±45/h growing': the first run's fits, ± 2 standard errors."""
     for run in runs:
-        growth = (run.target or {}).get("growth") or {}
+        growth = run.evidence.growth if run.evidence else None
+        if growth is None or growth.verdict is None:
+            continue
         parts = [
-            f"{fit['slope']:+.{decimals}f} ±{2 * fit['stderr']:.{decimals}f}{unit}"
-            for key, unit, decimals in (
-                ("mib_per_10k_requests", "/10k", 2),
-                ("mib_per_hour", "/h", 0),
+            f"{fit.slope:+.{decimals}f} ±{2 * fit.stderr:.{decimals}f}{unit}"
+            for fit, unit, decimals in (
+                (growth.per_10k_requests, "/10k", 2),
+                (growth.per_hour, "/h", 0),
             )
-            if (fit := growth.get(key))
+            if fit is not None
         ]
-        if parts:
-            verdict = (growth.get("mib_per_10k_requests") or growth["mib_per_hour"])["verdict"]
-            return " ".join([*parts, verdict])
+        return " ".join([*parts, growth.verdict])
     return MISSING
 
 
@@ -116,12 +117,12 @@ def _detected(results: Results, workload: str, variant: str) -> str:
     for run in results.counted(workload, variant):
         if run.detected:
             return run.detected
-    spec = next((v for v in results.variants if v.get("name") == variant), {})
-    return f"({spec.get('allocator', '?')})"
+    spec = results.variant(variant)
+    return f"({spec.allocator if spec and spec.allocator is not None else '?'})"
 
 
 def _settle_words(results: Results) -> str:
-    settle = results.config.get("settle_s") or []
+    settle = results.config.settle_s or ()
     if settle:
         return f"RSS {settle[-1]:g} s after everything was freed"
     return "RSS after everything was freed"
@@ -161,7 +162,7 @@ def tables(results: Results) -> list[Table]:
             if service:
                 row.append(growth_cell(counted))
             rows.append(row)
-        params = (results.config.get("workloads") or {}).get(workload)
+        params = results.config.params(workload)
         title = workload if not params else f"{workload} ({_params(params)})"
         meaning = [m for m in [what_this_means(results, workload)] if m]
         out.append(Table(workload, title, header, rows, _notes(results, workload), meaning))
@@ -269,7 +270,7 @@ def _notes(results: Results, workload: str) -> list[str]:
             notes.append(f"FAILED {run.variant} {which}: {'; '.join(run.failures)}")
     said: dict[tuple[str, str], list[str]] = {}  # the same note of every run, said once
     for run in results.runs:
-        warnings = (run.target or {}).get("warnings") or []
+        warnings = run.evidence.warnings if run.evidence else ()
         if run.workload == workload and warnings:
             which = "warm-up" if run.repeat == 0 else str(run.repeat)
             said.setdefault((run.variant, "; ".join(warnings)), []).append(which)
@@ -292,7 +293,7 @@ def legend(results: Results) -> list[str]:
     ]
     if "service" in kinds:
         lines.append(
-            "after idle: tree RSS at the last --idle point after the load; growth: slope of "
+            "retained: tree RSS at the last --settle point after the load; growth: slope of "
             "tree RSS during the load per 10k requests and per hour, ± 2 standard errors, "
             "and its verdict"
         )
@@ -314,20 +315,23 @@ def legend(results: Results) -> list[str]:
             "(wall time is shown without a ratio)"
         )
     lines += [
-        f"unavailable: {v['name']}: {v.get('unavailable') or 'not available'}"
-        for v in results.unavailable()
+        f"unavailable: {v.name}: {v.unavailable or 'not available'}" for v in results.unavailable()
     ]
     lines += _noise_lines(results)
     if results.migrated_from is not None:
-        lines.append(f"read from a version-{results.migrated_from} file (fewer fields)")
+        fewer = " (fewer fields)" if results.migrated_from < 2 else ""
+        lines.append(f"read from a version-{results.migrated_from} file{fewer}")
     return lines
 
 
 def _noise_lines(results: Results) -> list[str]:
     out = []
-    busy = _busy(results.host)
+    busy = results.host.busy_before()
     if busy:
-        out.append(busy)
+        out.append(
+            f"the machine was busy before this run started (load {busy[0]:g} on {busy[1]} "
+            "CPUs): wall times are noisy; cpu s is steadier"
+        )
     session = results.session
     measured = [r for r in results.runs if r.repeat > 0 and r.noise is not None]
     if measured:
@@ -337,43 +341,28 @@ def _noise_lines(results: Results) -> list[str]:
             "used a quarter of the CPUs or more, the hypervisor stole 5%, or the load was "
             "3 per CPU or more)"
         )
-    noise = session.get("noise")
-    if isinstance(noise, dict):
-        named = ", ".join(noise.get("busy") or []) or "none"
+    noise = session.noise
+    if noise is not None:
+        named = ", ".join(noise.busy) or "none"
         out.append(
-            f"session: other processes used {noise.get('other_cpu', 0):g} CPUs on average, "
-            f"steal {float(noise.get('steal', 0)):.1%}; busiest: {named}"
+            f"session: other processes used {noise.other_cpu:g} CPUs on average, "
+            f"steal {noise.steal:.1%}; busiest: {named}"
         )
-    chosen = results.config.get("repeats_default")
-    if isinstance(chosen, dict):
+    chosen = results.config.repeats_default
+    if chosen is not None:
         out.append(
-            f"runs: {chosen.get('runs')} of each variant by default, interleaved (the fewest "
+            f"runs: {chosen.runs} of each variant by default, interleaved (the fewest "
             "that give an interval and a verdict); after a run of "
-            f"{chosen.get('long_run_s', 60):g} s or more, only the rounds that fit a "
-            f"{chosen.get('budget_s', 600):g} s budget"
+            f"{chosen.long_run_s:g} s or more, only the rounds that fit a "
+            f"{chosen.budget_s:g} s budget"
         )
-    if session.get("repeats_stopped"):
-        out.append(f"runs: stopped at {session['repeats_stopped']}")
-    auto = session.get("repeats_auto")
-    if isinstance(auto, dict):
-        out += [f"--repeats auto, {w}: stopped: {why}" for w, why in auto.items()]
-    if session.get("interrupted"):
-        out.append(f"stopped by {session['interrupted']}: only the runs done before it count")
+    if session.repeats_stopped:
+        out.append(f"runs: stopped at {session.repeats_stopped}")
+    if session.repeats_auto is not None:
+        out += [f"--repeats auto, {w}: stopped: {why}" for w, why in session.repeats_auto.items()]
+    if session.interrupted:
+        out.append(f"stopped by {session.interrupted}: only the runs done before it count")
     return out
-
-
-def _busy(host: dict[str, Any]) -> str | None:
-    """A warning when other work loaded the machine while we measured."""
-    cpus = host.get("cpus_usable") or host.get("cpus")
-    loads = [host.get("loadavg_before"), host.get("loadavg_after")]
-    # The 1-minute load before we started: our own children do not inflate it.
-    before = loads[0][0] if isinstance(loads[0], list) and loads[0] else None
-    if not cpus or before is None or before < 0.5 * cpus:
-        return None
-    return (
-        f"the machine was busy before this run started (load {before:g} on {cpus} CPUs): "
-        "wall times are noisy; cpu s is steadier"
-    )
 
 
 def markdown(results: Results) -> str:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from allocscope.bench import results as results_mod
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results, host, libraries_seen, utc_now
+from allocscope.bench.results.header import Config, Session, VariantInfo
 from allocscope.tune.recommend import Decision
 from allocscope.tune.search import Race
 
@@ -19,14 +21,16 @@ def build(
     race: Race,
     runs: list[RunRecord],
     *,
-    config: dict[str, Any],
+    config: Config,
     tune: dict[str, Any],
     created: str | None = None,
     decision: Decision | None = None,
 ) -> Results:
-    meta = host()
-    meta["libraries"] = libraries_seen(runs)
-    meta["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    meta = replace(
+        host(),
+        libraries=libraries_seen(runs),
+        loadavg_after=tuple(round(x, 2) for x in os.getloadavg()),
+    )
     candidates = []
     for c in race.candidates:
         candidates.append(
@@ -40,9 +44,9 @@ def build(
                 "ratios": {k: r.to_dict() for k, r in c.ratios.items()},
             }
         )
-    session = {
-        "seed": race.seed,
-        "tune": {
+    session = Session(
+        seed=race.seed,
+        tune={
             **tune,
             "baseline": race.baseline.name,
             "objective": race.objective.name,
@@ -52,12 +56,14 @@ def build(
             "candidates": candidates,
             "decision": decision.to_dict() if decision else None,
         },
-    }
+    )
     return Results(
         created=created or utc_now(),
         host=meta,
         config=config,
-        variants=[race.baseline.to_dict(), *(c.variant.to_dict() for c in race.candidates)],
+        variants=[
+            VariantInfo.of(v) for v in [race.baseline, *(c.variant for c in race.candidates)]
+        ],
         runs=runs,
         session=session,
     )
@@ -70,6 +76,6 @@ def save(results: Results, directory: str) -> None:
 def load(directory: str) -> Results:
     """A tune's results, to resume; ResultsError when it is not one."""
     res = results_mod.load(os.path.join(directory, FILE))
-    if not isinstance(res.session.get("tune"), dict):
+    if res.session.tune is None:
         raise results_mod.ResultsError(f"{directory}/{FILE} is not from allocscope tune")
     return res

@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from allocscope.bench import kinds
 from allocscope.bench.kinds.process.kind import TreeSpec
 from allocscope.bench.kinds.workload import runner
 from allocscope.bench.plan import Plan
 from allocscope.bench.record import RunRecord
+from allocscope.bench.results.header import Config
 from allocscope.bench.variants import Variant
 
 Batch = Sequence[tuple[Variant, int]]
@@ -49,11 +49,16 @@ class Target:
         """What the engine checks before a first run (the command exists, ...)."""
         self._kind(None).prepare()
 
-    def config(self) -> dict[str, Any]:
-        doc = self.plan.config()
-        for key in ("repeats", "warmup", "seed", "repeats_auto", "repeats_default"):
-            doc.pop(key, None)  # tune's schedule decides these
-        return doc
+    def config(self) -> Config:
+        # tune's schedule decides these
+        return replace(
+            self.plan.config(),
+            repeats=None,
+            warmup=None,
+            seed=None,
+            repeats_auto=None,
+            repeats_default=None,
+        )
 
     def _kind(self, heard: Heard | None) -> kinds.Kind:
         def progress(event: str, spec: runner.Labelled, run: RunRecord | None) -> None:

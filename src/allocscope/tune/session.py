@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from allocscope import exitcodes
@@ -76,10 +76,10 @@ def execute(plan: Plan, say: Callable[[str], None]) -> Outcome:
         "max_runs": plan.max_runs,
         "specs": {s.name: s.spec() for s in plan.settings},
     }
-    config = {
-        **plan.target.config(),
-        "tune": {"objective": plan.objective.name, "budget_s": plan.budget_s},
-    }
+    config = replace(
+        plan.target.config(),
+        tune={"objective": plan.objective.name, "budget_s": plan.budget_s},
+    )
     runs: list[RunRecord] = []
     started = time.monotonic()
 

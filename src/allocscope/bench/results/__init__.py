@@ -12,6 +12,12 @@ Version history (``"schema": "allocscope.results"``, ``"version": N``):
   version-1 file has the same fields minus the new ones, so it migrates unchanged.
   Runs of a user's command (``kind: command``) or service (``kind: service``) carry
   ``target``: the process tree per process, the load's figures, growth slopes, trims.
+- 3: one name per idea, and the header typed. A run's ``target`` is its ``evidence``
+  (:class:`~allocscope.bench.evidence.Evidence`); a service's RSS after its load is read at
+  the ``--settle`` points like a workload's: marks ``settle`` (were ``idle``), figures
+  ``rss_settle_S`` and ``rss_retained`` (were ``rss_idle_S`` and ``rss_idle``). The host,
+  config, variants and session are checked on reading
+  (:mod:`allocscope.bench.results.header`). A version-2 file migrates by those renames.
 
 :func:`load` reads any of them and migrates it, step by step, to the current version. A
 newer version than this allocscope knows, or a file that is not JSON, is a
@@ -20,7 +26,7 @@ newer version than this allocscope knows, or a file that is not JSON, is a
 
 from __future__ import annotations
 
-from allocscope.bench.record import Mark, Proof, RecordError, RunRecord
+from allocscope.bench.record import Mark, MarkInfo, Proof, RecordError, RunRecord
 from allocscope.bench.results.document import (
     SCHEMA,
     VERSION,
@@ -30,6 +36,7 @@ from allocscope.bench.results.document import (
     summarize,
 )
 from allocscope.bench.results.files import check_pooling, load, merge, save
+from allocscope.bench.results.header import Config, Host, Session, VariantInfo
 from allocscope.bench.results.host import host, libraries_seen, utc_now
 from allocscope.bench.results.metrics import (
     DERIVED,
@@ -51,13 +58,18 @@ __all__ = [
     "SCHEMA",
     "VERDICT_METRICS",
     "VERSION",
+    "Config",
+    "Host",
     "Mark",
+    "MarkInfo",
     "Proof",
     "RecordError",
     "Results",
     "ResultsError",
     "RunRecord",
+    "Session",
     "Summary",
+    "VariantInfo",
     "check_pooling",
     "from_document",
     "host",

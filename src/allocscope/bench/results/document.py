@@ -10,11 +10,12 @@ from typing import Any
 from allocscope import __version__
 from allocscope.bench.analysis import stats
 from allocscope.bench.record import RunRecord
+from allocscope.bench.results.header import Config, Host, Session, VariantInfo
 from allocscope.bench.results.metrics import VERDICT_METRICS, value
 from allocscope.errors import AllocscopeError
 
 SCHEMA = "allocscope.results"
-VERSION = 2
+VERSION = 3
 
 
 class ResultsError(AllocscopeError):
@@ -46,14 +47,14 @@ def summarize(values: Iterable[float]) -> Summary | None:
 @dataclass
 class Results:
     created: str
-    host: dict[str, Any]
-    config: dict[str, Any]
-    variants: list[dict[str, Any]]  # Variant.to_dict(), unavailable ones included
+    host: Host
+    config: Config  # the plan as recorded
+    variants: list[VariantInfo]  # unavailable ones included
     runs: list[RunRecord]
     allocscope_version: str = __version__
     migrated_from: int | None = None  # the version the file was written in, if older
     # How the session ran: seed of the shuffled order, why the repeats stopped, noise.
-    session: dict[str, Any] = field(default_factory=dict)
+    session: Session = field(default_factory=Session)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,10 +62,10 @@ class Results:
             "version": VERSION,
             "created": self.created,
             "allocscope_version": self.allocscope_version,
-            "host": self.host,
-            "config": self.config,
-            "variants": self.variants,
-            "session": self.session,
+            "host": self.host.to_dict(),
+            "config": self.config.to_dict(),
+            "variants": [v.to_dict() for v in self.variants],
+            "session": self.session.to_dict(),
             "comparisons": self.comparisons(),  # derived from the runs; recomputed on reading
             "runs": [r.to_dict() for r in self.runs],
         }
@@ -73,7 +74,7 @@ class Results:
         return _unique(r.workload for r in self.runs)
 
     def variant_names(self) -> list[str]:
-        names = [str(v["name"]) for v in self.variants]
+        names = [v.name for v in self.variants]
         return _unique([*names, *(r.variant for r in self.runs)])
 
     def counted(self, workload: str, variant: str) -> list[RunRecord]:
@@ -91,8 +92,7 @@ class Results:
     @property
     def seed(self) -> int:
         """The session's seed (shuffled order, bootstrap); 0 for files that have none."""
-        seed = self.session.get("seed")
-        return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        return self.session.seed or 0
 
     def interval(self, workload: str, variant: str, metric: str) -> stats.Interval | None:
         """The median of a figure and its bootstrap interval."""
@@ -141,15 +141,14 @@ class Results:
         names = self.variant_names()
         if "glibc" in names:
             return "glibc"
-        plain = [
-            str(v["name"])
-            for v in self.variants
-            if v.get("allocator") == "glibc" and not v.get("env")
-        ]
+        plain = [v.name for v in self.variants if v.allocator == "glibc" and not v.env]
         return plain[0] if plain else None
 
-    def unavailable(self) -> list[dict[str, Any]]:
-        return [v for v in self.variants if not v.get("available", True)]
+    def variant(self, name: str) -> VariantInfo | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def unavailable(self) -> list[VariantInfo]:
+        return [v for v in self.variants if not v.available]
 
     def failed(self) -> list[RunRecord]:
         return [r for r in self.runs if not r.ok]

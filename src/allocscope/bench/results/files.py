@@ -10,6 +10,7 @@ from typing import Any
 from allocscope import userfile
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results.document import Results, ResultsError
+from allocscope.bench.results.header import VariantInfo
 from allocscope.bench.results.schema import parse
 
 
@@ -73,10 +74,10 @@ def merge(parts: Sequence[Results]) -> Results:
     """Several results (e.g. glibc.json and jema.json from the demo) as one."""
     first = parts[0]
     runs = [r for p in parts for r in p.runs]
-    variants: dict[str, dict[str, Any]] = {}
+    variants: dict[str, VariantInfo] = {}
     for p in parts:
         for v in p.variants:
-            variants.setdefault(str(v["name"]), v)
+            variants.setdefault(v.name, v)
     migrated = [p.migrated_from for p in parts if p.migrated_from is not None]
     return Results(
         created=first.created,

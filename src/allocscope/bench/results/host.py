@@ -7,10 +7,10 @@ import platform
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from allocscope import __version__
 from allocscope.bench.record import RunRecord
+from allocscope.bench.results.header import Host, Library
 
 
 def utc_now() -> str:
@@ -43,39 +43,35 @@ def _selected(setting: str | None) -> str | None:
     return setting
 
 
-def host() -> dict[str, Any]:
+def host() -> Host:
     thp = "/sys/kernel/mm/transparent_hugepage"
     mem = _read("/proc/meminfo") or ""
     total = next(
         (line.split()[1] for line in mem.splitlines() if line.startswith("MemTotal")), None
     )
-    return {
-        "hostname": platform.node(),
-        "cpu_model": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "memory_bytes": int(total) * 1024 if total else None,
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "libc": " ".join(platform.libc_ver()).strip() or None,
-        "thp_enabled": _selected(_read(f"{thp}/enabled")),
-        "thp_defrag": _selected(_read(f"{thp}/defrag")),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "python_executable": sys.executable,
-        "allocscope_version": __version__,
-    }
+    return Host(
+        hostname=platform.node(),
+        cpu_model=_cpu_model(),
+        cpus=os.cpu_count(),
+        cpus_usable=len(os.sched_getaffinity(0)),
+        memory_bytes=int(total) * 1024 if total else None,
+        kernel=platform.release(),
+        machine=platform.machine(),
+        libc=" ".join(platform.libc_ver()).strip() or None,
+        thp_enabled=_selected(_read(f"{thp}/enabled")),
+        thp_defrag=_selected(_read(f"{thp}/defrag")),
+        python=sys.version.split()[0],
+        python_implementation=platform.python_implementation(),
+        python_executable=sys.executable,
+        allocscope_version=__version__,
+    )
 
 
-def libraries_seen(runs: Iterable[RunRecord]) -> dict[str, dict[str, Any]]:
+def libraries_seen(runs: Iterable[RunRecord]) -> dict[str, Library]:
     """Each allocator library the children proved they ran on, with its version."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, Library] = {}
     for run in runs:
         path = run.proof.path if run.proof else None
         if run.ok and run.proof and path and path not in seen:
-            seen[path] = {
-                "allocator": run.proof.allocator,
-                "version": run.proof.version,
-                "realpath": os.path.realpath(path),
-            }
+            seen[path] = Library(run.proof.allocator, run.proof.version, os.path.realpath(path))
     return seen

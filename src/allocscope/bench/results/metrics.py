@@ -13,7 +13,7 @@ METRICS = {
     "rss_peak": "peak RSS (VmHWM) up to the end of the work and the freeing",
     "rss_work_end": "RSS when the work ends, its survivors still held",
     "rss_freed": "RSS right after everything is freed",
-    "rss_retained": "RSS after the last settle period",
+    "rss_retained": "RSS at the last --settle point after the work (a service: after its load)",
     "rss_purged": "RSS after asking the allocator to return free memory",
     "work_s": "wall time of the work alone",
     "cpu_s": "CPU time of the work (all threads; for http, the server's, read from outside)",
@@ -57,13 +57,13 @@ def metrics_of(marks: Sequence[Mark], timeline: Sequence[tuple[float, int]]) -> 
     put("rss_before", start, start.rss if start else None)
     put("rss_work_end", end, end.rss if end else None)
     put("rss_freed", freed, freed.rss if freed else None)
-    for key in ("work_s", "cpu_s"):
-        put(key, end, end.info.get(key) if end else None)
-    put("free_s", freed, freed.info.get("free_s") if freed else None)
-    server = [m.info.get("server_cpu_s") for m in (start, end) if m is not None]
-    if len(server) == 2 and all(isinstance(c, int | float) for c in server):
+    put("work_s", end, end.info.work_s if end else None)
+    put("cpu_s", end, end.info.cpu_s if end else None)
+    put("free_s", freed, freed.info.free_s if freed else None)
+    server = [m.info.server_cpu_s for m in (start, end) if m is not None]
+    if len(server) == 2 and server[0] is not None and server[1] is not None:
         out["client_cpu_s"] = out.pop("cpu_s", 0.0)  # a workload's server: its CPU counts
-        out["cpu_s"] = float(server[1] or 0) - float(server[0] or 0)
+        out["cpu_s"] = server[1] - server[0]
     peaks = [m.hwm for m in (end, freed) if m is not None and m.hwm is not None]
     if start is not None and freed is not None:
         peaks += [rss for t, rss in timeline if start.t <= t <= freed.t]
@@ -71,7 +71,7 @@ def metrics_of(marks: Sequence[Mark], timeline: Sequence[tuple[float, int]]) -> 
         out["rss_peak"] = max(peaks)
     settles = [m for m in marks if m.event == "settle"]
     for m in settles:
-        put(settle_key(float(m.info.get("after_s", 0))), m, m.rss)
+        put(settle_key(m.info.after_s or 0.0), m, m.rss)
     last = settles[-1] if settles else freed
     put("rss_retained", last, last.rss if last else None)
     purged = by.get("purged")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from allocscope import __version__
-from allocscope.bench.record import Noise, RecordError, RunRecord, number
+from allocscope.bench.record import RecordError, RunRecord
 from allocscope.bench.results.document import SCHEMA, VERSION, Results, ResultsError, _unique
+from allocscope.bench.results.header import Config, Host, Session, VariantInfo
 from allocscope.bench.results.metrics import MB
 
 # --- reading and migrating ---------------------------------------------------------------
@@ -76,7 +76,45 @@ def _v1_to_v2(doc: Any) -> dict[str, Any]:
     return {**doc, "version": 2}
 
 
-MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _v0_to_v1, 1: _v1_to_v2}
+def _v2_run(run: Any) -> Any:
+    """One name per idea: a run's evidence was ``target``; a service's RSS read after its
+    load was ``idle`` (marks) and ``rss_idle``/``rss_idle_S`` (figures), as a workload's is
+    ``settle`` and ``rss_retained``/``rss_settle_S``."""
+    if not isinstance(run, dict):
+        return run  # the reader says what is wrong with it
+    run = dict(run)
+    if "target" in run:
+        run["evidence"] = run.pop("target")
+    if run.get("kind") == "service":
+        metrics = run.get("metrics")
+        if isinstance(metrics, dict):
+            run["metrics"] = {_v2_metric(k): v for k, v in metrics.items()}
+        marks = run.get("marks")
+        if isinstance(marks, list):
+            run["marks"] = [
+                {**m, "event": "settle"} if isinstance(m, dict) and m.get("event") == "idle" else m
+                for m in marks
+            ]
+    return run
+
+
+def _v2_metric(key: str) -> str:
+    if key == "rss_idle":
+        return "rss_retained"
+    return "rss_settle_" + key.removeprefix("rss_idle_") if key.startswith("rss_idle_") else key
+
+
+def _v2_to_v3(doc: Any) -> dict[str, Any]:
+    runs = doc.get("runs")
+    runs = [_v2_run(r) for r in runs] if isinstance(runs, list) else runs
+    return {**doc, "version": 3, "runs": runs}
+
+
+MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {
+    0: _v0_to_v1,
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}
 
 
 def version_of(doc: Any) -> int:
@@ -102,84 +140,31 @@ def from_document(doc: Any) -> Results:
         doc = MIGRATIONS[version](doc)
         version += 1
     try:
-        variants = [_variant(v) for v in _seq(doc.get("variants") or [], "variants")]
-        _check_meta(doc)
         runs = doc.get("runs", [])
         if not isinstance(runs, list):
             raise RecordError("runs: expected a list")
+        variants = doc.get("variants") or []
+        if not isinstance(variants, list):
+            raise RecordError(f"variants: expected a list, not {type(variants).__name__}")
         results = Results(
             created=str(doc.get("created", "")),
-            host=dict(doc.get("host") or {}),
-            config=dict(doc.get("config") or {}),
-            variants=variants,
+            host=Host.from_dict(doc.get("host") or {}),
+            config=Config.from_dict(doc.get("config") or {}),
+            variants=[VariantInfo.from_dict(v) for v in variants],
             runs=[RunRecord.from_dict(r) for r in runs],
             allocscope_version=str(doc.get("allocscope_version", "")),
             migrated_from=original if original != VERSION else None,
-            session=dict(doc.get("session") or {}),
+            session=Session.from_dict(doc.get("session") or {}),
         )
     except (TypeError, ValueError, AttributeError, RecordError) as e:
         raise ResultsError(f"malformed version-{original} results: {e}") from None
     return recheck(results)
 
 
-def _seq(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise RecordError(f"{what}: expected a list, not {type(value).__name__}")
-    return value
-
-
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RecordError(f"{what}: expected an object, not {type(value).__name__}")
-    return value
-
-
-def _variant(doc: Any) -> dict[str, Any]:
-    v = dict(_obj(doc, "variant"))
-    if not isinstance(v.get("name"), str):
-        raise RecordError(f"a variant without a name: {doc!r:.80}")
-    for key in ("allocator", "unavailable", "description"):
-        if v.get(key) is not None and not isinstance(v[key], str):
-            raise RecordError(f"variant {v['name']}.{key}: expected text, not {v[key]!r:.40}")
-    if not isinstance(v.get("available", True), bool):
-        raise RecordError(f"variant {v['name']}.available: expected true or false")
-    return v
-
-
-def _numbers(value: Any, what: str) -> None:
-    for x in _seq(value, what):
-        number(x, what)
-
-
-def _check_meta(doc: dict[str, Any]) -> None:
-    """The fields the report reads besides the runs: right types, possible values."""
-    config = _obj(doc.get("config") or {}, "config")
-    if config.get("settle_s") is not None:
-        _numbers(config["settle_s"], "config.settle_s")
-    for name, params in _obj(config.get("workloads") or {}, "config.workloads").items():
-        _obj(params, f"config.workloads.{name}")
-    host = _obj(doc.get("host") or {}, "host")
-    for key in ("cpus", "cpus_usable"):
-        if host.get(key) is not None:
-            number(host[key], f"host.{key}")
-    for key in ("loadavg_before", "loadavg_after"):
-        if host.get(key) is not None:
-            _numbers(host[key], f"host.{key}")
-    session = _obj(doc.get("session") or {}, "session")
-    if session.get("noise") is not None:
-        Noise.from_dict(session["noise"], "session.noise")
-    for key, value in _obj(session.get("repeats_auto") or {}, "session.repeats_auto").items():
-        if not isinstance(value, str):
-            raise RecordError(f"session.repeats_auto.{key}: expected text")
-    stopped = session.get("interrupted")
-    if stopped is not None and stopped not in signal.Signals.__members__:
-        raise RecordError(f"session.interrupted: {stopped!r:.40} is not a signal")
-
-
 def recheck(results: Results) -> Results:
     """Count a run only if its proof, read back now, proves its variant's allocator: a file
     says ``ok``, but the reader judges (a hand-edited or foreign file may lie)."""
-    expected = {str(v["name"]): v.get("allocator") for v in results.variants}
+    expected = {v.name: v.allocator for v in results.variants}
     runs = []
     for run in results.runs:
         problems: list[str] = []

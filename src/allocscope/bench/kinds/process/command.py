@@ -15,9 +15,10 @@ import shlex
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from allocscope.bench.evidence import Evidence, ExitHeap, Trims
 from allocscope.bench.kinds.process import tree
 from allocscope.bench.kinds.process.watch import Watch
 from allocscope.bench.record import RunRecord
@@ -126,11 +127,12 @@ def finish_run(
     params: dict[str, Any],
     rss_end: int | None = None,
     metrics: dict[str, float] | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: Evidence | None = None,
     allow_signal: bool = False,
 ) -> RunRecord:
     """Judge a watched run and make its record (shared with services). ``rss_end``: the
-    tree's RSS at the end (default: its last sample); the wall time runs from its start."""
+    tree's RSS at the end (default: its last sample); the wall time runs from its start.
+    ``extra``: a service's evidence so far (load, growth, stop, warnings)."""
     variant = watch.variant
     wall = round(time.monotonic() - watch.started, 3)
     if rss_end is None and watch.tree.last:
@@ -159,27 +161,22 @@ def finish_run(
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
     exits = [e for e in events if e.get("event") == "exit"]
-    warnings = [*(extra or {}).get("warnings", []), *restored_after_fork(events)]
-    target = {
-        "tree": watch.tree.to_dict(),
-        "processes": [p.to_dict() for p in watch.proofs.values()],
-        "inside": inside,
-        "exit_heaps": [
-            {"pid": e.get("pid"), "rss": e.get("rss"), "heap": e.get("heap")} for e in exits
-        ],
-        "stdout": stdout,
-        "trims": {
-            "count": len(trims),
-            "returned_bytes": sum(int(e.get("returned") or 0) for e in trims),
-            "events": trims[-200:],
-        },
-        **(extra or {}),
-    }
-    if watch.escaped:  # told in the output's notes and kept in the results
-        target["escaped"] = [e.to_dict() for e in watch.escaped]
-        warnings += [e.words() for e in watch.escaped]
-    if warnings:
-        target["warnings"] = warnings
+    extra = extra or Evidence(tree={})
+    warnings = [*extra.warnings, *restored_after_fork(events)]
+    warnings += [e.words() for e in watch.escaped]  # told in the output's notes
+    evidence = replace(
+        extra,
+        tree=watch.tree.to_dict(),
+        processes=tuple(p.to_dict() for p in watch.proofs.values()),
+        inside=tuple(inside),
+        exit_heaps=tuple(
+            ExitHeap(pid=e.get("pid"), rss=e.get("rss"), heap=e.get("heap")) for e in exits
+        ),
+        stdout=stdout,
+        trims=Trims.of(trims),
+        escaped=tuple(watch.escaped),
+        warnings=tuple(warnings),
+    )
     return RunRecord(
         variant=variant.name,
         workload=workload,
@@ -196,5 +193,5 @@ def finish_run(
         duration_s=wall,
         params=params,
         kind=str(params["kind"]),
-        target=target,
+        evidence=evidence,
     )

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from allocscope import procctl, userfile
+from allocscope.bench.evidence import LoadSummary
 from allocscope.errors import AllocscopeError
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -178,20 +179,22 @@ class LoadResult:
         self.duration_s = max(self.duration_s, other.duration_s)
         self.latency.merge(other.latency)
 
-    def summary(self) -> dict[str, Any]:
-        ms = {
-            f"p{q}_ms": round((self.latency.percentile(q) or 0.0) * 1000, 3) for q in (50, 90, 99)
-        }
-        return {
-            "requests": self.answered,
-            "ok": self.ok,
-            "errors": dict(sorted(self.errors.items())),
-            "error_count": sum(self.errors.values()),
-            "duration_s": round(self.duration_s, 3),
-            "rps": round(self.rps(), 1),
-            **ms,
-            "max_ms": round(self.latency.max_s * 1000, 3),
-        }
+    def summary(self) -> LoadSummary:
+        def ms(q: int) -> float:
+            return round((self.latency.percentile(q) or 0.0) * 1000, 3)
+
+        return LoadSummary(
+            requests=self.answered,
+            ok=self.ok,
+            errors=dict(sorted(self.errors.items())),
+            error_count=sum(self.errors.values()),
+            duration_s=round(self.duration_s, 3),
+            rps=round(self.rps(), 1),
+            p50_ms=ms(50),
+            p90_ms=ms(90),
+            p99_ms=ms(99),
+            max_ms=round(self.latency.max_s * 1000, 3),
+        )
 
 
 # --- one process's clients -----------------------------------------------------------

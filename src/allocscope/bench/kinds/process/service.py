@@ -1,10 +1,10 @@
-"""Any service, under load, per variant: start, ready, prove, warm up, load, idle, stop.
+"""Any service, under load, per variant: start, ready, prove, warm up, load, settle, stop.
 
 ``allocscope compare --serve 'gunicorn -w 2 -b 127.0.0.1:{port} app:app' --ready /healthz
 --duration 60s`` starts the user's server on a free loopback port, waits until ``--ready``
 answers 2xx, proves every server process's allocator from outside, warms up, loads it
-(the built-in generator, or the user's own with ``--load-cmd``), lets it idle and reads
-RSS at the settle points, then stops it: SIGTERM to its process group, SIGKILL after the
+(the built-in generator, or the user's own with ``--load-cmd``), lets it settle and reads
+RSS at the ``--settle`` points, then stops it: SIGTERM to its process group, SIGKILL after the
 grace period, nothing left running. The whole tree is sampled throughout; the growth of
 RSS during the load is fitted against requests and against time, with its error.
 """
@@ -23,15 +23,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
+from allocscope.bench.evidence import Evidence, Fit, Growth, LoadSummary, Stop
 from allocscope.bench.kinds.process import kept, listening, load, tree
 from allocscope.bench.kinds.process.command import TargetError, check_command, finish_run, label
 from allocscope.bench.kinds.process.watch import Watch
 from allocscope.bench.kinds.workload.runner import Interrupted
 from allocscope.bench.plan import Service
 from allocscope.bench.record import RunRecord
-from allocscope.bench.results import MB
+from allocscope.bench.results import MB, settle_key
 from allocscope.bench.variants import Variant
 
 HOST = "127.0.0.1"
@@ -143,23 +144,19 @@ class _Growth:
             self.per_requests.add(requests / PER_10K, mib)
         self.per_time.add(seconds / 3600, mib)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, fit, noise in (
-            ("mib_per_10k_requests", self.per_requests, NOISE_MIB_PER_10K),
-            ("mib_per_hour", self.per_time, NOISE_MIB_PER_HOUR),
-        ):
-            found = fit.slope()
-            if found is None:
-                continue
-            slope, err = found
-            out[key] = {
-                "slope": round(slope, 4),
-                "stderr": round(err, 4),
-                "points": fit.n,
-                "verdict": tree.verdict(slope, err, noise),
-            }
-        return out
+    def fits(self) -> Growth:
+        return Growth(
+            per_10k_requests=_fit(self.per_requests, NOISE_MIB_PER_10K),
+            per_hour=_fit(self.per_time, NOISE_MIB_PER_HOUR),
+        )
+
+
+def _fit(fit: tree.Fit, noise: float) -> Fit | None:
+    found = fit.slope()
+    if found is None:
+        return None
+    slope, err = found
+    return Fit(round(slope, 4), round(err, 4), fit.n, tree.verdict(slope, err, noise))
 
 
 def _progress(variant: Variant, t: float, total: float | None, done: int | None, rss: int) -> None:
@@ -196,7 +193,7 @@ class _Ended(Exception):
 
 
 class _ServiceRun:
-    """One service run, phase by phase: ready, proved, warmed, loaded, idle, stopped."""
+    """One service run, phase by phase: ready, proved, warmed, loaded, settled, stopped."""
 
     def __init__(
         self,
@@ -216,8 +213,10 @@ class _ServiceRun:
         self.phases = _Phases(self.watch, interval)
         self.failures: list[str] = []
         self.growth = _Growth()
-        self.extra: dict[str, Any] = {"port": self.port, "argv": argv}
-        self.summary: dict[str, Any] = {}
+        self.argv = argv
+        self.summary = LoadSummary()
+        self.stopped: Stop | None = None
+        self.warnings: tuple[str, ...] = ()
         self.metrics: dict[str, float] = {}
         # Only what is the same for every run (the port is not): equal params pool.
         self.params = {"kind": "service", "serve": opts.command}
@@ -230,7 +229,7 @@ class _ServiceRun:
                 self.ready()
                 self.warm()
                 self.load()
-                self.idle()
+                self.settle_down()
                 self.stop()
             except _Ended as e:
                 self.failures += e.reasons
@@ -247,8 +246,15 @@ class _ServiceRun:
             self.watch.finish()
 
     def record(self, *more: str) -> RunRecord:
-        self.extra["growth"] = self.growth.to_dict()
-        self.extra["load"] = self.summary
+        extra = Evidence(
+            tree={},
+            port=self.port,
+            argv=tuple(self.argv),
+            growth=self.growth.fits(),
+            load=self.summary,
+            stop=self.stopped,
+            warnings=self.warnings,
+        )
         return finish_run(
             self.watch,
             self.workload,
@@ -256,7 +262,7 @@ class _ServiceRun:
             [*self.failures, *more],
             params=self.params,
             metrics=self.metrics,
-            extra=self.extra,
+            extra=extra,
             allow_signal=True,
         )
 
@@ -320,36 +326,30 @@ class _ServiceRun:
                 starting=self._starting,
             )
         self._alive(True, "during the load")
-        said = {k: v for k, v in self.summary.items() if k != "output"}
-        end = self.watch.mark("load_end", **said)
+        end = self.watch.mark("load_end", load=replace(self.summary, output=None))
         self.load_ended = time.monotonic()
-        for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "error_count"):
-            if isinstance(self.summary.get(key), int | float):
-                self.metrics[key] = float(self.summary[key])
-        self.metrics["load_s"] = float(self.summary.get("duration_s") or 0.0)
+        self.metrics.update(self.summary.metrics())
         if end.rss is not None:
             self.metrics["rss_load_end"] = float(end.rss)
 
-    def idle(self) -> None:
-        """RSS at each settle point after the load (the last is 'after idle')."""
+    def settle_down(self) -> None:
+        """RSS at each --settle point after the load (the last is the retained RSS)."""
         for after in self.settle:
             wait = max(0.0, self.load_ended + after - time.monotonic())
-            self._alive(self.phases.wait(wait), "while idle")
-            m = self.watch.mark("idle", after_s=after)
+            self._alive(self.phases.wait(wait), "while it settled")
+            m = self.watch.mark("settle", after_s=after)
             if m.rss is not None:
-                self.metrics[f"rss_idle_{after:g}"] = float(m.rss)
-                self.metrics["rss_idle"] = float(m.rss)
+                self.metrics[settle_key(after)] = float(m.rss)
+                self.metrics["rss_retained"] = float(m.rss)
 
     def stop(self) -> None:
         stopped = self.watch.stop(self.opts.grace)
-        self.watch.mark("stop", **stopped)
-        self.extra["stop"] = stopped
-        if stopped["how"] == "SIGKILL":
-            self.extra["warnings"] = [
-                f"the server ignored SIGTERM for {self.opts.grace:g} s: killed"
-            ]
-        if self.summary.get("requests") == 0 and not self.opts.load_cmd:
-            self.failures.append(f"no request was answered: {self.summary.get('errors')}")
+        self.stopped = Stop(how=str(stopped["how"]), took_s=float(stopped["took_s"]))
+        self.watch.mark("stop", how=self.stopped.how, took_s=self.stopped.took_s)
+        if self.stopped.how == "SIGKILL":
+            self.warnings = (f"the server ignored SIGTERM for {self.opts.grace:g} s: killed",)
+        if self.summary.requests == 0 and not self.opts.load_cmd:
+            self.failures.append(f"no request was answered: {self.summary.errors}")
 
 
 def _builtin_load(
@@ -361,7 +361,7 @@ def _builtin_load(
     count: int | None,
     during: Callable[[int | None], None] | None = None,
     starting: Callable[[], object] | None = None,
-) -> dict[str, Any]:
+) -> LoadSummary:
     gen = load.Load(
         HOST,
         port,
@@ -393,7 +393,7 @@ _WRK_TOTAL = re.compile(r"(\d+) requests in")
 
 def _command_load(
     opts: Service, port: int, phases: _Phases, during: Callable[[int | None], None]
-) -> dict[str, Any]:
+) -> LoadSummary:
     """The user's own load generator; wrk's totals are read from its output when shown."""
     assert opts.load_cmd is not None
     argv = shlex.split(opts.load_cmd.replace("{url}", f"http://{HOST}:{port}"))
@@ -422,15 +422,12 @@ def _command_load(
         proc.wait()
     out.close()
     text = out.text()
-    summary: dict[str, Any] = {
-        "command": argv,
-        "exit_code": proc.returncode,
-        "duration_s": round(time.monotonic() - started, 3),
-        "output": text[-3000:],
-    }
     rps, total = _WRK_RPS.search(text), _WRK_TOTAL.search(text)
-    if rps:
-        summary["rps"] = float(rps.group(1))
-    if total:
-        summary["requests"] = int(total.group(1))
-    return summary
+    return LoadSummary(
+        command=tuple(argv),
+        exit_code=proc.returncode,
+        duration_s=round(time.monotonic() - started, 3),
+        output=text[-3000:],
+        rps=float(rps.group(1)) if rps else None,
+        requests=int(total.group(1)) if total else None,
+    )

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope.bench import orphans
+from allocscope.bench.evidence import Escaped
 from allocscope.bench.kinds.process import guard, inject, kept, proof
 from allocscope.bench.kinds.process import tree as proctree
 from allocscope.bench.kinds.process.proof import ProcessProof
 from allocscope.bench.kinds.workload.runner import STDERR_KEPT, stderr_problems
-from allocscope.bench.record import Mark, Proof
+from allocscope.bench.record import Mark, MarkInfo, Proof
 from allocscope.bench.variants import Variant
 from allocscope.expectations import Check
 
@@ -69,7 +70,7 @@ class Watch:
     failures: list[str] = field(default_factory=list)
     exit_code: int | None = None
     cpu_reaped_s: float = 0.0  # from wait4: the root and every descendant it reaped
-    escaped: list[orphans.Escaped] = field(default_factory=list)  # stopped outside the group
+    escaped: list[Escaped] = field(default_factory=list)  # stopped outside the group
 
     @classmethod
     def start(
@@ -100,7 +101,7 @@ class Watch:
             err.started()
         now = time.monotonic()
         watch = cls(variant, proc, out, err, hook_dir, now, proctree.Tree(proc.pid))
-        watch.mark("start", argv=list(argv))
+        watch.mark("start", argv=tuple(argv))
         return watch
 
     def now(self) -> float:
@@ -125,11 +126,12 @@ class Watch:
         return samples
 
     def mark(self, event: str, **info: Any) -> Mark:
+        """A phase boundary now; ``info``: the :class:`MarkInfo` fields it carries."""
         last = self.tree.last
         rss = last[1] if last else None
         if last:
-            info.setdefault("pss", last[2])
-        m = Mark(event, self.now(), rss, self.tree.peak_rss or None, info)
+            info.setdefault("pss", int(last[2]))
+        m = Mark(event, self.now(), rss, self.tree.peak_rss or None, MarkInfo(**info))
         self.marks.append(m)
         return m
 

@@ -38,7 +38,7 @@ import psutil
 
 from allocscope.bench.analysis import noise
 from allocscope.bench.kinds.workload.worker import Spec
-from allocscope.bench.record import PROTOCOL, Mark, Proof, RecordError, RunRecord, number
+from allocscope.bench.record import PROTOCOL, Mark, MarkInfo, Proof, RecordError, RunRecord
 from allocscope.bench.results import metrics_of
 from allocscope.bench.variants import Variant
 from allocscope.bench.workloads import Params
@@ -357,15 +357,16 @@ class Runner:
             if isinstance(target, int) and target != child.proc.pid:
                 child.ps, child.tree = _process(target), True
                 rss, hwm = self._memory(child)
-            msg = {"pid": child.proc.pid, "measured_pid": target}
+            measured = target if isinstance(target, int) else None
+            info = MarkInfo(pid=child.proc.pid, measured_pid=measured)
             if problems:
                 child.failures += problems
-                child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
+                child.marks.append(Mark(event, child.since(now), rss, hwm, info))
                 self._answer(child, "stop")
                 return
-        for key in ("work_s", "cpu_s", "free_s", "after_s"):
+        else:
             try:
-                number(msg.get(key), f"{event}.{key}", optional=True)
+                info = MarkInfo.from_dict(msg, event, event)
             except RecordError as e:
                 child.failures.append(f"the child sent an impossible figure: {e}")
                 self._answer(child, "stop")
@@ -373,8 +374,8 @@ class Runner:
         if event == "freed":
             child.freed = True
         if child.tree and event in ("work_start", "work_end"):
-            msg["server_cpu_s"] = _cpu(child.ps)  # the server's CPU, read from outside
-        child.marks.append(Mark(event, child.since(now), rss, hwm, msg))
+            info = replace(info, server_cpu_s=_cpu(child.ps))  # the server's, from outside
+        child.marks.append(Mark(event, child.since(now), rss, hwm, info))
         if rss is not None:
             child.timeline.append((child.since(now), rss))
         self._answer(child, "go")
