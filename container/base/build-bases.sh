@@ -418,11 +418,30 @@ install_debian_python() { # $1 = rootfs, $2 = builder|runtime
         rm -rf -- "$lib"/{ensurepip,idlelib,tkinter,turtledemo,test,EXTERNALLY-MANAGED} "$lib"/config-"$PY_XY"-*
         # Debian compiles the standard library when the package is configured; nothing is
         # configured in an extracted root filesystem, and the image's user cannot write there.
+        # The builder's packages were configured: its bytecode is copied first, and
+        # compileall only checks it (a .pyc names its source's mtime and size, so one from
+        # another package version is compiled again). Emulated, compiling it all took ~5 min.
+        reuse_bytecode "$work/builder-rootfs" "$r"
         chroot "$r" "/usr/bin/python$PY_XY" -m compileall -q "/usr/lib/python$PY_XY" >&2 ||
             die "compiling the runtime's standard library failed"
     fi
     ln -sfn "python$PY_XY" "$r/usr/bin/python"
     ln -sfn "python$PY_XY" "$r/usr/bin/python3"
+}
+
+# The byte-compiled modules of the builder's standard library ($1 = its root filesystem)
+# whose source the runtime ($2) has, copied into the runtime.
+reuse_bytecode() {
+    local from=$1/usr/lib/python$PY_XY to=$2/usr/lib/python$PY_XY pyc rel name n=0
+    while IFS= read -r -d '' pyc; do
+        rel=${pyc#"$from"/}   # json/__pycache__/decoder.cpython-314.pyc
+        name=${rel##*/}
+        if [[ -f $to/${rel%__pycache__/*}${name%%.*}.py ]]; then
+            install -D -m 0644 "$pyc" "$to/$rel"
+            n=$((n + 1))
+        fi
+    done < <(find "$from" -path '*/__pycache__/*' -name "*.cpython-${PY_XY/./}.pyc" -print0)
+    log "runtime: $n byte-compiled modules of the builder's standard library reused"
 }
 
 python_abi() { # $1 = rootfs; prints "cache_tag soabi" of its /usr/bin/python
