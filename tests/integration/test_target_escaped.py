@@ -51,7 +51,7 @@ def test_a_command_that_leaves_a_daemon(tmp_path: Path) -> None:
         "--",
         "bash",
         "-c",
-        f"{escape(name)}; sleep 0.3",
+        f"{escape(name)}; sleep 1",  # long enough to be read from outside on a busy machine
     )
     try:
         assert code == exitcodes.OK, text
@@ -96,7 +96,7 @@ def test_a_daemon_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
         "--",
         "bash",
         "-c",
-        f"{stubborn}; sleep 0.3",
+        f"{stubborn}; sleep 1",
     )
     try:
         assert code == exitcodes.OK, text

@@ -8,6 +8,7 @@ import math
 import random
 import re
 import statistics
+import types
 from pathlib import Path
 
 import psutil
@@ -308,3 +309,22 @@ def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.Mon
     w.tick()  # exec'd into a program that is not on jemalloc: proved again, and it fails
     assert w.proofs[5].allocator == "glibc" and not w.proofs[5].matches("jemalloc")
     assert next(answers, None) is None  # every answer used: no proof read twice for nothing
+
+
+def test_a_descendant_read_mid_exit_warns_instead_of_failing_the_run(tmp_path: Path) -> None:
+    """A `setsid` shim read while it exits (its executable unreadable, its maps half gone)
+    says 'unknown': that proves nothing, unlike a live process that really runs on an
+    unknown allocator (a static binary), which still fails the run."""
+    from allocscope.bench.kinds.process import proof, watch
+
+    root = types.SimpleNamespace(pid=5)
+    w = watch.Watch(builtin("glibc"), root, None, None, str(tmp_path), 0.0, tree.Tree(5))  # type: ignore[arg-type]
+    w.proofs[5] = proof.ProcessProof(5, "/bin/bash", "glibc", "2.41", "/lib/libc.so.6")
+    w.proofs[6] = proof.ProcessProof(6, None, "unknown", None, None)
+    read = w.proof()
+    assert read.ok and read.allocator == "glibc"
+    assert read.warnings == (
+        "process 6 (?) not read: it ended before its executable could be read",
+    )
+    w.proofs[7] = proof.ProcessProof(7, "/usr/local/bin/static-go", "unknown", None, None)
+    assert not w.proof().ok

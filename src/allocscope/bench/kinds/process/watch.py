@@ -225,7 +225,13 @@ class Watch:
         expected = self.variant.allocator
         # A descendant gone before it could be read (a launcher shim's short-lived shell)
         # proves nothing either way: a warning, not a check.
-        told = [p for p in self.proofs.values() if p.allocator or p.pid == self.proc.pid]
+        # So does one whose executable could not be read: it was exiting or in the middle
+        # of an exec when its maps were read (a `setsid` shim under load).
+        told = [
+            p
+            for p in self.proofs.values()
+            if (p.allocator and p.exe is not None) or p.pid == self.proc.pid
+        ]
         unread = [p for p in self.proofs.values() if p not in told]
         checks = [self._check(p, expected) for p in told]
         if root is None:
@@ -237,7 +243,8 @@ class Watch:
             path=root.path if root else None,
             source="inspect (symbols, from outside)",
             warnings=tuple(
-                f"process {p.pid} ({self.tree.names.get(p.pid, '?')}) not read: {p.detail}"
+                f"process {p.pid} ({self.tree.names.get(p.pid, '?')}) not read:"
+                f" {p.detail or 'it ended before its executable could be read'}"
                 for p in unread
             ),
             checks=tuple(checks),
