@@ -38,6 +38,22 @@ MIMALLOC_VERSION = debian_version("libmimalloc2.0")
 GLIBC_VERSION = debian_version("libc6")
 
 
+def leftover_children() -> list[Any]:
+    """This test process's children but the two that live as long as it once started:
+    multiprocessing's resource tracker and allocscope's run guard (bench/kinds/process/guard.py)."""
+    import psutil
+
+    from allocscope.bench.kinds.process import guard
+
+    def lasting(p: psutil.Process) -> bool:
+        try:
+            return p.pid == guard.running() or "resource_tracker" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    return [p for p in psutil.Process().children() if not lasting(p)]
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {
         k: v

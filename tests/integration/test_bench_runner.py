@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from allocscope.bench.kinds.workload.runner import Runner, RunSpec
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import MB
 from allocscope.bench.variants import Variant
-from tests.conftest import JEMALLOC_VERSION
+from tests.conftest import JEMALLOC_VERSION, leftover_children
 
 TINY = workloads.defaults("fragment").scaled(0.05)
 
@@ -39,16 +38,7 @@ def gone(pid: int) -> bool:
 def no_leftover_children() -> Iterator[None]:
     """Every test here, passing or failing, leaves no child (or zombie) of ours behind."""
     yield
-    assert [p for p in psutil.Process(os.getpid()).children() if not _tracker(p)] == []
-
-
-def _tracker(p: psutil.Process) -> bool:
-    """multiprocessing's resource tracker: one per test session (the load generator's spawn
-    context starts it), not a child a run left behind."""
-    try:
-        return "multiprocessing.resource_tracker" in " ".join(p.cmdline())
-    except psutil.Error:
-        return False
+    assert leftover_children() == []
 
 
 def test_every_default_variant_proves_its_allocator() -> None:

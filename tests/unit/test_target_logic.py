@@ -11,13 +11,13 @@ import statistics
 import types
 from pathlib import Path
 
-import psutil
 import pytest
 
 from allocscope.bench.kinds.process import load, tree
 from allocscope.bench.plan import PlanError, Service, parse_duration
 from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
 from allocscope.commands import flags
+from tests.conftest import leftover_children
 
 
 def fake_process(root: Path, pid: int, ppid: int, name: str, rss_kb: int, pss_kb: int,
@@ -274,7 +274,7 @@ def test_the_load_client_reads_every_kind_of_response(path: str) -> None:
         gen.stop()
     finally:
         listener.close()  # type: ignore[attr-defined]
-    assert psutil.Process().children() == []  # every load process reaped, no helper left
+    assert leftover_children() == []  # every load process reaped, no helper left
     assert s.requests == 60, s
     if path == "/error":
         assert s.errors == {"status 503": 60} and s.ok == 0

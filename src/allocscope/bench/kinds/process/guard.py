@@ -47,6 +47,11 @@ def release(hook_dir: str) -> None:
     _send(f"release {hook_dir}")
 
 
+def running() -> int | None:
+    """The guard's pid while it runs (it lives as long as this process once started)."""
+    return _guard.pid if _guard is not None and _guard.poll() is None else None
+
+
 def _send(line: str) -> None:
     global _pipe
     if _pipe is None or _guard is None or _guard.poll() is not None:
