@@ -138,11 +138,13 @@ def main() -> None:
             *cmd_target,
         )
         doc = json.loads(stdout[stdout.index("{\n") :])
-        tune = load(f"{d}/results.json").session.tune or {}
+        tune = load(f"{d}/results.json").session.tune
+        if tune is None:
+            raise SystemExit(f"{d}/results.json: not written by allocscope tune")
         rec = doc["recommendation"]
         name = rec["name"] if rec else None
-        runs = tune["runs_measured"]
-        overhead = (tune["duration_s"] - tune["measuring_s"]) / max(1, runs)
+        runs = tune.runs_measured or 0
+        overhead = ((tune.duration_s or 0.0) - (tune.measuring_s or 0.0)) / max(1, runs)
         gain = rec["gains"][goal] if rec else None
         gap = (
             grid[name][goal].ratio - grid[best][goal].ratio

@@ -226,7 +226,7 @@ def info_schema() -> str:
 def schemas_md() -> str:
     sys.path.insert(0, str(ROOT / "src"))
     from allocscope.bench import evidence, record, results
-    from allocscope.bench.results import header
+    from allocscope.bench.results import header, search
 
     def rows(classes: tuple[tuple[type, str], ...]) -> list[tuple[str, str]]:
         return [
@@ -256,6 +256,20 @@ def schemas_md() -> str:
             (header.Session, "session."),
         )
     )
+    tune = "session.tune."
+    search_rows = rows(
+        (
+            (search.Search, tune),
+            (search.Sizing, f"{tune}schedule."),
+            (search.Round, f"{tune}rounds[]."),
+            (search.Fate, f"{tune}candidates[]."),
+            (search.Ratio, f"{tune}candidates[].ratios.FIGURE."),
+            (search.Decided, f"{tune}decision."),
+            (search.Recommended, f"{tune}decision.recommendation."),
+            (search.RunnerUp, f"{tune}decision.recommendation.runner_up."),
+            (search.TuneConfig, "config.tune."),
+        )
+    )
     metric_rows = [(f"`{k}`", v) for k, v in results.METRICS.items()]
     history = textwrap.dedent((results.__doc__ or "").split("\n\n", 1)[1]).strip()
     return "\n".join(
@@ -270,6 +284,10 @@ def schemas_md() -> str:
             _table(("JSON path", "type"), run_rows),
             "### The header: `allocscope.bench.results.header`\n",
             _table(("JSON path", "type"), header_rows),
+            "### A tune's search (`session.tune`): `allocscope.bench.results.search`\n",
+            "`rounds[].number` is written `round`; a ranking entry is "
+            "`{variant, FIGURE: ratio}`.\n",
+            _table(("JSON path", "type"), search_rows),
             "### Metric keys of a run's `metrics` (`allocscope.bench.results.METRICS`)\n",
             _table(("key", "meaning"), metric_rows),
         ]

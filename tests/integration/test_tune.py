@@ -104,8 +104,8 @@ def test_a_short_tune_of_fragment_with_real_jemalloc(tmp_path: Path, jemalloc: s
     assert proc.returncode == exitcodes.OK, proc.stderr
     doc = json.loads(proc.stdout[proc.stdout.index("{\n") :])
     results = load(str(out / "results.json"))
-    tune = results.session.tune or {}
-    assert tune["schedule"]["first"] == 2
+    tune = results.session.tune
+    assert tune is not None and tune.schedule is not None and tune.schedule.first == 2
     runs = [r for r in results.runs if r.repeat > 0]
     assert runs and all(r.counts for r in runs)  # every run proved its allocator
     assert {r.detected.split()[0] for r in runs if r.detected} == {"glibc", "jemalloc"}
@@ -157,10 +157,11 @@ def test_a_setting_that_crashes_the_command_fails_its_runs_and_the_search_goes_o
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert "failed: glibc.arenas-1: every run failed" in proc.stdout
     assert "refusing to run on one arena" in proc.stdout
-    tune = load(str(out / "results.json")).session.tune or {}
-    fates = {c["variant"]: c for c in tune["candidates"]}
-    assert fates["glibc.arenas-1"]["round_left"] == 1
-    assert fates["glibc.arenas-2"]["counted"] == 7  # went on to the final round
+    tune = load(str(out / "results.json")).session.tune
+    assert tune is not None
+    crashed, kept = tune.fate("glibc.arenas-1"), tune.fate("glibc.arenas-2")
+    assert crashed is not None and crashed.round_left == 1
+    assert kept is not None and kept.counted == 7  # went on to the final round
 
 
 def test_an_interrupted_tune_keeps_its_runs_and_resume_finishes_it(
@@ -211,13 +212,14 @@ def test_flask_under_gunicorn_under_load(tmp_path: Path, jemalloc: str) -> None:
     runs = [r for r in results.runs if r.repeat > 0]
     assert runs and all(r.counts for r in runs), [r.failures for r in runs]
     assert all(r.metrics["requests"] == 300 for r in runs)
-    tune = results.session.tune or {}
-    assert tune["objective"] == "retained" and tune["bounds"] == ["throughput>=0.95", "p99<=1.1"]
-    (cand,) = tune["candidates"]
-    assert set(cand["ratios"]) == {"retained", "throughput", "p99"}
+    tune = results.session.tune
+    assert tune is not None
+    assert tune.objective == "retained" and tune.bounds == ("throughput>=0.95", "p99<=1.1")
+    (cand,) = tune.candidates
+    assert set(cand.ratios) == {"retained", "throughput", "p99"}
     # a load on a shared machine is noisy: the candidate reached the final round, or left
     # the race for a bound it broke, saying so
-    assert cand["counted"] == 7 or "breaks" in cand["dropped"], cand
+    assert cand.counted == 7 or "breaks" in (cand.dropped or ""), cand
     assert "candidate" in proc.stdout and "p99" in proc.stdout
     doc = json.loads(proc.stdout[proc.stdout.index("{\n") :])
     assert set(doc) == {"recommendation", "reason"} and doc["reason"]

@@ -252,7 +252,8 @@ def test_the_race_keeps_the_best_within_bounds_and_recommends_it() -> None:
     settings = {n: setting.Setting("glibc", (("MALLOC_ARENA_MAX", 2),)) for n in RETAINED}
     decision = recommend.decide(race, settings)
     assert decision.recommendation is not None
-    assert decision.to_dict()["recommendation"]["gains"]["retained"]["verdict"] == "significant"
+    record = decision.record().recommendation
+    assert record is not None and record.gains["retained"].verdict == "significant"
 
 
 def test_the_same_seed_replays_the_same_order_and_a_resume_measures_nothing_again() -> None:
@@ -275,7 +276,7 @@ def test_nothing_is_recommended_when_no_finalist_differs_significantly() -> None
     decision = recommend.decide(race, {})
     assert decision.recommendation is None
     assert "differs significantly" in decision.reason
-    assert decision.to_dict() == {"recommendation": None, "reason": decision.reason}
+    assert decision.record().to_dict() == {"recommendation": None, "reason": decision.reason}
 
 
 def test_max_runs_stops_the_race_with_its_reason_and_no_recommendation() -> None:

@@ -70,7 +70,7 @@ CONFIG = Config(
 SESSION = Session(
     seed=7, duration_s=12.5, noise=Noise(load1=0.5, steal=0.0, other_cpu=0.1, busy=("pip",)),
     busy_runs=0, measured_runs=10, repeats_auto={"seed": "narrow enough"},
-    repeats_stopped=None, interrupted="SIGINT", tune={"objective": "retained"},
+    repeats_stopped=None, interrupted="SIGINT",
 )  # fmt: skip
 VARIANT = VariantInfo(
     "jemalloc-tuned", "jemalloc", "/lib/libjemalloc.so.2", {"MALLOC_CONF": "dirty_decay_ms:100"},

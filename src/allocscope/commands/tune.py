@@ -200,10 +200,10 @@ def _resumed(args: argparse.Namespace) -> tuple[argparse.Namespace, list[Any], s
     from allocscope.tune import document
 
     try:
-        old = document.load(args.resume)
+        old, search = document.load(args.resume)
     except ResultsError as e:
         raise TuneError(f"--resume {args.resume}: {e}") from None
-    saved = (old.session.tune or {}).get("args") or {}
+    saved = search.args
     if saved.get("idle") is not None:  # an older tune of a service: --settle had a default
         saved = {**saved, "settle": None}
     merged = vars(args) | {k: v for k, v in saved.items() if k in _KEPT}
@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
         print(recommend.snippets(rec, kind=plan.target.kind))
     print(f"\nwrote {', '.join(written)}")
     if args.json:
-        print(json.dumps(decision.to_dict(), indent=2))
+        print(json.dumps(decision.record().to_dict(), indent=2))
     if outcome.interrupted is not None:
         name, code = outcome.interrupted
         _say(

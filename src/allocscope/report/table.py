@@ -164,9 +164,23 @@ def tables(results: Results) -> list[Table]:
             rows.append(row)
         params = results.config.params(workload)
         title = workload if not params else f"{workload} ({_params(params)})"
-        meaning = [m for m in [what_this_means(results, workload)] if m]
+        meaning = [m for m in [what_this_means(results, workload), _searched(results)] if m]
         out.append(Table(workload, title, header, rows, _notes(results, workload), meaning))
     return out
+
+
+def _searched(results: Results) -> str | None:
+    """A tune's decision, as its search made it (the table above is its runs, every
+    candidate's however few: the search judged them round by round)."""
+    search = results.session.tune
+    if search is None:
+        return None
+    what = f"allocscope tune ({len(search.candidates)} candidates, objective {search.objective})"
+    if search.decision is None:
+        return f"{what}: the search did not finish; no decision (tune --resume finishes it)"
+    if search.decision.recommendation is None:
+        return f"{what}: {search.decision.reason}"
+    return f"{what} recommends {search.decision.reason}"
 
 
 def _less_or_more(ratio: float, words: tuple[str, str] = ("less", "more")) -> str:

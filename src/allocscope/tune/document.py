@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any
 
 from allocscope.bench import results as results_mod
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results, host, libraries_seen, utc_now
 from allocscope.bench.results.header import Config, Session, VariantInfo
+from allocscope.bench.results.search import Fate, Search
 from allocscope.tune.recommend import Decision
 from allocscope.tune.search import Race
 
@@ -22,40 +22,35 @@ def build(
     runs: list[RunRecord],
     *,
     config: Config,
-    tune: dict[str, Any],
+    search: Search,
     created: str | None = None,
     decision: Decision | None = None,
 ) -> Results:
+    """The document of the search so far: ``search`` is what the plan and the schedule
+    said; the race adds its rounds, every candidate's fate and the decision."""
     meta = replace(
         host(),
         libraries=libraries_seen(runs),
         loadavg_after=tuple(round(x, 2) for x in os.getloadavg()),
     )
-    candidates = []
-    for c in race.candidates:
-        candidates.append(
-            {
-                "variant": c.name,
-                "spec": tune["specs"].get(c.name),
-                "runs": len(c.runs),
-                "counted": len(c.counted()),
-                "dropped": c.dropped,
-                "round_left": c.round_left,
-                "ratios": {k: r.to_dict() for k, r in c.ratios.items()},
-            }
+    fates = tuple(
+        Fate(
+            variant=c.name,
+            spec=search.specs.get(c.name),
+            runs=len(c.runs),
+            counted=len(c.counted()),
+            dropped=c.dropped,
+            round_left=c.round_left,
+            ratios=dict(c.ratios),
         )
-    session = Session(
-        seed=race.seed,
-        tune={
-            **tune,
-            "baseline": race.baseline.name,
-            "objective": race.objective.name,
-            "bounds": [str(b) for b in race.bounds],
-            "rounds": race.rounds,
-            "stopped": race.stopped,
-            "candidates": candidates,
-            "decision": decision.to_dict() if decision else None,
-        },
+        for c in race.candidates
+    )
+    search = replace(
+        search,
+        rounds=tuple(race.rounds),
+        stopped=race.stopped,
+        candidates=fates,
+        decision=decision.record() if decision else None,
     )
     return Results(
         created=created or utc_now(),
@@ -65,7 +60,7 @@ def build(
             VariantInfo.of(v) for v in [race.baseline, *(c.variant for c in race.candidates)]
         ],
         runs=runs,
-        session=session,
+        session=Session(seed=race.seed, tune=search),
     )
 
 
@@ -73,9 +68,9 @@ def save(results: Results, directory: str) -> None:
     results_mod.save(results, os.path.join(directory, FILE))
 
 
-def load(directory: str) -> Results:
-    """A tune's results, to resume; ResultsError when it is not one."""
+def load(directory: str) -> tuple[Results, Search]:
+    """A tune's results and its search, to resume; ResultsError when it is not one."""
     res = results_mod.load(os.path.join(directory, FILE))
     if res.session.tune is None:
         raise results_mod.ResultsError(f"{directory}/{FILE} is not from allocscope tune")
-    return res
+    return res, res.session.tune

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from allocscope import exitcodes
 from allocscope.bench.analysis import stats
+from allocscope.bench.results.search import Ratio
 from allocscope.errors import AllocscopeError
 
 OBJECTIVES = ("peak", "retained", "p99", "throughput")
@@ -119,30 +120,6 @@ def parse_bounds(text: str, kind: str, *, given: bool) -> tuple[Bound, ...]:
             )
         bounds.append(bound)
     return tuple(bounds)
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """A candidate's figure over the baseline's (throughput: higher is better)."""
-
-    figure: str
-    ratio: float
-    low: float
-    high: float
-    verdict: str
-    n: int
-    n_base: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "figure": self.figure,
-            "ratio": round(self.ratio, 4),
-            "low": round(self.low, 4),
-            "high": round(self.high, 4),
-            "verdict": self.verdict,
-            "n": self.n,
-            "n_base": self.n_base,
-        }
 
 
 def ratio(

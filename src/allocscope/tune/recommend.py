@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from allocscope.bench.analysis import stats
+from allocscope.bench.results.search import Decided, Ratio, Recommended, RunnerUp
 from allocscope.tune.search import Candidate, Race
 from allocscope.tune.setting import Setting
 
@@ -22,24 +22,24 @@ from allocscope.tune.setting import Setting
 class Recommendation:
     setting: Setting
     library: str | None  # the LD_PRELOAD path proved in the runs
-    ratios: dict[str, dict[str, Any]]  # figure -> ratio, interval, verdict
-    runner_up: dict[str, Any] | None  # the next finalist against this one, if any
+    ratios: dict[str, Ratio]  # figure -> ratio, interval, verdict
+    runner_up: RunnerUp | None  # the next finalist against this one, if any
 
     def environ(self) -> dict[str, str]:
         env = {"LD_PRELOAD": self.library} if self.library else {}
         return {**env, **self.setting.env()}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.setting.name,
-            "allocator": self.setting.allocator,
-            "settings": {k: v for k, v in self.setting.values},
-            "env": self.environ(),
-            "trim_every_s": self.setting.trim_every,
-            "spec": self.setting.spec(),
-            "gains": self.ratios,
-            "runner_up": self.runner_up,
-        }
+    def record(self) -> Recommended:
+        return Recommended(
+            name=self.setting.name,
+            allocator=self.setting.allocator,
+            settings={k: v for k, v in self.setting.values},
+            env=self.environ(),
+            trim_every_s=self.setting.trim_every,
+            spec=self.setting.spec(),
+            gains=dict(self.ratios),
+            runner_up=self.runner_up,
+        )
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ class Decision:
     recommendation: Recommendation | None
     reason: str  # why this one, or why none
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> Decided:
         rec = self.recommendation
-        return {"recommendation": rec.to_dict() if rec else None, "reason": self.reason}
+        return Decided(rec.record() if rec else None, self.reason)
 
 
 def _better(race: Race, c: Candidate) -> bool:
@@ -94,11 +94,10 @@ def decide(race: Race, settings: dict[str, Setting]) -> Decision:
             floor=stats.floor_of(metric, base),
         )
         if c is not None:
-            runner_up = {"variant": other.name, "metric": metric, **c.to_dict()}
-    ratios = {k: r.to_dict() for k, r in best.ratios.items()}
+            runner_up = RunnerUp(other.name, metric, **c.to_dict())
     r = best.ratios[race.objective.name]
     return Decision(
-        Recommendation(settings[best.name], best.variant.library, ratios, runner_up),
+        Recommendation(settings[best.name], best.variant.library, dict(best.ratios), runner_up),
         f"{best.name}: {race.objective.name} x{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}] "
         f"against {race.baseline.name}, significant; no bound broken",
     )

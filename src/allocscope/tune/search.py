@@ -28,13 +28,13 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from allocscope.bench.kinds.workload.runner import Interrupted
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import value
+from allocscope.bench.results.search import Ranked, Ratio, Round, Sizing
 from allocscope.bench.variants import Variant
-from allocscope.tune.objective import Bound, Figure, Ratio, ratio
+from allocscope.tune.objective import Bound, Figure, ratio
 
 ETA = 3  # keep a third each round
 TOTALS = (1, 3, 7)  # runs per candidate after each round; the last is the final round
@@ -57,6 +57,10 @@ class Schedule:
         for _ in TOTALS[1:]:
             sizes.append(max(1, math.ceil(sizes[-1] / ETA)))
         return sizes
+
+    def record(self, *, per_run_s: float) -> Sizing:
+        """As the results document records it, with the warm-up time it was sized by."""
+        return Sizing(self.first, tuple(self.sizes()), self.runs(), per_run_s)
 
     def runs(self) -> int:
         """Every run the schedule makes: each round's survivors and the baseline, plus
@@ -104,7 +108,7 @@ class Race:
     seed: int
     workload: str
     base_runs: list[RunRecord] = field(default_factory=list)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
     stopped: str | None = None  # why the search ended before its last round
     measuring_s: float = 0.0  # time inside the engine; the rest is the search's own
 
@@ -324,16 +328,13 @@ def run(
                 c.dropped, c.round_left = broken, i + 1
         ranked = sorted((c for c in alive if c.dropped is None), key=race.score)
         race.rounds.append(
-            {
-                "round": i + 1,
-                "runs_each": upto,
-                "candidates": [c.name for c in alive],
-                "ranking": [
-                    {"variant": c.name, **{k: r.to_dict() for k, r in c.ratios.items()}}
-                    for c in ranked
-                ],
-                "dropped": {c.name: c.dropped for c in alive if c.dropped is not None},
-            }
+            Round(
+                number=i + 1,
+                runs_each=upto,
+                candidates=tuple(c.name for c in alive),
+                ranking=tuple(Ranked(c.name, dict(c.ratios)) for c in ranked),
+                dropped={c.name: c.dropped for c in alive if c.dropped is not None},
+            )
         )
         if ranked:
             best = ranked[0].ratios.get(race.objective.name)

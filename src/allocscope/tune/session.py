@@ -17,6 +17,7 @@ from allocscope import exitcodes
 from allocscope.bench.kinds.workload.runner import Interrupted, stop_on_signals
 from allocscope.bench.record import RunRecord
 from allocscope.bench.results import Results
+from allocscope.bench.results.search import Search, TuneConfig
 from allocscope.bench.variants import Libraries, Variant
 from allocscope.errors import AllocscopeError
 from allocscope.tune import document, recommend, search
@@ -67,19 +68,19 @@ def execute(plan: Plan, say: Callable[[str], None]) -> Outcome:
     race = search.Race(
         plan.baseline, cands, plan.objective, plan.bounds, plan.seed, plan.target.workload
     )
-    info: dict[str, Any] = {
-        "args": plan.record,
-        "space": plan.proof.space.to_dict(),
-        "refused": plan.proof.refused,
-        "missing": plan.proof.missing,
-        "budget_s": plan.budget_s,
-        "max_runs": plan.max_runs,
-        "specs": {s.name: s.spec() for s in plan.settings},
-    }
-    config = replace(
-        plan.target.config(),
-        tune={"objective": plan.objective.name, "budget_s": plan.budget_s},
+    search_so_far = Search(
+        args=plan.record,
+        space=plan.proof.space.to_dict(),
+        refused=plan.proof.refused,
+        missing=plan.proof.missing,
+        budget_s=plan.budget_s,
+        max_runs=plan.max_runs,
+        specs={s.name: s.spec() for s in plan.settings},
+        baseline=plan.baseline.name,
+        objective=plan.objective.name,
+        bounds=tuple(str(b) for b in plan.bounds),
     )
+    config = replace(plan.target.config(), tune=TuneConfig(plan.objective.name, plan.budget_s))
     runs: list[RunRecord] = []
     started = time.monotonic()
 
@@ -94,7 +95,7 @@ def execute(plan: Plan, say: Callable[[str], None]) -> Outcome:
         return list(plan.target.run(batch, heard))
 
     def build(decision: Decision | None = None) -> Results:
-        return document.build(race, [*plan.known, *runs], config=config, tune=info,
+        return document.build(race, [*plan.known, *runs], config=config, search=search_so_far,
                               created=plan.created, decision=decision)  # fmt: skip
 
     interrupted = None
@@ -103,12 +104,10 @@ def execute(plan: Plan, say: Callable[[str], None]) -> Outcome:
             warm = _warm_up(plan, race, measure, say)
             schedule = _schedule(plan, warm, len(cands))
             race.candidates = cands[: schedule.first]
-            info["schedule"] = {
-                "first": schedule.first,
-                "sizes": schedule.sizes(),
-                "runs": schedule.runs(),
-                "per_run_s": round(_per_run(warm), 2),
-            }
+            search_so_far = replace(
+                search_so_far,
+                schedule=schedule.record(per_run_s=round(_per_run(warm), 2)),
+            )
             say(
                 f"searching {schedule.first} of {plan.proof.space.size()} settings (rounds of "
                 f"{schedule.sizes()} candidates, ~{schedule.runs()} runs, seed {plan.seed})"
@@ -126,9 +125,12 @@ def execute(plan: Plan, say: Callable[[str], None]) -> Outcome:
     except Interrupted as e:
         interrupted = (str(e.args[0]), e.exit_code)
     decision = recommend.decide(race, {s.name: s for s in plan.settings})
-    info["duration_s"] = round(time.monotonic() - started, 1)
-    info["runs_measured"] = len(runs)
-    info["measuring_s"] = round(race.measuring_s, 1)  # the rest is the search's own
+    search_so_far = replace(
+        search_so_far,
+        duration_s=round(time.monotonic() - started, 1),
+        runs_measured=len(runs),
+        measuring_s=round(race.measuring_s, 1),  # the rest is the search's own
+    )
     results = build(decision)
     document.save(results, plan.out)
     return Outcome(race, decision, results, interrupted, runs)

@@ -17,7 +17,8 @@ Version history (``"schema": "allocscope.results"``, ``"version": N``):
   the ``--settle`` points like a workload's: marks ``settle`` (were ``idle``), figures
   ``rss_settle_S`` and ``rss_retained`` (were ``rss_idle_S`` and ``rss_idle``). The host,
   config, variants and session are checked on reading
-  (:mod:`allocscope.bench.results.header`). A version-2 file migrates by those renames.
+  (:mod:`allocscope.bench.results.header`), a tune's search too (``session.tune``:
+  :mod:`allocscope.bench.results.search`). A version-2 file migrates by those renames.
 
 :func:`load` reads any of them and migrates it, step by step, to the current version. A
 newer version than this allocscope knows, or a file that is not JSON, is a

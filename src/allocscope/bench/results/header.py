@@ -26,6 +26,7 @@ from allocscope.bench.checked import (
     whole,
 )
 from allocscope.bench.record import Noise
+from allocscope.bench.results.search import Search, TuneConfig
 
 if TYPE_CHECKING:
     from allocscope.bench.variants import Variant
@@ -178,7 +179,7 @@ class Config:
     workloads: dict[str, dict[str, Any]] | None = None  # name -> its parameters
     argv: tuple[str, ...] | None = None  # a command
     serve: dict[str, Any] | None = None  # a service: plan.Service.to_dict()
-    tune: dict[str, Any] | None = None  # allocscope tune: objective and budget
+    tune: TuneConfig | None = None  # allocscope tune: objective and budget
     source: str | None = None  # a file migrated from the demo's output
 
     def params(self, workload: str) -> dict[str, Any]:
@@ -189,7 +190,7 @@ class Config:
         for key in ("settle_s", "argv"):
             if doc[key] is not None:
                 doc[key] = list(doc[key])
-        for key in ("repeats_auto", "repeats_default"):
+        for key in ("repeats_auto", "repeats_default", "tune"):
             if doc[key] is not None:
                 doc[key] = doc[key].to_dict()
         # Plan.config() always wrote these two, null when off: keep them so.
@@ -201,6 +202,7 @@ class Config:
         d = mapping(doc, what)
         auto, default = d.get("repeats_auto"), d.get("repeats_default")
         works = object_or_none(d, "workloads", what)
+        tune = d.get("tune")
         return cls(
             kind=text(d, "kind", what, optional=True),
             repeats=count(d.get("repeats"), f"{what}.repeats", optional=True),
@@ -223,7 +225,7 @@ class Config:
             else None,
             argv=texts(d, "argv", what) if d.get("argv") is not None else None,
             serve=object_or_none(d, "serve", what),
-            tune=object_or_none(d, "tune", what),
+            tune=TuneConfig.from_dict(tune, f"{what}.tune") if tune is not None else None,
             source=text(d, "source", what, optional=True),
         )
 
@@ -288,7 +290,7 @@ class Session:
     repeats_auto: dict[str, str] | None = None  # workload -> why --repeats auto stopped
     repeats_stopped: str | None = None  # why a command's or service's default runs stopped
     interrupted: str | None = None  # the signal that stopped it (SIGINT, ...)
-    tune: dict[str, Any] | None = None  # allocscope tune: the search (tune.document)
+    tune: Search | None = None  # allocscope tune: the search (tune.document)
 
     def __post_init__(self) -> None:
         if self.interrupted is not None and self.interrupted not in signal.Signals.__members__:
@@ -297,12 +299,13 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["noise"] = self.noise.to_dict() if self.noise else None
+        doc["tune"] = self.tune.to_dict() if self.tune else None
         return present(doc)
 
     @classmethod
     def from_dict(cls, doc: Any, what: str = "session") -> Session:
         d = mapping(doc, what)
-        noise, auto = d.get("noise"), object_or_none(d, "repeats_auto", what)
+        noise, auto, tune = d.get("noise"), object_or_none(d, "repeats_auto", what), d.get("tune")
         if auto is not None:
             for key, value in auto.items():
                 if not isinstance(value, str):
@@ -316,5 +319,5 @@ class Session:
             repeats_auto=auto,
             repeats_stopped=text(d, "repeats_stopped", what, optional=True),
             interrupted=text(d, "interrupted", what, optional=True),
-            tune=object_or_none(d, "tune", what),
+            tune=Search.from_dict(tune, f"{what}.tune") if tune is not None else None,
         )
