@@ -6,21 +6,11 @@ import socket
 import sys
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from allocscope.inspect.node import rss_by_pid
-from tests.conftest import run_allocscope
+from tests.conftest import Families, families, run_allocscope
 from tests.integration.targets import free_port, running, wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
-
-
-def _grouped(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
 
 
 def up(port: int) -> bool:
@@ -33,7 +23,7 @@ def test_every_process_is_scraped_with_its_allocator(jemalloc: str) -> None:
     agent = [sys.executable, "-m", "allocscope", "agent", "--port", str(port), "--top", "100000"]
     with running(SLEEPER, LD_PRELOAD=jemalloc) as target, running(agent, lambda p: up(port)):
         before = user_pids()
-        metrics = _grouped_scrape(port)
+        metrics = _scrape(port)
         alive = before & user_pids()  # processes that lived through the whole scrape
         info = {labels["pid"]: labels for labels, _ in metrics["allocscope_process_allocator_info"]}
         assert info[str(target.pid)]["allocator"] == "jemalloc"
@@ -56,7 +46,7 @@ def test_top_bounds_the_series() -> None:
     port = free_port()
     agent = [sys.executable, "-m", "allocscope", "agent", "--port", str(port), "--top", "3"]
     with running(agent, lambda p: up(port)):
-        metrics = _grouped_scrape(port)
+        metrics = _scrape(port)
     pids = {lb["pid"] for lb, _ in metrics["allocscope_process_memory_bytes"]}
     assert len(pids) == 3
 
@@ -71,7 +61,7 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _grouped_scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+def _scrape(port: int) -> Families:
     wait_for(lambda: up(port), what="agent")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
-        return _grouped(r.read().decode())
+        return families(r.read().decode())

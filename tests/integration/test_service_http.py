@@ -8,9 +8,8 @@ from datetime import datetime
 
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import JEMALLOC_VERSION
+from tests.conftest import JEMALLOC_VERSION, Families, families
 from tests.integration.service_server import SERVE, Server, serving
 
 pytestmark = pytest.mark.timeout(120)
@@ -96,14 +95,11 @@ def test_stats_under_glibc_has_heap(glibc_server: Server) -> None:
     assert doc["worker"]["background_thread"] is None
 
 
-def _families(server: Server) -> dict[str, list[tuple[dict[str, str], float]]]:
+def _families(server: Server) -> Families:
     reply = server.get("/metrics")
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("text/plain; version=")
-    return {
-        f.name: [(s.labels, s.value) for s in f.samples]
-        for f in text_string_to_metric_families(reply.body.decode())
-    }
+    return families(reply.body.decode())
 
 
 def test_metrics_parse_and_carry_allocator_and_fips(jemalloc_server: Server) -> None:
