@@ -357,3 +357,31 @@ def test_repeats_auto_for_a_command_stops_once_narrow(tmp_path: Path) -> None:
     # ticks: its interval may need more) until narrow
     repeats = {r.repeat for r in results.runs}
     assert repeats == set(range(1, max(repeats) + 1)) and 5 <= max(repeats) < 20
+
+
+FORGED_EVENT = """
+import json, os, time
+# what a user's process could write where the hook writes: the hook's file is untrusted
+bad = {"event": "start", "pid": 424242, "pymalloc_blocks": "lots",
+       "inside": {"allocator": "glibc", "malloc_conf": [{"key": "narenas"}]}}
+path = os.path.join(os.environ["ALLOCSCOPE_INJECT_DIR"], "events", "424242.jsonl")
+with open(path, "w") as f:
+    f.write(json.dumps(bad) + "\\n")
+time.sleep(0.3)
+"""
+
+
+def test_a_malformed_hook_event_is_said_and_counts_for_nothing(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "jemalloc-pymalloc-off", "--", PY, "-c", FORGED_EVENT
+    )
+    assert code == exitcodes.OK, text
+    assert results is not None
+    (run,) = results.runs
+    assert run.ok, run.failures  # "lots" pymalloc blocks did not fail the variant
+    real, forged = sorted(evidence(run).inside, key=lambda i: i.pid == 424242)
+    assert (real.allocator, real.pymalloc_blocks, real.error) == ("jemalloc", 0, None)
+    assert forged.malformed and forged.pid == 424242 and forged.pymalloc_blocks is None
+    said = "process 424242: malformed start event from allocscope's hook: start event."
+    assert any(w.startswith(said) for w in evidence(run).warnings)
+    assert "malformed start event" in text
