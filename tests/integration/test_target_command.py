@@ -53,7 +53,7 @@ def evidence(run: RunRecord) -> Evidence:
 
 def gone(results: Results) -> list[int]:
     """Processes of any run's tree that still exist (must be none)."""
-    pids = {p["pid"] for r in results.runs for p in evidence(r).tree["processes"]}
+    pids = {p.pid for r in results.runs for p in evidence(r).tree.processes}
     return [pid for pid in pids if os.path.exists(f"/proc/{pid}/stat") and not _zombie(pid)]
 
 
@@ -82,10 +82,10 @@ def test_python_command_with_a_child_glibc_against_jemalloc(tmp_path: Path) -> N
         # the command and its child, each proved from outside by its symbols
         assert len(run.proof.checks) >= 2 and all(c.passed for c in run.proof.checks)
         found = evidence(run)
-        assert {p["allocator"] for p in found.processes} == {expected}
+        assert {p.allocator for p in found.processes} == {expected}
         # and from inside: the injected hook ran in both Python processes
         assert len(found.inside) >= 2
-        assert {i["allocator"] for i in found.inside} == {expected}
+        assert {i.allocator for i in found.inside} == {expected}
         # and at exit, the allocator's own statistics (jemalloc's stats, glibc's mallinfo2)
         heaps = [h.heap for h in found.exit_heaps]
         assert len(heaps) >= 2 and all(h and "error" not in h for h in heaps)
@@ -131,7 +131,7 @@ def test_a_command_that_never_ends_is_killed_with_its_group(tmp_path: Path) -> N
     assert results is not None
     run = results.runs[0]
     assert run.failures == ["timed out after 2 s: process group killed"]
-    assert len(evidence(run).tree["processes"]) == 3  # sh and both sleeps were seen
+    assert len(evidence(run).tree.processes) == 3  # sh and both sleeps were seen
     assert not gone(results)
 
 
@@ -219,9 +219,9 @@ def test_mitigation_variants_prove_their_setting(tmp_path: Path) -> None:
     by = {r.variant: r for r in results.runs}
     trims = evidence(by["trim"]).trims
     assert trims.count >= 2 and all(e["event"] == "trim" for e in trims.events)
-    assert all(i["pymalloc_blocks"] == 0 for i in evidence(by["jemalloc-pymalloc-off"]).inside)
-    conf = evidence(by["jemalloc-decay-short"]).inside[0]["malloc_conf"]
-    assert {c["key"] for c in conf if c["in_effect"]} >= {"dirty_decay_ms", "muzzy_decay_ms"}
+    assert all(i.pymalloc_blocks == 0 for i in evidence(by["jemalloc-pymalloc-off"]).inside)
+    conf = evidence(by["jemalloc-decay-short"]).inside[0].malloc_conf or ()
+    assert {c.key for c in conf if c.in_effect} >= {"dirty_decay_ms", "muzzy_decay_ms"}
 
 
 def test_a_setting_that_does_not_take_effect_fails_the_run(tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_the_hook_chains_to_the_users_sitecustomize(tmp_path: Path) -> None:
     assert proc.returncode == exitcodes.OK, proc.stderr
     assert marker.read_text() == "ran"  # the user's own sitecustomize still ran
     run = load(str(tmp_path / "out" / "results.json")).runs[0]
-    assert evidence(run).inside[0]["allocator"] == "glibc"  # and ours did too
+    assert evidence(run).inside[0].allocator == "glibc"  # and ours did too
 
 
 def test_compare_on_a_command_is_decisive_without_flags(tmp_path: Path) -> None:
@@ -357,3 +357,31 @@ def test_repeats_auto_for_a_command_stops_once_narrow(tmp_path: Path) -> None:
     # ticks: its interval may need more) until narrow
     repeats = {r.repeat for r in results.runs}
     assert repeats == set(range(1, max(repeats) + 1)) and 5 <= max(repeats) < 20
+
+
+FORGED_EVENT = """
+import json, os, time
+# what a user's process could write where the hook writes: the hook's file is untrusted
+bad = {"event": "start", "pid": 424242, "pymalloc_blocks": "lots",
+       "inside": {"allocator": "glibc", "malloc_conf": [{"key": "narenas"}]}}
+path = os.path.join(os.environ["ALLOCSCOPE_INJECT_DIR"], "events", "424242.jsonl")
+with open(path, "w") as f:
+    f.write(json.dumps(bad) + "\\n")
+time.sleep(0.3)
+"""
+
+
+def test_a_malformed_hook_event_is_said_and_counts_for_nothing(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "jemalloc-pymalloc-off", "--", PY, "-c", FORGED_EVENT
+    )
+    assert code == exitcodes.OK, text
+    assert results is not None
+    (run,) = results.runs
+    assert run.ok, run.failures  # "lots" pymalloc blocks did not fail the variant
+    real, forged = sorted(evidence(run).inside, key=lambda i: i.pid == 424242)
+    assert (real.allocator, real.pymalloc_blocks, real.error) == ("jemalloc", 0, None)
+    assert forged.malformed and forged.pid == 424242 and forged.pymalloc_blocks is None
+    said = "process 424242: malformed start event from allocscope's hook: start event."
+    assert any(w.startswith(said) for w in evidence(run).warnings)
+    assert "malformed start event" in text

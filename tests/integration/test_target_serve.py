@@ -36,7 +36,7 @@ def check_service_run(run: object, expected: str, processes: int) -> None:
     assert run.ok and run.kind == "service", run.failures
     assert run.proof is not None and run.proof.allocator == expected
     found = evidence(run)
-    proved = {p["pid"]: p["allocator"] for p in found.processes}
+    proved = {p.pid: p.allocator for p in found.processes}
     assert len(proved) >= processes and set(proved.values()) == {expected}
     events = [m.event for m in run.marks]
     for phase in ("start", "ready", "warmup_start", "load_start", "load_end", "settle", "stop"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from allocscope.bench.evidence import Inside, MallocConfKey, ProcessPoint, ProcessProof, TreePoint
 from allocscope.bench.kinds.process import load, tree
 from allocscope.bench.plan import PlanError, Service, parse_duration
 from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
@@ -45,9 +46,11 @@ def test_a_process_tree_is_sampled_whole_from_a_fake_proc(tmp_path: Path) -> Non
     assert t.peak_rss == (20_000 + 30_000 + 31_000 + 1_000) * 1024
     assert t.peak_pss == (15_000 + 22_000 + 23_000 + 500) * 1024
     assert t.cpu_s() == pytest.approx((60 + 240 + 120 + 2) / tree.CLOCK_TICKS, abs=0.01)
-    doc = t.to_dict()
-    assert doc["timeline"] == [[0.5, t.peak_rss, t.peak_pss, 4]]
-    assert {p["pid"]: p["ppid"] for p in doc["processes"]} == {100: 1, 101: 100, 102: 100, 103: 101}
+    trace = t.trace()
+    assert trace.timeline == (TreePoint(0.5, t.peak_rss, t.peak_pss, 4),)
+    assert {p.pid: p.ppid for p in trace.processes} == {100: 1, 101: 100, 102: 100, 103: 101}
+    sh = trace.processes[-1]
+    assert (sh.name, sh.timeline) == ("sh", (ProcessPoint(0.5, 1_000 * 1024, 500 * 1024),))
     assert tree.descendants(999, str(tmp_path)) == []  # gone: nothing, no exception
 
 
@@ -205,13 +208,13 @@ def test_trim_and_pythonmalloc_must_show_inside_python() -> None:
     assert setting_problems(trim, [], []) == [
         "t: malloc_trim runs inside Python only; no Python process loaded allocscope's hook"
     ]
-    start = {"event": "start", "pid": 1, "pymalloc_blocks": 10}
-    assert "no malloc_trim ran" in setting_problems(trim, [], [start])[0]
-    assert setting_problems(trim, [], [start, {"event": "trim", "pid": 1}]) == []
+    started = Inside(pid=1, pymalloc_blocks=10)
+    assert "no malloc_trim ran" in setting_problems(trim, [started], [])[0]
+    assert setting_problems(trim, [started], [{"event": "trim", "pid": 1}]) == []
     off = builtin("jemalloc-pymalloc-off")
-    assert "still allocates through pymalloc (10 blocks)" in setting_problems(off, [], [start])[0]
-    assert setting_problems(off, [], [{**start, "pymalloc_blocks": 0}]) == []
-    inside = [{"pid": 3, "malloc_conf": [{"key": "narenas", "in_effect": False, "reason": "r"}]}]
+    assert "still allocates through pymalloc (10 blocks)" in setting_problems(off, [started], [])[0]
+    assert setting_problems(off, [Inside(pid=1, pymalloc_blocks=0)], []) == []
+    inside = [Inside(pid=3, malloc_conf=(MallocConfKey("narenas", False, "r"),))]
     assert setting_problems(builtin("jemalloc-tuned"), inside, []) == [
         "process 3: MALLOC_CONF narenas not in effect: r"
     ]
@@ -289,10 +292,10 @@ def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.Mon
 
     exes = iter(["/bin/sh", "/bin/sh", None, "/usr/bin/python3", "/usr/bin/ruby"])
     answers = iter([
-        proof.ProcessProof(5, "/bin/sh", None, None, None, "loader still mapping"),
-        proof.ProcessProof(5, "/bin/sh", "jemalloc", "5.3.0", "/lib/je.so"),
-        proof.ProcessProof(5, None, None, None, None, "exited while reading"),
-        proof.ProcessProof(5, "/usr/bin/ruby", "glibc", "2.36", "/lib/libc.so.6"),
+        ProcessProof(5, "/bin/sh", None, None, None, "loader still mapping"),
+        ProcessProof(5, "/bin/sh", "jemalloc", "5.3.0", "/lib/je.so"),
+        ProcessProof(5, None, None, None, None, "exited while reading"),
+        ProcessProof(5, "/usr/bin/ruby", "glibc", "2.36", "/lib/libc.so.6"),
     ])  # fmt: skip
     monkeypatch.setattr(proof, "exe_of", lambda pid: next(exes))
     monkeypatch.setattr(proof, "prove", lambda pid: next(answers))
@@ -315,16 +318,16 @@ def test_a_descendant_read_mid_exit_warns_instead_of_failing_the_run(tmp_path: P
     """A `setsid` shim read while it exits (its executable unreadable, its maps half gone)
     says 'unknown': that proves nothing, unlike a live process that really runs on an
     unknown allocator (a static binary), which still fails the run."""
-    from allocscope.bench.kinds.process import proof, watch
+    from allocscope.bench.kinds.process import watch
 
     root = types.SimpleNamespace(pid=5)
     w = watch.Watch(builtin("glibc"), root, None, None, str(tmp_path), 0.0, tree.Tree(5))  # type: ignore[arg-type]
-    w.proofs[5] = proof.ProcessProof(5, "/bin/bash", "glibc", "2.41", "/lib/libc.so.6")
-    w.proofs[6] = proof.ProcessProof(6, None, "unknown", None, None)
+    w.proofs[5] = ProcessProof(5, "/bin/bash", "glibc", "2.41", "/lib/libc.so.6")
+    w.proofs[6] = ProcessProof(6, None, "unknown", None, None)
     read = w.proof()
     assert read.ok and read.allocator == "glibc"
     assert read.warnings == (
         "process 6 (?) not read: it ended before its executable could be read",
     )
-    w.proofs[7] = proof.ProcessProof(7, "/usr/local/bin/static-go", "unknown", None, None)
+    w.proofs[7] = ProcessProof(7, "/usr/local/bin/static-go", "unknown", None, None)
     assert not w.proof().ok

@@ -5,7 +5,10 @@ and render the same tables."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +16,24 @@ import pytest
 
 from allocscope.bench.checked import RecordError
 from allocscope.bench.evidence import (
+    MALFORMED,
     Escaped,
     Evidence,
     ExitHeap,
     Fit,
     Growth,
+    Inside,
     LoadSummary,
+    MallocConfKey,
+    ProcessPoint,
+    ProcessProof,
+    ProcessTrace,
     Stop,
+    TreePoint,
+    TreeTrace,
     Trims,
 )
+from allocscope.bench.kinds.process import inject
 from allocscope.bench.record import Mark, MarkInfo, Noise
 from allocscope.bench.results import VERSION, ResultsError, load, parse, save
 from allocscope.bench.results.header import (
@@ -33,6 +45,7 @@ from allocscope.bench.results.header import (
     Session,
     VariantInfo,
 )
+from allocscope.bench.variants import builtin, setting_problems
 from allocscope.report import table
 
 DATA = Path(__file__).parent / "data"
@@ -42,10 +55,25 @@ LOAD = LoadSummary(
     requests=300, ok=300, errors={"reset": 2}, error_count=2, duration_s=1.5, rps=200.0,
     p50_ms=1.2, p90_ms=2.0, p99_ms=9.5, max_ms=12.0,
 )  # fmt: skip
+TREE = TreeTrace(
+    root=10, peak_rss=3 * 2**20, peak_pss=2**20, cpu_s=0.25, stride=2,
+    timeline=(TreePoint(0.0, 2**20, 2**19, 1), TreePoint(0.5, 3 * 2**20, 2**20, 2)),
+    processes=(
+        ProcessTrace(10, 1, "python3", 0.2, 2**21, (ProcessPoint(0.0, 2**20, 2**19),)),
+        ProcessTrace(11, 10, "sh -c (x)", 0.05, 2**20, (ProcessPoint(0.5, 2**20, 0),)),
+    ),
+)  # fmt: skip
+PROOF = ProcessProof(10, "/usr/bin/python3", "jemalloc", "5.3.0", "/lib/libjemalloc.so.2")
+INSIDE = Inside(
+    pid=10, pymalloc_blocks=0, pythonmalloc="malloc", allocator="jemalloc", version="5.3.0",
+    path="/lib/libjemalloc.so.2", source="LD_PRELOAD", python_allocator="malloc",
+    malloc_conf=(MallocConfKey("dirty_decay_ms", True), MallocConfKey("narenas", False, "r")),
+    jemalloc_options={"dirty_decay_ms": 100, "background_thread": True, "thp": "default"},
+)  # fmt: skip
 EVIDENCE = Evidence(
-    tree={"root": 10, "peak_rss": 2**20, "processes": [{"pid": 10, "ppid": 1}]},
-    processes=({"pid": 10, "allocator": "jemalloc"},),
-    inside=({"pid": 10, "pymalloc_blocks": 0},),
+    tree=TREE,
+    processes=(PROOF, ProcessProof(11, None, None, None, None, "cannot inspect: gone")),
+    inside=(INSIDE, Inside(pid=11, error="ImportError: no allocscope")),
     exit_heaps=(ExitHeap(pid=10, rss=2**20, heap={"allocated": 1}),),
     stdout="done\n",
     trims=Trims(count=1, returned_bytes=4096, events=({"event": "trim", "returned": 4096},)),
@@ -77,9 +105,13 @@ VARIANT = VariantInfo(
     "tuned", trim_every=2.0,
 )  # fmt: skip
 
+ROOT = TreeTrace(root=1).to_dict()
+TRACE = TREE.processes[0].to_dict()
+
 RECORDS: list[Any] = [
     FIT, Growth(per_hour=FIT), LOAD, LoadSummary(command=("wrk", "x"), exit_code=0, output="ok"),
-    Trims(), Stop("exited", 0.0), EVIDENCE, Evidence(tree={}), HOST, Host(), CONFIG, Config(),
+    Trims(), Stop("exited", 0.0), EVIDENCE, Evidence(tree=TreeTrace(root=1)), TREE, PROOF,
+    INSIDE, Inside(pid=4, pythonmalloc=None, allocator="glibc"), HOST, Host(), CONFIG, Config(),
     SESSION, Session(), VARIANT, MarkInfo(work_s=0.5, cpu_s=0.4, server_cpu_s=1.0),
     MarkInfo(pid=3, measured_pid=4, pss=2**20, argv=("a", "b"), how="SIGTERM", took_s=0.1),
 ]  # fmt: skip
@@ -105,9 +137,49 @@ def test_each_record_round_trips_through_json(record: Any) -> None:
         (Trims, {"count": "3"}, "trims.count: expected a whole number"),
         (Trims, {"events": [1]}, "trims.events[]: expected an object"),
         (Stop, {"how": "SIGFOO", "took_s": 1}, "stop.how 'SIGFOO'"),
-        (Evidence, {"tree": {}, "warnings": [1]}, "evidence.warnings: expected text"),
+        (Evidence, {"tree": ROOT, "warnings": [1]}, "evidence.warnings: expected text"),
         (Evidence, {"tree": [], "stdout": ""}, "evidence.tree: expected an object"),
-        (Evidence, {"tree": {}, "growth": {"mib_per_hour": 3}}, "mib_per_hour: expected an obj"),
+        (Evidence, {"tree": ROOT, "growth": {"mib_per_hour": 3}}, "mib_per_hour: expected an obj"),
+        (Evidence, {"stdout": ""}, "evidence.tree: expected an object"),
+        (Evidence, {"tree": ROOT, "processes": [{"pid": "10"}]}, "evidence.processes[].pid: exp"),
+        (Evidence, {"tree": ROOT, "inside": [{"pid": 1.5}]}, "evidence.inside[].pid: expected"),
+        (TreeTrace, {**ROOT, "peak_rss": -1}, "tree.peak_rss: impossible value -1"),
+        (TreeTrace, {**ROOT, "cpu_s": "1"}, "tree.cpu_s: expected a number"),
+        (TreeTrace, {**ROOT, "stride": 1.5}, "tree.stride: expected a whole number"),
+        (TreeTrace, {**ROOT, "timeline": [[0.5, 1, 2]]}, "tree.timeline[]: expected [t, rss, pss"),
+        (TreeTrace, {**ROOT, "timeline": [[0.5, -1, 2, 1]]}, "tree.timeline[].rss: impossible"),
+        (TreeTrace, {**ROOT, "timeline": [[None, 1, 2, 1]]}, "tree.timeline[].t: expected a num"),
+        (TreeTrace, {**ROOT, "processes": [3]}, "tree.processes[]: expected an object"),
+        (TreeTrace, {**ROOT, "processes": [{**TRACE, "name": 7}]}, "tree.processes[].name: exp"),
+        (TreeTrace, {**ROOT, "processes": [{**TRACE, "ppid": -1}]}, "processes[].ppid: impossible"),
+        (
+            TreeTrace,
+            {**ROOT, "processes": [{**TRACE, "timeline": [[0, 1, "x"]]}]},
+            "tree.processes[].timeline[].pss: expected a whole number",
+        ),
+        (ProcessTrace, {**TRACE, "cpu_s": float("inf")}, "process.cpu_s: impossible value inf"),
+        (ProcessTrace, {**TRACE, "peak_rss": 2.5}, "process.peak_rss: expected a whole number"),
+        (ProcessProof, {**PROOF.to_dict(), "pid": None}, "proof.pid: expected a whole number"),
+        (ProcessProof, {**PROOF.to_dict(), "allocator": 5}, "proof.allocator: expected text"),
+        (ProcessProof, {**PROOF.to_dict(), "conflict": ["a"]}, "proof.conflict: expected text"),
+        (Inside, {**INSIDE.to_dict(), "pymalloc_blocks": -2}, "inside.pymalloc_blocks: impossib"),
+        (Inside, {**INSIDE.to_dict(), "pythonmalloc": 1}, "inside.pythonmalloc: expected text"),
+        (Inside, {**INSIDE.to_dict(), "version": 5.3}, "inside.version: expected text"),
+        (Inside, {**INSIDE.to_dict(), "malloc_conf": {}}, "inside.malloc_conf: expected a list"),
+        (
+            Inside,
+            {**INSIDE.to_dict(), "malloc_conf": [{"key": "narenas", "in_effect": "no"}]},
+            "inside.malloc_conf[].in_effect: expected true or false",
+        ),
+        (
+            Inside,
+            {**INSIDE.to_dict(), "jemalloc_options": {"narenas": [8]}},
+            "inside.jemalloc_options.narenas: expected a plain value",
+        ),
+        (Inside, {**INSIDE.to_dict(), "jemalloc_options": 8}, "inside.jemalloc_options: expected"),
+        (Inside, {"pid": 3, "error": 42}, "inside.error: expected text"),
+        (MallocConfKey, {"key": None, "in_effect": True}, "malloc_conf.key: expected text"),
+        (MallocConfKey, {"key": "k", "in_effect": True, "reason": 1}, "malloc_conf.reason: exp"),
         (Host, {"cpus": -2}, "host.cpus: impossible value -2"),
         (Host, {"loadavg_before": ["x"]}, "host.loadavg_before: expected a number"),
         (Host, {"kernel": 6}, "host.kernel: expected text"),
@@ -201,3 +273,59 @@ def test_the_version_3_file_reads_back_as_written(tmp_path: Path) -> None:
     assert table.markdown(results) == table.markdown(v2).replace(
         "\n_read from a version-2 file_", ""
     )
+
+
+def test_the_hooks_start_event_reads_as_inside_and_writes_as_before(tmp_path: Path) -> None:
+    """A real Python process under the real hook: its start event becomes a typed record
+    whose JSON is, byte for byte, the object results files have always held."""
+    hook = inject.prepare(str(tmp_path))
+    env = {**os.environ, **inject.environ(hook, None, None)}
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True, timeout=60)
+    (start,) = [e for e in inject.read_events(hook) if e["event"] == "start"]
+    inside = Inside.of_event(start)
+    assert inside.error is None and not inside.malformed
+    assert inside.pid == start["pid"] and inside.pymalloc_blocks == start["pymalloc_blocks"]
+    assert inside.allocator and inside.allocator == start["inside"]["allocator"]
+    before = {k: start[k] for k in ("pid", "pymalloc_blocks", "pythonmalloc")} | start["inside"]
+    assert json.dumps(inside.to_dict()) == json.dumps(before)
+
+
+HOOK_SAW = {"allocator": "jemalloc", "version": "5.3.0", "malloc_conf": [], "source": "x"}
+
+
+@pytest.mark.parametrize(
+    ("event", "pid", "message"),
+    [
+        ({"pid": 7, "pymalloc_blocks": "10", "inside": HOOK_SAW}, 7, "pymalloc_blocks: expected"),
+        ({"pid": 7, "pymalloc_blocks": -1, "inside": HOOK_SAW}, 7, "pymalloc_blocks: impossible"),
+        ({"pid": 7}, 7, "start event.inside: expected an object, not NoneType"),
+        ({"pid": 7, "inside": "jemalloc"}, 7, "start event.inside: expected an object"),
+        ({"pid": True, "inside": HOOK_SAW}, None, "start event.pid: expected a whole number"),
+        ({"pid": 7, "inside": {**HOOK_SAW, "malloc_conf": [{"key": "narenas", "in_effect": 1}]}},
+         7, "start event.malloc_conf[].in_effect: expected true or false"),
+        ({"pid": 7, "inside": {**HOOK_SAW, "jemalloc_options": {"narenas": {"n": 8}}}},
+         7, "start event.jemalloc_options.narenas: expected a plain value"),
+        ({"pid": 7, "inside": {**HOOK_SAW, "version": 5}}, 7, "start event.version: expected"),
+    ],
+)  # fmt: skip
+def test_a_malformed_start_event_says_so_and_counts_nothing(
+    event: dict[str, Any], pid: int | None, message: str
+) -> None:
+    """The hook's events are written inside the user's process: a malformed one must not
+    crash the run nor become a figure (no pymalloc count, no MALLOC_CONF verdict)."""
+    inside = Inside.of_event({"event": "start", **event})
+    assert inside.malformed and inside.pid == pid
+    assert inside.error is not None and inside.error.startswith(MALFORMED)
+    assert message in inside.error
+    assert (inside.pymalloc_blocks, inside.allocator, inside.malloc_conf) == (None, None, None)
+    assert Inside.from_dict(json.loads(json.dumps(inside.to_dict()))) == inside
+    off = builtin("jemalloc-pymalloc-off")
+    assert setting_problems(off, [inside], []) == []  # nothing read, nothing judged
+
+
+def test_the_hooks_own_error_is_kept_but_is_not_malformed() -> None:
+    inside = Inside.of_event({"event": "start", "pid": 3, "inside": {"error": "OSError: x"}})
+    assert (inside.pid, inside.error, inside.malformed) == (3, "OSError: x", False)
+    assert inside.to_dict() == {
+        "pid": 3, "pymalloc_blocks": None, "pythonmalloc": None, "error": "OSError: x"
+    }  # fmt: skip

@@ -1,20 +1,26 @@
 """What a run of a user's command or service shows besides its figures, as typed records.
 
 A command's or service's :class:`~allocscope.bench.record.RunRecord` carries one
-:class:`Evidence`: the process tree it sampled, each process's proof, what the hook saw
-inside Python processes, the trims, the warnings the report repeats; a service adds its
+:class:`Evidence`: the process tree it sampled (:class:`TreeTrace`, one
+:class:`ProcessTrace` per process), each process's :class:`ProcessProof` read from outside,
+what the hook saw inside Python processes (:class:`Inside`, its :class:`MallocConfKey`
+judgements), the trims, the warnings the report repeats; a service adds its
 :class:`LoadSummary`, its :class:`Growth` fits and how it :class:`Stop`-ped. Each record
 reads back with ``from_dict`` under the run record's rule: a wrong type or an impossible
-value is a :class:`~allocscope.bench.checked.RecordError`.
+value is a :class:`~allocscope.bench.checked.RecordError`. The hook's events are written
+inside the user's process, so :meth:`Inside.of_event` reads them under the same rule and
+keeps a malformed one as a record that says so, never as figures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from allocscope.bench.checked import (
     RecordError,
+    boolean,
     count,
     items,
     mapping,
@@ -262,13 +268,293 @@ class Escaped:
         )
 
 
+class TreePoint(NamedTuple):
+    """One sample of the whole tree; JSON ``[t, rss, pss, processes]``."""
+
+    t: float  # seconds since the start
+    rss: int  # bytes, every live process summed
+    pss: int  # bytes; 0 for a process whose smaps_rollup could not be read
+    processes: int  # how many were alive
+
+    @classmethod
+    def from_list(cls, value: Any, what: str) -> TreePoint:
+        t, rss, pss, processes = _point(value, cls._fields, what)
+        return cls(
+            t=number(t, f"{what}.t") or 0.0,
+            rss=count(rss, f"{what}.rss") or 0,
+            pss=count(pss, f"{what}.pss") or 0,
+            processes=count(processes, f"{what}.processes") or 0,
+        )
+
+
+class ProcessPoint(NamedTuple):
+    """One sample of one process; JSON ``[t, rss, pss]``."""
+
+    t: float
+    rss: int
+    pss: int
+
+    @classmethod
+    def from_list(cls, value: Any, what: str) -> ProcessPoint:
+        t, rss, pss = _point(value, cls._fields, what)
+        return cls(
+            t=number(t, f"{what}.t") or 0.0,
+            rss=count(rss, f"{what}.rss") or 0,
+            pss=count(pss, f"{what}.pss") or 0,
+        )
+
+
+def _point(value: Any, names: tuple[str, ...], what: str) -> list[Any]:
+    """A timeline point: a list of exactly these fields (JSON keeps timelines compact)."""
+    if not isinstance(value, list | tuple) or len(value) != len(names):
+        raise RecordError(f"{what}: expected [{', '.join(names)}], not {value!r:.60}")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class ProcessTrace:
+    """One process of the tree, as sampled from /proc while it lived."""
+
+    pid: int
+    ppid: int
+    name: str  # its comm
+    cpu_s: float  # user + system of this process alone, at its last reading
+    peak_rss: int  # bytes
+    timeline: tuple[ProcessPoint, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "name": self.name,
+            "cpu_s": self.cpu_s,
+            "peak_rss": self.peak_rss,
+            "timeline": [list(p) for p in self.timeline],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "process") -> ProcessTrace:
+        d = mapping(doc, what)
+        return cls(
+            pid=count(d.get("pid"), f"{what}.pid") or 0,
+            ppid=count(d.get("ppid"), f"{what}.ppid") or 0,
+            name=text(d, "name", what),
+            cpu_s=number(d.get("cpu_s"), f"{what}.cpu_s") or 0.0,
+            peak_rss=count(d.get("peak_rss"), f"{what}.peak_rss") or 0,
+            timeline=tuple(
+                ProcessPoint.from_list(p, f"{what}.timeline[]") for p in items(d, "timeline", what)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class TreeTrace:
+    """The process tree a run sampled: its totals over time and each process it saw
+    (a tree not sampled yet has its root only)."""
+
+    root: int  # the process allocscope started
+    peak_rss: int = 0  # bytes, the largest sum over the tree
+    peak_pss: int = 0
+    cpu_s: float = 0.0  # every process seen, each at its last reading
+    stride: int = 1  # samples per timeline point: a long run merges neighbours, keeping peaks
+    timeline: tuple[TreePoint, ...] = ()
+    processes: tuple[ProcessTrace, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "peak_rss": self.peak_rss,
+            "peak_pss": self.peak_pss,
+            "cpu_s": self.cpu_s,
+            "stride": self.stride,
+            "timeline": [list(p) for p in self.timeline],
+            "processes": [p.to_dict() for p in self.processes],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "tree") -> TreeTrace:
+        d = mapping(doc, what)
+        return cls(
+            root=count(d.get("root"), f"{what}.root") or 0,
+            peak_rss=count(d.get("peak_rss"), f"{what}.peak_rss") or 0,
+            peak_pss=count(d.get("peak_pss"), f"{what}.peak_pss") or 0,
+            cpu_s=number(d.get("cpu_s"), f"{what}.cpu_s") or 0.0,
+            stride=count(d.get("stride"), f"{what}.stride") or 0,
+            timeline=tuple(
+                TreePoint.from_list(p, f"{what}.timeline[]") for p in items(d, "timeline", what)
+            ),
+            processes=tuple(
+                ProcessTrace.from_dict(p, f"{what}.processes[]")
+                for p in items(d, "processes", what)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessProof:
+    """Which allocator serves malloc in one process of the tree, read from outside by the
+    symbols of the object that defines it."""
+
+    pid: int
+    exe: str | None
+    allocator: str | None  # None: could not be told (the process was gone, no permission)
+    version: str | None
+    path: str | None  # the object that serves malloc
+    detail: str = ""
+    conflict: str | None = None  # two allocators mapped at once: never counts
+
+    def matches(self, expected: str) -> bool:
+        return self.allocator == expected and self.conflict is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "exe": self.exe,
+            "allocator": self.allocator,
+            "version": self.version,
+            "path": self.path,
+            "detail": self.detail,
+            "conflict": self.conflict,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "proof") -> ProcessProof:
+        d = mapping(doc, what)
+        return cls(
+            pid=count(d.get("pid"), f"{what}.pid") or 0,
+            exe=text(d, "exe", what, optional=True),
+            allocator=text(d, "allocator", what, optional=True),
+            version=text(d, "version", what, optional=True),
+            path=text(d, "path", what, optional=True),
+            detail=text(d, "detail", what, optional=True) or "",
+            conflict=text(d, "conflict", what, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class MallocConfKey:
+    """One MALLOC_CONF key, and whether jemalloc inside the process took it."""
+
+    key: str
+    in_effect: bool
+    reason: str | None = None  # why not, when it is not
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "in_effect": self.in_effect, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "malloc_conf") -> MallocConfKey:
+        d = mapping(doc, what)
+        return cls(
+            key=text(d, "key", what),
+            in_effect=boolean(d, "in_effect", what),
+            reason=text(d, "reason", what, optional=True),
+        )
+
+
+# How an Inside record begins its error when the hook's event itself could not be read.
+MALFORMED = "malformed start event from allocscope's hook"
+
+
+@dataclass(frozen=True)
+class Inside:
+    """What allocscope's hook saw inside one Python process of the tree as it started."""
+
+    pid: int | None  # None only when a malformed event did not say it
+    pymalloc_blocks: int | None = None  # 0 when PYTHONMALLOC=malloc took pymalloc away
+    pythonmalloc: str | None = None  # PYTHONMALLOC as the process had it
+    allocator: str | None = None
+    version: str | None = None
+    path: str | None = None
+    source: str | None = None  # how the probe told it (LD_PRELOAD, linked, ...)
+    python_allocator: str | None = None
+    malloc_conf: tuple[MallocConfKey, ...] | None = None  # None: not jemalloc
+    jemalloc_options: dict[str, Any] | None = None  # jemalloc's effective opt.* values
+    error: str | None = None  # nothing seen: the hook's own exception, or MALFORMED
+
+    @property
+    def malformed(self) -> bool:
+        """Its event could not be read (the hook's own exception is not that)."""
+        return self.error is not None and self.error.startswith(MALFORMED)
+
+    def to_dict(self) -> dict[str, Any]:
+        # The hook's own shape: its start fields, then either its error or what it saw.
+        said = {
+            "pid": self.pid,
+            "pymalloc_blocks": self.pymalloc_blocks,
+            "pythonmalloc": self.pythonmalloc,
+        }
+        if self.error is not None:
+            return {**said, "error": self.error}
+        conf = self.malloc_conf
+        return {
+            **said,
+            "allocator": self.allocator,
+            "version": self.version,
+            "path": self.path,
+            "source": self.source,
+            "python_allocator": self.python_allocator,
+            "malloc_conf": [k.to_dict() for k in conf] if conf is not None else None,
+            "jemalloc_options": self.jemalloc_options,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "inside") -> Inside:
+        d = mapping(doc, what)
+        pid = whole(d.get("pid"), f"{what}.pid", optional=True)
+        blocks = count(d.get("pymalloc_blocks"), f"{what}.pymalloc_blocks", optional=True)
+        pythonmalloc = text(d, "pythonmalloc", what, optional=True)
+        if d.get("error") is not None:
+            return cls(pid, blocks, pythonmalloc, error=text(d, "error", what))
+        conf = d.get("malloc_conf")
+        return cls(
+            pid,
+            blocks,
+            pythonmalloc,
+            allocator=text(d, "allocator", what, optional=True),
+            version=text(d, "version", what, optional=True),
+            path=text(d, "path", what, optional=True),
+            source=text(d, "source", what, optional=True),
+            python_allocator=text(d, "python_allocator", what, optional=True),
+            malloc_conf=tuple(
+                MallocConfKey.from_dict(k, f"{what}.malloc_conf[]")
+                for k in items(d, "malloc_conf", what)
+            )
+            if conf is not None
+            else None,
+            jemalloc_options=_options(d, what),
+        )
+
+    @classmethod
+    def of_event(cls, event: Mapping[str, Any]) -> Inside:
+        """From the hook's ``start`` event. It was written inside the user's process, so it
+        is read as a results file is; a malformed one becomes a record that says so."""
+        own = {k: event.get(k) for k in ("pid", "pymalloc_blocks", "pythonmalloc")}
+        try:
+            seen = mapping(event.get("inside"), "start event.inside")
+            return cls.from_dict({**seen, **own}, "start event")
+        except RecordError as e:
+            pid = event.get("pid")
+            said = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+            return cls(pid=said, error=f"{MALFORMED}: {e}")
+
+
+def _options(doc: Mapping[str, Any], what: str) -> dict[str, Any] | None:
+    """jemalloc's options: each a name and one plain value (true, a number, a word)."""
+    options = object_or_none(doc, "jemalloc_options", what)
+    for name, value in (options or {}).items():
+        if value is not None and not isinstance(value, bool | int | float | str):
+            raise RecordError(f"{what}.jemalloc_options.{name}: expected a plain value")
+    return options
+
+
 @dataclass(frozen=True)
 class Evidence:
     """Everything a command's or service's run shows besides its figures."""
 
-    tree: dict[str, Any]  # the sampled process tree: totals and per process (tree.to_dict)
-    processes: tuple[dict[str, Any], ...] = ()  # each process's proof, from outside
-    inside: tuple[dict[str, Any], ...] = ()  # what the hook saw inside Python processes
+    tree: TreeTrace  # the sampled process tree: totals and per process
+    processes: tuple[ProcessProof, ...] = ()  # each process's proof, from outside
+    inside: tuple[Inside, ...] = ()  # what the hook saw inside Python processes
     exit_heaps: tuple[ExitHeap, ...] = ()
     stdout: str = ""
     trims: Trims = field(default_factory=Trims)
@@ -284,9 +570,9 @@ class Evidence:
     def to_dict(self) -> dict[str, Any]:
         return present(
             {
-                "tree": self.tree,
-                "processes": list(self.processes),
-                "inside": list(self.inside),
+                "tree": self.tree.to_dict(),
+                "processes": [p.to_dict() for p in self.processes],
+                "inside": [i.to_dict() for i in self.inside],
                 "exit_heaps": [e.to_dict() for e in self.exit_heaps],
                 "stdout": self.stdout,
                 "trims": self.trims.to_dict(),
@@ -305,9 +591,12 @@ class Evidence:
         d = mapping(doc, what)
         trims, growth, load, stop = (d.get(k) for k in ("trims", "growth", "load", "stop"))
         return cls(
-            tree=dict(mapping(d.get("tree", {}), f"{what}.tree")),
-            processes=objects(d, "processes", what),
-            inside=objects(d, "inside", what),
+            tree=TreeTrace.from_dict(d.get("tree"), f"{what}.tree"),
+            processes=tuple(
+                ProcessProof.from_dict(p, f"{what}.processes[]")
+                for p in items(d, "processes", what)
+            ),
+            inside=tuple(Inside.from_dict(i, f"{what}.inside[]") for i in items(d, "inside", what)),
             exit_heaps=tuple(
                 ExitHeap.from_dict(e, f"{what}.exit_heaps[]") for e in items(d, "exit_heaps", what)
             ),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope import libraries, userfile
+from allocscope.bench.evidence import Inside
 from allocscope.errors import AllocscopeError
 from allocscope.expectations import ALLOCATORS
 from allocscope.probe import elf
@@ -382,20 +383,20 @@ def parse_lib_overrides(items: Sequence[str]) -> dict[str, str]:
 
 
 def setting_problems(
-    variant: Variant, inside: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
+    variant: Variant, inside: Sequence[Inside], events: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """Why the variant's own settings did not take effect in a command or service.
 
-    ``events`` are the injected hook's (Python processes only); ``inside`` is what each
-    Python process saw from inside. Settings that only Python can carry out
-    (malloc_trim from the hook, PYTHONMALLOC) fail when no Python process ran them.
+    ``inside`` is what each Python process saw from inside (one per process that loaded
+    the injected hook); ``events`` are the hook's own (its trims). Settings that only
+    Python can carry out (malloc_trim from the hook, PYTHONMALLOC) fail when no Python
+    process ran them.
     """
     problems = []
-    starts = [e for e in events if e.get("event") == "start"]
     env = dict(variant.env)
     no_hook = "no Python process loaded allocscope's hook"
     if variant.trim_every:
-        if not starts:
+        if not inside:
             problems.append(f"{variant.name}: malloc_trim runs inside Python only; {no_hook}")
         elif not any(e.get("event") == "trim" for e in events):
             problems.append(
@@ -403,19 +404,18 @@ def setting_problems(
                 f"(did the run end within {variant.trim_every:g} s?)"
             )
     if env.get("PYTHONMALLOC") == "malloc":
-        if not starts:
+        if not inside:
             problems.append(f"{variant.name}: PYTHONMALLOC needs a Python target; {no_hook}")
         problems += [
-            f"{variant.name}: process {e.get('pid')} still allocates through pymalloc "
-            f"({e.get('pymalloc_blocks')} blocks)"
-            for e in starts
-            if e.get("pymalloc_blocks")
+            f"{variant.name}: process {i.pid} still allocates through pymalloc "
+            f"({i.pymalloc_blocks} blocks)"
+            for i in inside
+            if i.pymalloc_blocks
         ]
-    for doc in inside:
+    for i in inside:
         problems += [
-            f"process {doc.get('pid')}: MALLOC_CONF {key.get('key')} not in effect: "
-            f"{key.get('reason')}"
-            for key in doc.get("malloc_conf") or []
-            if not key.get("in_effect")
+            f"process {i.pid}: MALLOC_CONF {key.key} not in effect: {key.reason}"
+            for key in i.malloc_conf or ()
+            if not key.in_effect
         ]
     return problems

@@ -110,7 +110,7 @@ def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
     ]
     if not pids:
         return []
-    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in target.inside
+    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in evidence.inside
     return [
         f"jemalloc background_thread lost at fork in {count}: restored after fork by "
         f"allocscope (measured as asked; --as-deployed measures without it); "
@@ -132,7 +132,7 @@ def finish_run(
 ) -> RunRecord:
     """Judge a watched run and make its record (shared with services). ``rss_end``: the
     tree's RSS at the end (default: its last sample); the wall time runs from its start.
-    ``extra``: a service's evidence so far (load, growth, stop, warnings)."""
+    ``extra``: a service's evidence so far (its tree, load, growth, stop, warnings)."""
     variant = watch.variant
     wall = round(time.monotonic() - watch.started, 3)
     if rss_end is None and watch.tree.last:
@@ -161,13 +161,14 @@ def finish_run(
         values.setdefault("rss_end", float(rss_end))
     trims = [e for e in events if e.get("event") == "trim"]
     exits = [e for e in events if e.get("event") == "exit"]
-    extra = extra or Evidence(tree={})
+    extra = extra or Evidence(tree=watch.tree.trace())
     warnings = [*extra.warnings, *restored_after_fork(events)]
     warnings += [e.words() for e in watch.escaped]  # told in the output's notes
+    # A start event the hook could not have written: what that process did is not known.
+    warnings += [f"process {i.pid or '?'}: {i.error}" for i in inside if i.malformed]
     evidence = replace(
         extra,
-        tree=watch.tree.to_dict(),
-        processes=tuple(p.to_dict() for p in watch.proofs.values()),
+        processes=tuple(watch.proofs.values()),
         inside=tuple(inside),
         exit_heaps=tuple(
             ExitHeap(pid=e.get("pid"), rss=e.get("rss"), heap=e.get("heap")) for e in exits

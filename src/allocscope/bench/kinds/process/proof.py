@@ -2,34 +2,17 @@
 
 The answer comes from :func:`allocscope.inspect.inspect_process`: which mapped object
 defines malloc first in the loader's lookup order, named by the symbols it defines (not
-by file names). Any language, no ptrace.
+by file names). Any language, no ptrace. The answer is a
+:class:`~allocscope.bench.evidence.ProcessProof`, the record a run's evidence keeps.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
 
+from allocscope.bench.evidence import ProcessProof
 from allocscope.inspect import InspectError, inspect_process
 from allocscope.probe import procfs
-
-
-@dataclass(frozen=True)
-class ProcessProof:
-    pid: int
-    exe: str | None
-    allocator: str | None  # None: could not be told (the process was gone, no permission)
-    version: str | None
-    path: str | None  # the object that serves malloc
-    detail: str = ""
-    conflict: str | None = None  # two allocators mapped at once: never counts
-
-    def matches(self, expected: str) -> bool:
-        return self.allocator == expected and self.conflict is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def exe_of(pid: int, proc_root: str = procfs.DEFAULT_ROOT) -> str | None:

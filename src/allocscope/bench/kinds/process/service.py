@@ -247,7 +247,7 @@ class _ServiceRun:
 
     def record(self, *more: str) -> RunRecord:
         extra = Evidence(
-            tree={},
+            tree=self.watch.tree.trace(),
             port=self.port,
             argv=tuple(self.argv),
             growth=self.growth.fits(),

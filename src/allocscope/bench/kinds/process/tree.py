@@ -16,8 +16,8 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from allocscope.bench.evidence import ProcessPoint, ProcessTrace, TreePoint, TreeTrace
 from allocscope.inspect import InspectError, process_tree
 from allocscope.probe import procfs
 from allocscope.probe.errors import ProbeError
@@ -194,26 +194,29 @@ class Tree:
         """CPU seconds of every process seen (each at its last reading)."""
         return round(sum(self.cpu_last.values()), 3)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "peak_rss": self.peak_rss,
-            "peak_pss": self.peak_pss,
-            "cpu_s": self.cpu_s(),
-            "stride": self.total.stride,
-            "timeline": [list(p) for p in self.total.points],  # t, rss, pss, processes
-            "processes": [
-                {
-                    "pid": pid,
-                    "ppid": self.parent.get(pid),
-                    "name": self.names.get(pid),
-                    "cpu_s": round(self.cpu_last.get(pid, 0.0), 3),
-                    "peak_rss": max((int(p[1]) for p in series.points), default=0),
-                    "timeline": [list(p) for p in series.points],  # t, rss, pss
-                }
+    def trace(self) -> TreeTrace:
+        """What a run's evidence keeps of the tree: totals and each process, over time."""
+        return TreeTrace(
+            root=self.root,
+            peak_rss=self.peak_rss,
+            peak_pss=self.peak_pss,
+            cpu_s=self.cpu_s(),
+            stride=self.total.stride,
+            timeline=tuple(
+                TreePoint(p[0], int(p[1]), int(p[2]), int(p[3])) for p in self.total.points
+            ),
+            processes=tuple(
+                ProcessTrace(
+                    pid=pid,
+                    ppid=self.parent[pid],
+                    name=self.names[pid],
+                    cpu_s=round(self.cpu_last.get(pid, 0.0), 3),
+                    peak_rss=max((int(p[1]) for p in series.points), default=0),
+                    timeline=tuple(ProcessPoint(p[0], int(p[1]), int(p[2])) for p in series.points),
+                )
                 for pid, series in self.per_process.items()
-            ],
-        }
+            ),
+        )
 
 
 def rss_timeline(points: Iterable[tuple[float, ...]]) -> list[tuple[float, int]]:

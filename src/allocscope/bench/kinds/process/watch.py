@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope.bench import orphans
-from allocscope.bench.evidence import Escaped
+from allocscope.bench.evidence import Escaped, Inside, ProcessProof
 from allocscope.bench.kinds.process import guard, inject, kept, proof
 from allocscope.bench.kinds.process import tree as proctree
-from allocscope.bench.kinds.process.proof import ProcessProof
 from allocscope.bench.kinds.workload.runner import STDERR_KEPT, stderr_problems
 from allocscope.bench.record import Mark, MarkInfo, Proof
 from allocscope.bench.variants import Variant
@@ -263,18 +262,9 @@ class Watch:
             return Check(name, False, f"runs on {p.allocator}, not {expected}")
         return Check(name, True, " ".join([*found, p.detail]).strip())
 
-    def inside(self) -> list[dict[str, Any]]:
+    def inside(self) -> list[Inside]:
         """What each Python process of the tree saw from inside (the injected hook)."""
-        starts = [e for e in self.hook_events() if e.get("event") == "start"]
-        return [
-            {
-                "pid": e.get("pid"),
-                "pymalloc_blocks": e.get("pymalloc_blocks"),
-                "pythonmalloc": e.get("pythonmalloc"),
-                **(e.get("inside") or {}),
-            }
-            for e in starts
-        ]
+        return [Inside.of_event(e) for e in self.hook_events() if e.get("event") == "start"]
 
     def finish(self) -> None:
         self.out.close(0)
@@ -283,12 +273,8 @@ class Watch:
         guard.release(self.hook_dir)
 
 
-def _inside_version(inside: list[dict[str, Any]]) -> str | None:
-    for e in inside:
-        version = e.get("version")
-        if version:
-            return str(version)
-    return None
+def _inside_version(inside: list[Inside]) -> str | None:
+    return next((i.version for i in inside if i.version), None)
 
 
 def _alive(pid: int) -> bool:
