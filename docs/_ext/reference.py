@@ -250,6 +250,9 @@ def schemas_md() -> str:
             (evidence.LoadSummary, "evidence.load."),
             (evidence.Fit, "evidence.growth.mib_per_10k_requests (and mib_per_hour)."),
             (evidence.Trims, "evidence.trims."),
+            (evidence.TrimEvent, "evidence.trims.events[]. (and event: trim)"),
+            (evidence.ExitHeap, "evidence.exit_heaps[]."),
+            (evidence.Escaped, "evidence.escaped[]."),
             (evidence.Stop, "evidence.stop."),
         )
     )

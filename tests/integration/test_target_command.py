@@ -218,7 +218,7 @@ def test_mitigation_variants_prove_their_setting(tmp_path: Path) -> None:
     assert results is not None
     by = {r.variant: r for r in results.runs}
     trims = evidence(by["trim"]).trims
-    assert trims.count >= 2 and all(e["event"] == "trim" for e in trims.events)
+    assert trims.count >= 2 and len(trims.events) == trims.count  # every malloc_trim, typed
     assert all(i.pymalloc_blocks == 0 for i in evidence(by["jemalloc-pymalloc-off"]).inside)
     conf = evidence(by["jemalloc-decay-short"]).inside[0].malloc_conf or ()
     assert {c.key for c in conf if c.in_effect} >= {"dirty_decay_ms", "muzzy_decay_ms"}
@@ -385,3 +385,32 @@ def test_a_malformed_hook_event_is_said_and_counts_for_nothing(tmp_path: Path) -
     said = "process 424242: malformed start event from allocscope's hook: start event."
     assert any(w.startswith(said) for w in evidence(run).warnings)
     assert "malformed start event" in text
+
+
+FORGED_TRIM_AND_EXIT = """
+import json, os, time
+bad = [{"event": "trim", "pid": 424243, "t": 1.0, "returned": "lots"},
+       {"event": "exit", "pid": 424243, "rss": "big", "heap": None}]
+path = os.path.join(os.environ["ALLOCSCOPE_INJECT_DIR"], "events", "424243.jsonl")
+with open(path, "w") as f:
+    f.write("".join(json.dumps(e) + "\\n" for e in bad))
+time.sleep(0.8)
+"""
+
+
+def test_malformed_trim_and_exit_events_are_said_and_count_for_nothing(tmp_path: Path) -> None:
+    code, text, results = compare(
+        tmp_path, "-V", "name=trim-fast,trim=0.2", "--", PY, "-c", FORGED_TRIM_AND_EXIT
+    )
+    assert code == exitcodes.OK, text
+    assert results is not None
+    (run,) = results.runs
+    assert run.ok, run.failures  # the real process's trims ran and count
+    trims = evidence(run).trims
+    assert trims.count >= 1 and {e.pid for e in trims.events} == {evidence(run).inside[0].pid}
+    assert [h.pid for h in evidence(run).exit_heaps] == [evidence(run).inside[0].pid]
+    said = [w for w in evidence(run).warnings if "malformed" in w]
+    assert [w.split(":")[0] for w in said] == [
+        "malformed trim event from allocscope's hook",
+        "malformed exit event from allocscope's hook",
+    ]

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from allocscope.bench.evidence import Inside, MallocConfKey, ProcessPoint, ProcessProof, TreePoint
+from allocscope.bench.evidence import (
+    Inside,
+    MallocConfKey,
+    ProcessPoint,
+    ProcessProof,
+    TreePoint,
+    TrimEvent,
+)
 from allocscope.bench.kinds.process import load, tree
 from allocscope.bench.plan import PlanError, Service, parse_duration
 from allocscope.bench.variants import VariantError, builtin, parse_spec, setting_problems
@@ -210,7 +217,8 @@ def test_trim_and_pythonmalloc_must_show_inside_python() -> None:
     ]
     started = Inside(pid=1, pymalloc_blocks=10)
     assert "no malloc_trim ran" in setting_problems(trim, [started], [])[0]
-    assert setting_problems(trim, [started], [{"event": "trim", "pid": 1}]) == []
+    one = TrimEvent(pid=1, t=1.0, rss_before=8, rss_after=4, returned=4, released=1, took_s=0.1)
+    assert setting_problems(trim, [started], [one]) == []
     off = builtin("jemalloc-pymalloc-off")
     assert "still allocates through pymalloc (10 blocks)" in setting_problems(off, [started], [])[0]
     assert setting_problems(off, [Inside(pid=1, pymalloc_blocks=0)], []) == []

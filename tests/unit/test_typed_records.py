@@ -22,6 +22,7 @@ from allocscope.bench.evidence import (
     ExitHeap,
     Fit,
     Growth,
+    HookEvents,
     Inside,
     LoadSummary,
     MallocConfKey,
@@ -31,6 +32,7 @@ from allocscope.bench.evidence import (
     Stop,
     TreePoint,
     TreeTrace,
+    TrimEvent,
     Trims,
 )
 from allocscope.bench.kinds.process import inject
@@ -50,6 +52,8 @@ from allocscope.report import table
 
 DATA = Path(__file__).parent / "data"
 
+TRIM = TrimEvent(pid=5, t=1.7e9, rss_before=2**20, rss_after=2**20 - 4096, returned=4096,
+                 released=1, took_s=0.0002)  # fmt: skip
 FIT = Fit(slope=-0.25, stderr=0.01, points=40, verdict="shrinking")
 LOAD = LoadSummary(
     requests=300, ok=300, errors={"reset": 2}, error_count=2, duration_s=1.5, rps=200.0,
@@ -76,7 +80,7 @@ EVIDENCE = Evidence(
     inside=(INSIDE, Inside(pid=11, error="ImportError: no allocscope")),
     exit_heaps=(ExitHeap(pid=10, rss=2**20, heap={"allocated": 1}),),
     stdout="done\n",
-    trims=Trims(count=1, returned_bytes=4096, events=({"event": "trim", "returned": 4096},)),
+    trims=Trims(count=1, returned_bytes=4096, events=(TRIM,)),
     warnings=("the server ignored SIGTERM for 1 s: killed",),
     escaped=(Escaped(pid=11, command="sleep 9", how="SIGTERM"),),
     port=8080,
@@ -136,6 +140,10 @@ def test_each_record_round_trips_through_json(record: Any) -> None:
         (LoadSummary, {"p99_ms": "slow"}, "load.p99_ms: expected a number"),
         (Trims, {"count": "3"}, "trims.count: expected a whole number"),
         (Trims, {"events": [1]}, "trims.events[]: expected an object"),
+        (Trims, {"events": [{**TRIM.to_dict(), "t": -1}]}, "trims.events[].t: impossible value"),
+        (TreeTrace, {**TREE.to_dict(), "stride": 0}, "tree.stride 0: a timeline point"),
+        (TrimEvent, {**TRIM.to_dict(), "released": True}, "released: expected a whole number"),
+        (TrimEvent, {**TRIM.to_dict(), "took_s": "fast"}, "trim event.took_s: expected a number"),
         (Stop, {"how": "SIGFOO", "took_s": 1}, "stop.how 'SIGFOO'"),
         (Evidence, {"tree": ROOT, "warnings": [1]}, "evidence.warnings: expected text"),
         (Evidence, {"tree": [], "stdout": ""}, "evidence.tree: expected an object"),
@@ -329,3 +337,52 @@ def test_the_hooks_own_error_is_kept_but_is_not_malformed() -> None:
     assert inside.to_dict() == {
         "pid": 3, "pymalloc_blocks": None, "pythonmalloc": None, "error": "OSError: x"
     }  # fmt: skip
+
+
+def test_the_hooks_trim_and_exit_events_read_typed_and_write_as_before(tmp_path: Path) -> None:
+    """A real Python process under the real hook with --trim-every: its trim and exit
+    events become typed records whose JSON is what results files have always held."""
+    hook = inject.prepare(str(tmp_path))
+    env = {**os.environ, **inject.environ(hook, None, 0.1)}
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(0.6)"], env=env, check=True,
+                   timeout=60)  # fmt: skip
+    raw = inject.read_events(hook)
+    read = HookEvents.read(raw)
+    assert read.malformed == () and len(read.inside) == 1 and len(read.exits) == 1
+    trims = [e for e in raw if e["event"] == "trim"]
+    assert trims and [json.dumps(t.to_dict()) for t in read.trims] == [json.dumps(t) for t in trims]
+    (end,) = [e for e in raw if e["event"] == "exit"]
+    assert read.exits[0].to_dict() == {k: end[k] for k in ("pid", "rss", "heap")}
+
+
+def test_malformed_trim_exit_and_restored_events_are_said_and_count_nothing() -> None:
+    good = TRIM.to_dict()
+    read = HookEvents.read(
+        [
+            good,
+            {**good, "returned": "lots"},
+            {**good, "rss_before": -1},
+            {"event": "exit", "pid": 5, "rss": "big", "heap": None},
+            {"event": "exit", "pid": 5, "rss": 10, "heap": [1]},
+            {"event": "start", "pid": 6, "restored": "yes", "inside": HOOK_SAW},
+            {"event": "start", "pid": 7, "restored": {"action": "restored"}, "inside": HOOK_SAW},
+            {"event": "who knows"},
+        ]
+    )
+    assert read.trims == (TRIM,) and read.exits == () and read.restored == 1
+    assert read.malformed == (
+        "malformed trim event from allocscope's hook: trim event.returned: expected a whole "
+        "number, not 'lots'",
+        "malformed trim event from allocscope's hook: trim event.rss_before: impossible value -1",
+        "malformed exit event from allocscope's hook: exit event.rss: expected a whole number, "
+        "not 'big'",
+        "malformed exit event from allocscope's hook: exit event.heap: expected an object, not "
+        "list",
+    )
+
+
+def test_trims_count_what_they_gave_back_not_what_grew_meanwhile() -> None:
+    grew = TrimEvent(5, 1.0, 2**20, 2**20 + 8192, -8192, 0, 0.001)
+    trims = Trims.of([TRIM, grew])
+    assert (trims.count, trims.returned_bytes) == (2, 4096)
+    assert Trims.from_dict(json.loads(json.dumps(trims.to_dict()))) == trims

@@ -14,7 +14,7 @@ keeps a malformed one as a record that says so, never as figures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -26,7 +26,6 @@ from allocscope.bench.checked import (
     mapping,
     number,
     object_or_none,
-    objects,
     present,
     signed,
     text,
@@ -165,18 +164,47 @@ _LATENCIES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
 @dataclass(frozen=True)
+class TrimEvent:
+    """One ``malloc_trim(0)`` the hook ran (``--trim-every``), as the hook wrote it."""
+
+    pid: int
+    t: float  # the process's wall clock (time.time())
+    rss_before: int
+    rss_after: int
+    returned: int  # rss_before - rss_after: negative when the process grew meanwhile
+    released: int  # malloc_trim's answer: 1 when it gave memory back
+    took_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "trim", **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+
+    @classmethod
+    def from_dict(cls, doc: Any, what: str = "trim event") -> TrimEvent:
+        d = mapping(doc, what)
+        return cls(
+            pid=count(d.get("pid"), f"{what}.pid") or 0,
+            t=number(d.get("t"), f"{what}.t") or 0.0,
+            rss_before=count(d.get("rss_before"), f"{what}.rss_before") or 0,
+            rss_after=count(d.get("rss_after"), f"{what}.rss_after") or 0,
+            returned=whole(d.get("returned"), f"{what}.returned") or 0,
+            released=count(d.get("released"), f"{what}.released") or 0,
+            took_s=number(d.get("took_s"), f"{what}.took_s") or 0.0,
+        )
+
+
+@dataclass(frozen=True)
 class Trims:
     """``--trim-every``'s malloc_trim calls inside the command's Python processes."""
 
     count: int = 0
-    returned_bytes: int = 0
-    events: tuple[dict[str, Any], ...] = ()  # the hook's trim events (the last 200)
+    returned_bytes: int = 0  # what the trims gave back (a trim during growth gives 0)
+    events: tuple[TrimEvent, ...] = ()  # the last 200
 
     @classmethod
-    def of(cls, events: list[dict[str, Any]]) -> Trims:
+    def of(cls, events: Sequence[TrimEvent]) -> Trims:
         return cls(
             count=len(events),
-            returned_bytes=sum(int(e.get("returned") or 0) for e in events),
+            returned_bytes=sum(max(0, e.returned) for e in events),
             events=tuple(events[-200:]),
         )
 
@@ -184,7 +212,7 @@ class Trims:
         return {
             "count": self.count,
             "returned_bytes": self.returned_bytes,
-            "events": list(self.events),
+            "events": [e.to_dict() for e in self.events],
         }
 
     @classmethod
@@ -193,7 +221,9 @@ class Trims:
         return cls(
             count=count(d.get("count", 0), f"{what}.count") or 0,
             returned_bytes=count(d.get("returned_bytes", 0), f"{what}.returned_bytes") or 0,
-            events=objects(d, "events", what),
+            events=tuple(
+                TrimEvent.from_dict(e, f"{what}.events[]") for e in items(d, "events", what)
+            ),
         )
 
 
@@ -359,6 +389,10 @@ class TreeTrace:
     stride: int = 1  # samples per timeline point: a long run merges neighbours, keeping peaks
     timeline: tuple[TreePoint, ...] = ()
     processes: tuple[ProcessTrace, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise RecordError(f"tree.stride {self.stride}: a timeline point stands for 1 or more")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -537,6 +571,44 @@ class Inside:
             pid = event.get("pid")
             said = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
             return cls(pid=said, error=f"{MALFORMED}: {e}")
+
+
+@dataclass(frozen=True)
+class HookEvents:
+    """The hook's events of one run, typed. Each was written inside the user's process, so
+    it is read as a results file is; one that cannot be read is said, never counted."""
+
+    inside: tuple[Inside, ...] = ()  # one per start event (a malformed one says so)
+    trims: tuple[TrimEvent, ...] = ()
+    exits: tuple[ExitHeap, ...] = ()
+    restored: int = 0  # processes whose jemalloc background thread the hook restored at fork
+    malformed: tuple[str, ...] = ()  # each event that could not be read, in words
+
+    @classmethod
+    def read(cls, events: Iterable[Mapping[str, Any]]) -> HookEvents:
+        inside: list[Inside] = []
+        trims: list[TrimEvent] = []
+        exits: list[ExitHeap] = []
+        malformed: list[str] = []
+        restored = 0
+        for event in events:
+            kind = event.get("event")
+            if kind == "start":
+                seen = Inside.of_event(event)
+                inside.append(seen)
+                if seen.malformed:
+                    malformed.append(f"process {seen.pid or '?'}: {seen.error}")
+                said = event.get("restored")
+                restored += isinstance(said, Mapping) and said.get("action") == "restored"
+                continue
+            try:
+                if kind == "trim":
+                    trims.append(TrimEvent.from_dict(event))
+                elif kind == "exit":
+                    exits.append(ExitHeap.from_dict(event, "exit event"))
+            except RecordError as e:
+                malformed.append(f"malformed {kind} event from allocscope's hook: {e}")
+        return cls(tuple(inside), tuple(trims), tuple(exits), restored, tuple(malformed))
 
 
 def _options(doc: Mapping[str, Any], what: str) -> dict[str, Any] | None:

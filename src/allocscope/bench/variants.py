@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope import libraries, userfile
-from allocscope.bench.evidence import Inside
+from allocscope.bench.evidence import Inside, TrimEvent
 from allocscope.errors import AllocscopeError
 from allocscope.expectations import ALLOCATORS
 from allocscope.probe import elf
@@ -383,12 +383,12 @@ def parse_lib_overrides(items: Sequence[str]) -> dict[str, str]:
 
 
 def setting_problems(
-    variant: Variant, inside: Sequence[Inside], events: Sequence[Mapping[str, Any]]
+    variant: Variant, inside: Sequence[Inside], trims: Sequence[TrimEvent]
 ) -> list[str]:
     """Why the variant's own settings did not take effect in a command or service.
 
     ``inside`` is what each Python process saw from inside (one per process that loaded
-    the injected hook); ``events`` are the hook's own (its trims). Settings that only
+    the injected hook); ``trims`` are the malloc_trim calls the hook ran. Settings that only
     Python can carry out (malloc_trim from the hook, PYTHONMALLOC) fail when no Python
     process ran them.
     """
@@ -398,7 +398,7 @@ def setting_problems(
     if variant.trim_every:
         if not inside:
             problems.append(f"{variant.name}: malloc_trim runs inside Python only; {no_hook}")
-        elif not any(e.get("event") == "trim" for e in events):
+        elif not trims:
             problems.append(
                 f"{variant.name}: no malloc_trim ran "
                 f"(did the run end within {variant.trim_every:g} s?)"

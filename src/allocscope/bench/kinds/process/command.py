@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from allocscope.bench.evidence import Evidence, ExitHeap, Trims
+from allocscope.bench.evidence import Evidence, HookEvents, Trims
 from allocscope.bench.kinds.process import tree
 from allocscope.bench.kinds.process.watch import Watch
 from allocscope.bench.record import RunRecord
@@ -101,16 +101,11 @@ def run_command(spec: CommandSpec) -> RunRecord:
         watch.finish()
 
 
-def restored_after_fork(events: list[dict[str, Any]]) -> list[str]:
+def restored_after_fork(hook: HookEvents) -> list[str]:
     """The workers whose jemalloc background thread allocscope's hook turned back on."""
-    pids = [
-        str(e.get("pid"))
-        for e in events
-        if e.get("event") == "start" and (e.get("restored") or {}).get("action") == "restored"
-    ]
-    if not pids:
+    if not hook.restored:
         return []
-    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"  # pids: in evidence.inside
+    count = f"{hook.restored} process{'es' if hook.restored > 1 else ''}"  # evidence.inside
     return [
         f"jemalloc background_thread lost at fork in {count}: restored after fork by "
         f"allocscope (measured as asked; --as-deployed measures without it); "
@@ -138,11 +133,10 @@ def finish_run(
     if rss_end is None and watch.tree.last:
         rss_end = watch.tree.last[1]
     stdout, stderr = watch.output()
-    events = watch.hook_events()
+    hook = watch.hook()
     failures = list(failures)
     failures += [p for p in watch.proof_problems() if p not in failures]
-    inside = watch.inside()
-    failures += setting_problems(variant, inside, events)
+    failures += setting_problems(variant, hook.inside, hook.trims)
     code = watch.exit_code
     signalled = allow_signal and code is not None and code < 0  # a server we stopped
     timed_out = any(f.startswith("timed out") for f in failures)  # we killed it
@@ -159,22 +153,18 @@ def finish_run(
     }
     if rss_end is not None:
         values.setdefault("rss_end", float(rss_end))
-    trims = [e for e in events if e.get("event") == "trim"]
-    exits = [e for e in events if e.get("event") == "exit"]
     extra = extra or Evidence(tree=watch.tree.trace())
-    warnings = [*extra.warnings, *restored_after_fork(events)]
+    warnings = [*extra.warnings, *restored_after_fork(hook)]
     warnings += [e.words() for e in watch.escaped]  # told in the output's notes
-    # A start event the hook could not have written: what that process did is not known.
-    warnings += [f"process {i.pid or '?'}: {i.error}" for i in inside if i.malformed]
+    # An event the hook could not have written: what it would say is not known.
+    warnings += hook.malformed
     evidence = replace(
         extra,
         processes=tuple(watch.proofs.values()),
-        inside=tuple(inside),
-        exit_heaps=tuple(
-            ExitHeap(pid=e.get("pid"), rss=e.get("rss"), heap=e.get("heap")) for e in exits
-        ),
+        inside=hook.inside,
+        exit_heaps=hook.exits,
         stdout=stdout,
-        trims=Trims.of(trims),
+        trims=Trims.of(hook.trims),
         escaped=tuple(watch.escaped),
         warnings=tuple(warnings),
     )

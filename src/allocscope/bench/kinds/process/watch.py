@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from allocscope.bench import orphans
-from allocscope.bench.evidence import Escaped, Inside, ProcessProof
+from allocscope.bench.evidence import Escaped, HookEvents, Inside, ProcessProof
 from allocscope.bench.kinds.process import guard, inject, kept, proof
 from allocscope.bench.kinds.process import tree as proctree
 from allocscope.bench.kinds.workload.runner import STDERR_KEPT, stderr_problems
@@ -207,8 +207,9 @@ class Watch:
         self.err.close()
         return self.out.text()[-STDERR_KEPT:], self.err.text()
 
-    def hook_events(self) -> list[dict[str, Any]]:
-        return inject.read_events(self.hook_dir)
+    def hook(self) -> HookEvents:
+        """What the hook wrote in every Python process of the tree, typed."""
+        return HookEvents.read(inject.read_events(self.hook_dir))
 
     def proof_problems(self) -> list[str]:
         """Why this run does not prove its variant: what stderr said, then the proof's own
@@ -264,7 +265,7 @@ class Watch:
 
     def inside(self) -> list[Inside]:
         """What each Python process of the tree saw from inside (the injected hook)."""
-        return [Inside.of_event(e) for e in self.hook_events() if e.get("event") == "start"]
+        return list(self.hook().inside)
 
     def finish(self) -> None:
         self.out.close(0)
