@@ -250,7 +250,7 @@ def schemas_md() -> str:
             (evidence.LoadSummary, "evidence.load."),
             (evidence.Fit, "evidence.growth.mib_per_10k_requests (and mib_per_hour)."),
             (evidence.Trims, "evidence.trims."),
-            (evidence.TrimEvent, "evidence.trims.events[]. (and event: trim)"),
+            (evidence.TrimEvent, "evidence.trims.events[]."),
             (evidence.ExitHeap, "evidence.exit_heaps[]."),
             (evidence.Escaped, "evidence.escaped[]."),
             (evidence.Stop, "evidence.stop."),
