@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import bg_threads
@@ -45,9 +46,11 @@ def each_worker(get: Any, want: int = 2, deadline_s: float = 30) -> dict[int, di
 
 
 def host_pids(name: str) -> list[int]:
-    """The container's processes, as host pids (docker top)."""
-    out = docker("top", name, "-eo", "pid", check=True).stdout.split()
-    return [int(p) for p in out[1:]]
+    """The container's own processes, as host pids: its first process and every descendant.
+    Not ``docker top``: that also lists the health check docker starts beside them every
+    second (--health-interval 1s), caught at any moment of its start."""
+    root = int(docker("inspect", "-f", "{{.State.Pid}}", name, check=True).stdout)
+    return [root, *(c.pid for c in psutil.Process(root).children(recursive=True))]
 
 
 def test_example_runs_healthy_with_jemalloc_in_every_worker(
