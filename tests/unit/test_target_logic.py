@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import re
 import statistics
@@ -324,18 +325,39 @@ def test_proofs_follow_exec_and_survive_an_exit_mid_read(monkeypatch: pytest.Mon
 
 def test_a_descendant_read_mid_exit_warns_instead_of_failing_the_run(tmp_path: Path) -> None:
     """A `setsid` shim read while it exits (its executable unreadable, its maps half gone)
-    says 'unknown': that proves nothing, unlike a live process that really runs on an
-    unknown allocator (a static binary), which still fails the run."""
+    or while it starts (only the loader mapped), then gone, says 'unknown': that proves
+    nothing, unlike a process that really runs on an unknown allocator (a static binary,
+    unknown at a second read too), which still fails the run."""
     from allocscope.bench.kinds.process import watch
 
-    root = types.SimpleNamespace(pid=5)
-    w = watch.Watch(builtin("glibc"), root, None, None, str(tmp_path), 0.0, tree.Tree(5))  # type: ignore[arg-type]
-    w.proofs[5] = ProcessProof(5, "/bin/bash", "glibc", "2.41", "/lib/libc.so.6")
-    w.proofs[6] = ProcessProof(6, None, "unknown", None, None)
+    gone = 2**22 + 100  # above any pid_max: never a live process
+    root = types.SimpleNamespace(pid=gone)
+    w = watch.Watch(builtin("glibc"), root, None, None, str(tmp_path), 0.0, tree.Tree(gone))  # type: ignore[arg-type]
+    w.proofs[gone] = ProcessProof(gone, "/bin/bash", "glibc", "2.41", "/lib/libc.so.6")
+    w.proofs[gone + 1] = ProcessProof(gone + 1, None, "unknown", None, None)
+    w.proofs[gone + 2] = ProcessProof(gone + 2, "/usr/bin/bash", "unknown", None, None)
     read = w.proof()
     assert read.ok and read.allocator == "glibc"
     assert read.warnings == (
-        "process 6 (?) not read: it ended before its executable could be read",
+        f"process {gone + 1} (?) not read: it ended before its executable could be read",
+        f"process {gone + 2} (?, /usr/bin/bash) not told: read once as it started (its "
+        "libraries not mapped yet: allocator unknown) and gone before a second read",
     )
-    w.proofs[7] = ProcessProof(7, "/usr/local/bin/static-go", "unknown", None, None)
+    w.proofs[gone + 3] = ProcessProof(gone + 3, "/usr/local/bin/static-go", "unknown", None, None)
+    w.retries[gone + 3] = 1  # read again by a later sample: still unknown
     assert not w.proof().ok
+
+
+def test_a_live_process_read_once_as_unknown_is_read_again_before_judging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from allocscope.bench.kinds.process import proof, watch
+
+    me = os.getpid()  # alive: read again at the end, and this time its allocator is told
+    monkeypatch.setattr(proof, "prove", lambda pid: ProcessProof(pid, "/usr/bin/python3",
+                        "glibc", "2.36", "/lib/libc.so.6"))  # fmt: skip
+    root = types.SimpleNamespace(pid=me)
+    w = watch.Watch(builtin("glibc"), root, None, None, str(tmp_path), 0.0, tree.Tree(me))  # type: ignore[arg-type]
+    w.proofs[me] = ProcessProof(me, "/usr/bin/python3", "unknown", None, None)
+    read = w.proof()
+    assert read.ok and read.allocator == "glibc" and w.retries[me] == 1

@@ -50,6 +50,7 @@ def target_environ(
 
 # An unknown allocator is read again this many samples (the loader may still be mapping).
 UNSURE_RETRIES = 20
+NOT_READ = "it ended before its executable could be read"
 
 
 @dataclass
@@ -220,17 +221,21 @@ class Watch:
 
     def proof(self) -> Proof:
         """The root's allocator, with one check per process of the tree."""
+        self._read_unsure_again()
         root = self.proofs.get(self.proc.pid)
         inside = self.inside()
         expected = self.variant.allocator
         # A descendant gone before it could be read (a launcher shim's short-lived shell)
         # proves nothing either way: a warning, not a check.
         # So does one whose executable could not be read: it was exiting or in the middle
-        # of an exec when its maps were read (a `setsid` shim under load).
+        # of an exec when its maps were read (a `setsid` shim under load); and one read as
+        # unknown once, while the loader was still mapping its libraries, and gone before
+        # a second read. One unknown twice (a static binary) is a failed check.
         told = [
             p
             for p in self.proofs.values()
-            if (p.allocator and p.exe is not None) or p.pid == self.proc.pid
+            if p.pid == self.proc.pid
+            or (p.allocator and p.exe is not None and not self._read_once(p))
         ]
         unread = [p for p in self.proofs.values() if p not in told]
         checks = [self._check(p, expected) for p in told]
@@ -242,15 +247,34 @@ class Watch:
             version=(root.version if root else None) or _inside_version(inside),
             path=root.path if root else None,
             source="inspect (symbols, from outside)",
-            warnings=tuple(
-                f"process {p.pid} ({self.tree.names.get(p.pid, '?')}) not read:"
-                f" {p.detail or 'it ended before its executable could be read'}"
-                for p in unread
-            ),
+            warnings=tuple(self._unread_words(p) for p in unread),
             checks=tuple(checks),
             ok=bool(checks) and all(c.passed for c in checks),
             tree=True,
         )
+
+    def _read_once(self, p: ProcessProof) -> bool:
+        """Unknown at its only read: :meth:`tick` reads an unsure process again while it
+        lives, so it was gone before the next sample."""
+        return p.allocator in (None, "unknown") and not self.retries.get(p.pid)
+
+    def _read_unsure_again(self) -> None:
+        """A process still alive that was read as unknown once: read it again now (the
+        run may have ended before the next sample)."""
+        for p in [p for p in self.proofs.values() if self._read_once(p) and _alive(p.pid)]:
+            self.retries[p.pid] = 1
+            found = proof.prove(p.pid)
+            if found.allocator is not None:
+                self.proofs[p.pid] = found
+
+    def _unread_words(self, p: ProcessProof) -> str:
+        name = self.tree.names.get(p.pid, "?")
+        if p.exe is not None and p.allocator == "unknown":
+            return (
+                f"process {p.pid} ({name}, {p.exe}) not told: read once as it started (its"
+                " libraries not mapped yet: allocator unknown) and gone before a second read"
+            )
+        return f"process {p.pid} ({name}) not read: {p.detail or NOT_READ}"
 
     def _check(self, p: ProcessProof, expected: str) -> Check:
         name = f"process {p.pid} ({self.tree.names.get(p.pid, '?')}, {p.exe})"
